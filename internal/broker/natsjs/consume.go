@@ -1,0 +1,179 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// consumer buffers what a JetStream pull subscription delivers so that Fetch can hand the
+// runner everything already available as one batch.
+type consumer struct {
+	c    jetstream.Consumer
+	cc   jetstream.ConsumeContext
+	msgs chan jetstream.Msg
+
+	once sync.Once
+}
+
+// Consumer creates or updates the durable pull consumer of layer l in scenario s.
+func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
+	if err := b.EnsureScenario(ctx, s); err != nil {
+		return nil, err
+	}
+	name := event.ConsumerName(s, l)
+	c, err := b.js.CreateOrUpdateConsumer(ctx, event.StreamName(s), jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "cascade layer " + string(l) + " of scenario " + s,
+		FilterSubjects: event.InputSubjects(s, l),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        b.opts.AckWait,
+		MaxAckPending:  b.opts.MaxAckPending,
+		MaxDeliver:     -1,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, wrap(fmt.Errorf("consumer %s: %w", name, err))
+	}
+	cs := &consumer{c: c, msgs: make(chan jetstream.Msg, b.opts.Prefetch)}
+	cs.cc, err = c.Consume(func(m jetstream.Msg) { cs.msgs <- m }, jetstream.PullMaxMessages(b.opts.Prefetch))
+	if err != nil {
+		return nil, wrap(fmt.Errorf("consume %s: %w", name, err))
+	}
+	return cs, nil
+}
+
+func (c *consumer) Fetch(ctx context.Context, max int) ([]broker.Delivery, error) {
+	var out []broker.Delivery
+	select {
+	case m := <-c.msgs:
+		out = append(out, newDelivery(m))
+	case <-c.cc.Closed():
+		return nil, broker.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for len(out) < max {
+		select {
+		case m := <-c.msgs:
+			out = append(out, newDelivery(m))
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+// Lag reads the durable consumer's info.
+func (b *Broker) Lag(ctx context.Context, s string, l event.Layer) (uint64, error) {
+	c, err := b.js.Consumer(ctx, event.StreamName(s), event.ConsumerName(s, l))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, fmt.Errorf("layer %s of %s: %w", l, s, broker.ErrNotFound)
+		}
+		return 0, wrap(fmt.Errorf("consumer %s: %w", event.ConsumerName(s, l), err))
+	}
+	info := c.CachedInfo()
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// Close stops the subscription and hands back, for prompt redelivery, whatever was buffered
+// but not fetched.
+func (c *consumer) Close() error {
+	c.once.Do(func() {
+		c.cc.Stop()
+		for {
+			select {
+			case m := <-c.msgs:
+				_ = m.Nak()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// feed is an ordered consumer read one message at a time.
+type feed struct {
+	it       jetstream.MessagesContext
+	pending  uint64
+	untilEnd bool
+	ended    bool
+}
+
+// Feed opens an ordered consumer on the scenario's stream.
+func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: o.Subjects, DeliverPolicy: jetstream.DeliverNewPolicy}
+	switch {
+	case o.Cursor != "":
+		seq, err := strconv.ParseUint(o.Cursor, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cursor %q is not a stream sequence", event.ErrInvalid, o.Cursor)
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+	case o.FromStart:
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	case !o.Since.IsZero():
+		since := o.Since
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	c, err := b.js.OrderedConsumer(ctx, event.StreamName(o.Scenario), cfg)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("scenario %s: %w", o.Scenario, broker.ErrNotFound)
+		}
+		return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
+	}
+	it, err := c.Messages()
+	if err != nil {
+		return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
+	}
+	f := &feed{it: it, untilEnd: o.UntilEnd}
+	if o.UntilEnd {
+		info, err := c.Info(ctx)
+		if err != nil {
+			it.Stop()
+			return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
+		}
+		f.ended = info.NumPending == 0 && info.Delivered.Stream == 0
+	}
+	return f, nil
+}
+
+func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
+	if f.ended {
+		return nil, io.EOF
+	}
+	m, err := f.it.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil, broker.ErrClosed
+		}
+		return nil, wrap(err)
+	}
+	d := newDelivery(m)
+	if d.meta != nil {
+		f.pending = d.meta.NumPending
+		f.ended = f.untilEnd && f.pending == 0
+	}
+	return d, nil
+}
+
+func (f *feed) Pending() uint64 { return f.pending }
+
+func (f *feed) Close() error {
+	f.it.Stop()
+	return nil
+}

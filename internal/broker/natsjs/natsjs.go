@@ -1,0 +1,315 @@
+// Package natsjs implements the broker port on NATS JetStream: one file-backed stream per
+// scenario, a durable pull consumer per scenario and layer, Nats-Msg-Id de-duplication,
+// ordered consumers for feeds and a KV bucket for the scenario registry. It also embeds a
+// nats-server for the one-command setup.
+package natsjs
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// ErrInvalidOption is matched by every option error.
+var ErrInvalidOption = errors.New("invalid option")
+
+// Options configure a connection. Zero values take the documented defaults.
+type Options struct {
+	URL       string // default nats://127.0.0.1:4222
+	Name      string // client name shown by the server; default "cascade"
+	CredsFile string // NATS credentials file (JWT + seed)
+	User      string
+	Password  string
+	Token     string
+	TLSCA     string // CA bundle to verify the server
+	TLSCert   string // client certificate (with TLSKey) for mutual TLS
+	TLSKey    string
+	// InProcess, if set, connects to this embedded server without a socket.
+	InProcess nats.InProcessConnProvider
+
+	AckWait       time.Duration // redelivery after no ack; default 30s
+	MaxAckPending int           // unacknowledged messages per consumer; default 1024
+	Prefetch      int           // messages buffered per consumer; default 256
+	DedupWindow   time.Duration // stream de-duplication window; default 2m (~130 B per message in it)
+	MaxAge        time.Duration // stream retention by age; 0 = unlimited
+	MaxBytes      int64         // stream retention by size; 0 = unlimited
+	Replicas      int           // stream replicas; default 1
+	ConnectWait   time.Duration // how long to wait for the server at start; default 5s
+}
+
+func (o *Options) defaults() error {
+	if o.URL == "" {
+		o.URL = "nats://127.0.0.1:4222"
+	}
+	if o.Name == "" {
+		o.Name = "cascade"
+	}
+	if o.AckWait == 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.MaxAckPending == 0 {
+		o.MaxAckPending = 1024
+	}
+	if o.Prefetch == 0 {
+		o.Prefetch = 256
+	}
+	if o.DedupWindow == 0 {
+		o.DedupWindow = 2 * time.Minute
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.ConnectWait == 0 {
+		o.ConnectWait = 5 * time.Second
+	}
+	switch {
+	case o.AckWait < 100*time.Millisecond:
+		return fmt.Errorf("%w: ack wait %s below 100ms", ErrInvalidOption, o.AckWait)
+	case o.MaxAckPending < 1 || o.Prefetch < 1:
+		return fmt.Errorf("%w: max ack pending and prefetch must be positive", ErrInvalidOption)
+	case o.DedupWindow < 0 || o.MaxAge < 0 || o.MaxBytes < 0:
+		return fmt.Errorf("%w: dedup window and retention must not be negative", ErrInvalidOption)
+	case (o.TLSCert == "") != (o.TLSKey == ""):
+		return fmt.Errorf("%w: TLS client certificate and key go together", ErrInvalidOption)
+	}
+	return nil
+}
+
+// Broker is the JetStream adapter.
+type Broker struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+
+	mu      sync.Mutex
+	streams map[string]bool
+	kv      jetstream.KeyValue
+}
+
+// Connect dials the server and waits up to ConnectWait for it.
+func Connect(ctx context.Context, o Options) (*Broker, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	nopts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if o.CredsFile != "" {
+		nopts = append(nopts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.User != "" {
+		nopts = append(nopts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.Token != "" {
+		nopts = append(nopts, nats.Token(o.Token))
+	}
+	if o.TLSCA != "" {
+		nopts = append(nopts, nats.RootCAs(o.TLSCA))
+	}
+	if o.TLSCert != "" {
+		nopts = append(nopts, nats.ClientCert(o.TLSCert, o.TLSKey))
+	}
+	if o.TLSCA != "" || o.TLSCert != "" {
+		nopts = append(nopts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	if o.InProcess != nil {
+		nopts = append(nopts, nats.InProcessServer(o.InProcess))
+	}
+	var nc *nats.Conn
+	var err error
+	deadline := time.Now().Add(o.ConnectWait)
+	for {
+		nc, err = nats.Connect(o.URL, nopts...)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil || !errors.Is(err, nats.ErrNoServers) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, o.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Broker{nc: nc, js: js, opts: o, streams: map[string]bool{}}, nil
+}
+
+// Conn exposes the underlying connection (for health checks).
+func (b *Broker) Conn() *nats.Conn { return b.nc }
+
+// Close closes the connection after flushing what it buffered.
+func (b *Broker) Close() error {
+	if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		b.nc.Close()
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) streamConfig(s string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        event.StreamName(s),
+		Description: "cascade scenario " + s,
+		Subjects:    []string{"cascade." + s + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.opts.MaxAge,
+		MaxBytes:    orUnlimited(b.opts.MaxBytes),
+		Duplicates:  b.opts.DedupWindow,
+		Replicas:    b.opts.Replicas,
+	}
+}
+
+func orUnlimited(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// EnsureScenario creates or updates the scenario's stream.
+func (b *Broker) EnsureScenario(ctx context.Context, s string) error {
+	if !event.ValidName(s) {
+		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
+	}
+	b.mu.Lock()
+	done := b.streams[s]
+	b.mu.Unlock()
+	if done {
+		return nil
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(s)); err != nil {
+		return wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err))
+	}
+	b.mu.Lock()
+	b.streams[s] = true
+	b.mu.Unlock()
+	return nil
+}
+
+// DeleteScenario deletes the scenario's stream and with it its consumers.
+func (b *Broker) DeleteScenario(ctx context.Context, s string) error {
+	b.mu.Lock()
+	delete(b.streams, s)
+	b.mu.Unlock()
+	if err := b.js.DeleteStream(ctx, event.StreamName(s)); err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("scenario %s: %w", s, broker.ErrNotFound)
+		}
+		return wrap(fmt.Errorf("delete stream %s: %w", event.StreamName(s), err))
+	}
+	return nil
+}
+
+// Publish sends every message asynchronously, then waits for each acknowledgement.
+func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		nm := nats.NewMsg(m.Subject)
+		nm.Data = m.Data
+		for k, v := range m.Header {
+			nm.Header.Set(k, v)
+		}
+		var opts []jetstream.PublishOpt
+		if m.ID != "" {
+			opts = append(opts, jetstream.WithMsgID(m.ID))
+		}
+		f, err := b.js.PublishMsgAsync(nm, opts...)
+		if err != nil {
+			return wrap(fmt.Errorf("publish %s: %w", m.Subject, err))
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return wrap(fmt.Errorf("publish %s: %w", f.Msg().Subject, err))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// wrap marks broker errors that may pass (no responders, timeouts, disconnection) as
+// ErrUnavailable, so callers retry them.
+func wrap(err error) error {
+	switch {
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrNoServers):
+		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	}
+	return err
+}
+
+// delivery adapts a JetStream message.
+type delivery struct {
+	msg  jetstream.Msg
+	m    broker.Message
+	meta *jetstream.MsgMetadata
+}
+
+func newDelivery(msg jetstream.Msg) *delivery {
+	d := &delivery{msg: msg, m: broker.Message{Subject: msg.Subject(), Data: msg.Data()}}
+	h := msg.Headers()
+	d.m.ID = h.Get(jetstream.MsgIDHeader)
+	if len(h) > 0 {
+		d.m.Header = make(map[string]string, len(h))
+		for k := range h {
+			d.m.Header[k] = h.Get(k)
+		}
+	}
+	d.meta, _ = msg.Metadata()
+	return d
+}
+
+func (d *delivery) Message() *broker.Message { return &d.m }
+func (d *delivery) Seq() uint64 {
+	if d.meta == nil {
+		return 0
+	}
+	return d.meta.Sequence.Stream
+}
+func (d *delivery) Cursor() string { return strconv.FormatUint(d.Seq(), 10) }
+func (d *delivery) Time() time.Time {
+	if d.meta == nil {
+		return time.Time{}
+	}
+	return d.meta.Timestamp
+}
+func (d *delivery) Deliveries() int {
+	if d.meta == nil {
+		return 1
+	}
+	return int(d.meta.NumDelivered)
+}
+
+// Ack acknowledges without waiting for the server's confirmation: a lost ack only causes a
+// redelivery, whose outputs the stream de-duplicates by id.
+func (d *delivery) Ack(context.Context) error {
+	if err := d.msg.Ack(); err != nil {
+		return wrap(fmt.Errorf("ack %d: %w", d.Seq(), err))
+	}
+	return nil
+}
+func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
+	return d.msg.NakWithDelay(delay)
+}

@@ -1,0 +1,66 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/conformance"
+)
+
+const testAckWait = time.Second
+
+// startServer runs an in-process nats-server with JetStream on a free loopback port.
+func startServer(t *testing.T) string {
+	t.Helper()
+	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL()
+}
+
+func connect(t *testing.T, url string) *natsjs.Broker {
+	t.Helper()
+	b, err := natsjs.Connect(context.Background(), natsjs.Options{URL: url, AckWait: testAckWait, ConnectWait: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	conformance.Run(t, conformance.Harness{
+		Fresh: func(t *testing.T) func(t *testing.T) broker.Broker {
+			url := startServer(t)
+			return func(t *testing.T) broker.Broker { return connect(t, url) }
+		},
+		Kill:    func(b broker.Broker) { b.(*natsjs.Broker).Conn().Close() },
+		AckWait: testAckWait,
+	})
+}
+
+func TestNonLoopbackNeedsAuth(t *testing.T) {
+	t.Parallel()
+	_, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "0.0.0.0:-1"})
+	if err == nil {
+		t.Fatal("a server on 0.0.0.0 without auth started")
+	}
+}
+
+func TestConnectNobodyThere(t *testing.T) {
+	t.Parallel()
+	_, err := natsjs.Connect(t.Context(), natsjs.Options{URL: "nats://127.0.0.1:1", ConnectWait: 300 * time.Millisecond})
+	if err == nil {
+		t.Fatal("connected to nothing")
+	}
+	if !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("error %v does not match ErrUnavailable", err)
+	}
+}

@@ -1,0 +1,125 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/layercake/cascade/internal/broker"
+)
+
+// RegistryBucket is the KV bucket holding scenario bindings.
+const RegistryBucket = "cascade_scenarios"
+
+type registry struct{ b *Broker }
+
+// Registry returns the KV-backed scenario registry.
+func (b *Broker) Registry() broker.Registry { return registry{b} }
+
+func (r registry) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	r.b.mu.Lock()
+	kv := r.b.kv
+	r.b.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	kv, err := r.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      RegistryBucket,
+		Description: "cascade scenario -> coefficient set",
+		Storage:     jetstream.FileStorage,
+		Replicas:    r.b.opts.Replicas,
+	})
+	if err != nil {
+		return nil, wrap(fmt.Errorf("registry bucket: %w", err))
+	}
+	r.b.mu.Lock()
+	r.b.kv = kv
+	r.b.mu.Unlock()
+	return kv, nil
+}
+
+func (r registry) Bind(ctx context.Context, b broker.Binding) (broker.Binding, error) {
+	kv, err := r.bucket(ctx)
+	if err != nil {
+		return broker.Binding{}, err
+	}
+	val, err := json.Marshal(b)
+	if err != nil {
+		return broker.Binding{}, fmt.Errorf("encode binding: %w", err)
+	}
+	if _, err := kv.Create(ctx, b.Scenario, val); err == nil {
+		return b, nil
+	} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		return broker.Binding{}, wrap(fmt.Errorf("bind %s: %w", b.Scenario, err))
+	}
+	have, err := r.Get(ctx, b.Scenario)
+	if err != nil {
+		return broker.Binding{}, err
+	}
+	if have.CoefVersion != b.CoefVersion {
+		return have, fmt.Errorf("%w: scenario %s is bound to coefficients %s, not %s", broker.ErrConflict, b.Scenario, have.CoefVersion, b.CoefVersion)
+	}
+	return have, nil
+}
+
+func (r registry) Get(ctx context.Context, scenario string) (broker.Binding, error) {
+	kv, err := r.bucket(ctx)
+	if err != nil {
+		return broker.Binding{}, err
+	}
+	e, err := kv.Get(ctx, scenario)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return broker.Binding{}, fmt.Errorf("scenario %s: %w", scenario, broker.ErrNotFound)
+		}
+		return broker.Binding{}, wrap(fmt.Errorf("get %s: %w", scenario, err))
+	}
+	var b broker.Binding
+	if err := json.Unmarshal(e.Value(), &b); err != nil {
+		return broker.Binding{}, fmt.Errorf("decode binding %s: %w", scenario, err)
+	}
+	return b, nil
+}
+
+func (r registry) List(ctx context.Context) ([]broker.Binding, error) {
+	kv, err := r.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("list scenarios: %w", err))
+	}
+	var names []string
+	for k := range keys.Keys() {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]broker.Binding, 0, len(names))
+	for _, n := range names {
+		b, err := r.Get(ctx, n)
+		if errors.Is(err, broker.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (r registry) Delete(ctx context.Context, scenario string) error {
+	kv, err := r.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	if err := kv.Purge(ctx, scenario); err != nil {
+		return wrap(fmt.Errorf("delete %s: %w", scenario, err))
+	}
+	return nil
+}

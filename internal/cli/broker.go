@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/spf13/cobra"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/coefficients"
+)
+
+func (a *app) natsOptions() natsjs.Options {
+	return natsjs.Options{
+		URL: a.g.natsURL, CredsFile: a.g.natsCreds, User: a.g.natsUser, Password: a.g.natsPassword, Token: a.g.natsToken,
+		TLSCA: a.g.natsTLSCA, TLSCert: a.g.natsTLSCert, TLSKey: a.g.natsTLSKey,
+		AckWait: a.g.ackWait, DedupWindow: a.g.dedupWindow, MaxAge: a.g.maxAge, MaxBytes: a.g.maxBytes,
+	}
+}
+
+// connect opens the broker named by the global flags.
+func (a *app) connect(ctx context.Context) (broker.Broker, error) {
+	if a.g.kafkaBrokers != "" {
+		return nil, &ExitError{Code: 2, Err: errors.New("--kafka-brokers: the Kafka adapter is not built yet; use NATS")}
+	}
+	return natsjs.Connect(ctx, a.natsOptions())
+}
+
+// embedded is a broker started by this process, with what it takes to stop it.
+type embedded struct {
+	broker.Broker
+	server *server.Server
+	unlock func()
+}
+
+func (e *embedded) Close() error {
+	err := e.Broker.Close()
+	e.server.Shutdown()
+	e.server.WaitForShutdown()
+	if e.unlock != nil {
+		e.unlock()
+	}
+	return err
+}
+
+// brokerFor returns the broker of a command that may embed one (run, demo, bench): an
+// outside broker when --nats-url or --kafka-brokers was given, else an embedded nats-server
+// on listen with its store in dataDir, which is locked against a second process.
+func (a *app) brokerFor(ctx context.Context, cmd *cobra.Command, dataDir, listen string) (broker.Broker, error) {
+	if changed(cmd, "nats-url") || a.g.kafkaBrokers != "" {
+		return a.connect(ctx)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	unlock, err := lockDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: dataDir, Listen: listen, User: a.g.natsUser, Password: a.g.natsPassword, Token: a.g.natsToken})
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	o := a.natsOptions()
+	o.URL = ns.ClientURL()
+	b, err := natsjs.Connect(ctx, o)
+	if err != nil {
+		ns.Shutdown()
+		unlock()
+		return nil, err
+	}
+	a.log.Info().Str("url", ns.ClientURL()).Str("data_dir", dataDir).Msg("embedded NATS JetStream server ready")
+	return &embedded{Broker: b, server: ns, unlock: unlock}, nil
+}
+
+// lockDir takes an exclusive lock on dir so that two processes never share a store.
+func lockDir(dir string) (func(), error) {
+	path := filepath.Join(dir, "cascade.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another cascade process (%w); stop it or pass another --data-dir", dir, err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// loadCoefficients reads --coefficients, or the embedded defaults when it is empty.
+func loadCoefficients(path string) (*coefficients.Loaded, error) {
+	if path == "" {
+		return coefficients.Default(), nil
+	}
+	return coefficients.Load(path)
+}

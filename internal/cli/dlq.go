@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// deadLetters reads every dead letter of the scenario (of one layer, or all) present now.
+func (a *app) deadLetters(ctx context.Context, b broker.Broker, layer string, fn func(broker.Delivery) error) error {
+	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: a.g.scenario, Subjects: []string{event.DLQSubject(a.g.scenario, event.Layer(layer))}, FromStart: true, UntilEnd: true})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		d, err := f.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *app) dlqCmd() *cobra.Command {
+	var layer string
+	cmd := &cobra.Command{Use: "dlq", Short: "Inspect and re-drive dead letters"}
+	cmd.PersistentFlags().StringVar(&layer, "layer", "*", "only this layer's dead letters")
+	cmd.AddCommand(&cobra.Command{
+		Use:     "ls",
+		Short:   "Print dead letters as NDJSON: error, kind, layer, original subject and body",
+		Example: "  cascade dlq ls\n  cascade dlq ls --layer chips --scenario half-util",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			enc := json.NewEncoder(a.Stdout)
+			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
+				return a.deadLetters(cmd.Context(), b, layer, func(d broker.Delivery) error {
+					m := d.Message()
+					return enc.Encode(map[string]any{
+						"seq": d.Seq(), "time": d.Time().UTC(), "layer": m.Header[broker.HeaderLayer],
+						"kind": m.Header[broker.HeaderErrorKind], "error": m.Header[broker.HeaderError],
+						"subject": m.Header[broker.HeaderOriginalSubject], "msg_id": m.Header[broker.HeaderOriginalMsgID],
+						"deliveries": m.Header[broker.HeaderDeliveries], "body": string(m.Data),
+					})
+				})
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "redrive",
+		Short: "Re-publish dead letters to their original subjects (after fixing coefficients, say)",
+		Long: `Re-publishes each dead letter's original bytes to its original subject. Each dead letter is
+re-driven under the id redrive:<dlq sequence>, so running redrive twice within the de-dup window
+publishes it once.`,
+		Example: "  cascade dlq redrive --layer chips",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
+				var msgs []broker.Message
+				err := a.deadLetters(cmd.Context(), b, layer, func(d broker.Delivery) error {
+					m := d.Message()
+					msgs = append(msgs, broker.Message{Subject: m.Header[broker.HeaderOriginalSubject], ID: "redrive:" + d.Cursor(), Key: m.Key, Data: m.Data})
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				if len(msgs) > 0 {
+					if err := b.Publish(cmd.Context(), msgs); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintf(a.Stdout, "re-drove %d dead letters\n", len(msgs))
+				return nil
+			})
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/layercake/cascade/producers"
+)
+
+// readInput reads FILE, or standard input for "-" or no argument.
+func (a *app) readInput(args []string) ([]byte, error) {
+	if len(args) == 0 || args[0] == "-" {
+		return io.ReadAll(a.Stdin)
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return nil, usageError("%w", err)
+	}
+	return b, nil
+}
+
+func (a *app) publishCmd() *cobra.Command {
+	var generate int
+	var seed uint64
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "publish [FILE|-]",
+		Short: "Validate signals (JSON, NDJSON or a JSON array) and publish them; one answer line per event",
+		Example: `  cascade publish signals.ndjson
+  echo '{"type":"cascade.signal.adoption.v1","source":"/me","data":{"app":"chat","category":"chat","region":"us","users_delta":1000000}}' | cascade publish
+  cascade publish --generate 10000 --seed 7
+  cascade publish --dry-run signals.ndjson`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var items []producers.Item
+			if generate > 0 {
+				if len(args) > 0 {
+					return usageError("--generate takes no FILE")
+				}
+				g := producers.NewGenerator(seed, fmt.Sprintf("gen-%d-", seed), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Minute)
+				for i := range generate {
+					items = append(items, producers.Item{Line: i + 1, Raw: g.Next()})
+				}
+			} else {
+				body, err := a.readInput(args)
+				if err != nil {
+					return err
+				}
+				items, err = producers.Split(body)
+				if err != nil {
+					return &ExitError{Code: 1, Err: err}
+				}
+			}
+			p := &producers.Publisher{Scenario: a.g.scenario, DryRun: dryRun}
+			if !dryRun {
+				b, err := a.connect(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer b.Close()
+				p.Broker = b
+			}
+			out := bufio.NewWriter(a.Stdout)
+			defer out.Flush()
+			enc := json.NewEncoder(out)
+			failed := 0
+			const chunk = 1000
+			for start := 0; start < len(items); start += chunk {
+				results, err := p.Publish(cmd.Context(), items[start:min(start+chunk, len(items))])
+				if err != nil {
+					return err
+				}
+				for _, r := range results {
+					if !r.OK() {
+						failed++
+					}
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+			}
+			if failed > 0 {
+				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d events refused", failed, len(items))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&generate, "generate", 0, "publish N generated synthetic signals instead of reading input")
+	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed for --generate (same seed, same signals and ids)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only; publish nothing")
+	return cmd
+}

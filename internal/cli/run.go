@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/httpapi"
+	"github.com/layercake/cascade/internal/metrics"
+	"github.com/layercake/cascade/internal/router"
+)
+
+type serveFlags struct {
+	dataDir      string
+	natsListen   string
+	coefficients string
+	batch        int
+	poll         time.Duration
+
+	httpListen string
+	apiToken   string
+	maxBody    int64
+}
+
+// addHTTP registers the flags of the commands that serve the HTTP API.
+func (s *serveFlags) addHTTP(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&s.httpListen, "http-listen", "127.0.0.1:8080", "HTTP API, metrics and web page address (empty: none)")
+	f.StringVar(&s.apiToken, "api-token", "", "bearer token required on /v1/ (required off loopback)")
+	f.Int64Var(&s.maxBody, "http-max-body", 1<<20, "largest POST /v1/signals body in bytes")
+}
+
+func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
+	f := cmd.Flags()
+	if embeds {
+		f.StringVar(&s.dataDir, "data-dir", "cascade-data", "embedded broker's store (locked while running)")
+		f.StringVar(&s.natsListen, "nats-listen", "127.0.0.1:4222", "embedded broker's client address")
+	}
+	f.IntVar(&s.batch, "batch", 256, "events per consumer batch")
+	f.DurationVar(&s.poll, "scenario-poll", 2*time.Second, "how often new scenarios are looked for")
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var s serveFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the embedded broker (unless a broker is named) and all five layers for every scenario",
+		Example: `  cascade run
+  cascade run --data-dir /var/lib/cascade --coefficients my-coefficients.yaml
+  cascade run --nats-url nats://nats.internal:4222 --nats-creds cascade.creds`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			coef, err := loadCoefficients(s.coefficients)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			if err := s.checkHTTP(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			b, err := a.brokerFor(ctx, cmd, s.dataDir, s.natsListen)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if err := router.BindScenario(ctx, b, event.DefaultScenario, coef); err != nil {
+				if errors.Is(err, broker.ErrConflict) {
+					return fmt.Errorf("%w\nthe store already holds scenario base with other coefficients: pass the same --coefficients as before, use a fresh --data-dir, or put the new set in a what-if scenario (cascade replay --into NAME --coefficients FILE)", err)
+				}
+				return err
+			}
+			a.log.Info().Str("scenario", event.DefaultScenario).Str("coefversion", coef.CoefVersion).Msg("scenario registered")
+			return a.serve(ctx, b, event.ConsumerLayers, s)
+		},
+	}
+	s.add(cmd, true)
+	s.addHTTP(cmd)
+	cmd.Flags().StringVar(&s.coefficients, "coefficients", "", "coefficient file for scenario base (default: the embedded defaults)")
+	return cmd
+}
+
+// checkHTTP refuses an HTTP address reachable from other machines without a token, before
+// anything starts.
+func (s *serveFlags) checkHTTP() error {
+	if s.httpListen == "" {
+		return nil
+	}
+	_, err := httpapi.New(nil, s.httpOptions(nil, nil))
+	if err != nil {
+		return &ExitError{Code: 2, Err: err}
+	}
+	return nil
+}
+
+func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) httpapi.Options {
+	return httpapi.Options{Listen: s.httpListen, Token: s.apiToken, MaxBody: s.maxBody, Gatherer: reg, Ready: ready}
+}
+
+// serve runs layers for every registered scenario, and the HTTP API when it has an address,
+// until ctx ends; then it drains.
+func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, s serveFlags) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := router.New(b, a.log, router.Options{Batch: s.batch, Metrics: metrics.New(reg)})
+	var wg sync.WaitGroup
+	if s.httpListen != "" {
+		srv, err := httpapi.New(b, s.httpOptions(reg, r.Ready))
+		if err != nil {
+			return &ExitError{Code: 2, Err: err}
+		}
+		errc := make(chan error, 1)
+		wg.Go(func() {
+			errc <- srv.Serve(ctx, func(addr string) {
+				a.log.Info().Str("url", "http://"+addr).Msg("HTTP API and web page ready")
+			})
+		})
+		defer wg.Wait()
+		select {
+		case err := <-errc:
+			if err != nil {
+				return err
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	a.log.Info().Int("layers", len(layers)).Msg("serving; Ctrl-C drains and stops")
+	err := r.Serve(ctx, layers, s.poll)
+	a.log.Info().Msg("drained; stopped")
+	return err
+}
+
+func (a *app) consumeCmd() *cobra.Command {
+	var s serveFlags
+	var layer string
+	cmd := &cobra.Command{
+		Use:   "consume --layer LAYER",
+		Short: "Run one layer for every scenario; several processes of one layer share its work",
+		Example: `  cascade consume --layer chips
+  CASCADE_NATS_URL=nats://10.0.0.5:4222 cascade consume --layer energy`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := event.ParseLayer(layer)
+			if err != nil || l == event.Grid {
+				return usageError("--layer %q: want application, model, infrastructure, chips or energy", layer)
+			}
+			b, err := a.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			return a.serve(cmd.Context(), b, []event.Layer{l}, s)
+		},
+	}
+	s.add(cmd, false)
+	cmd.Flags().StringVar(&layer, "layer", "", "layer to run (required)")
+	_ = cmd.MarkFlagRequired("layer")
+	return cmd
+}

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// withBroker runs fn with a connection made from the global flags.
+func (a *app) withBroker(ctx context.Context, fn func(broker.Broker) error) error {
+	b, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return fn(b)
+}
+
+func (a *app) scenarioCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "scenario", Short: "List, show and remove scenarios and their coefficient bindings"}
+	cmd.AddCommand(&cobra.Command{
+		Use:     "ls",
+		Short:   "List scenarios with their coefficient versions",
+		Example: "  cascade scenario ls",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
+				list, err := b.Registry().List(cmd.Context())
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "SCENARIO\tCOEFVERSION\tREGISTERED")
+				for _, s := range list {
+					fmt.Fprintf(w, "%s\t%s\t%s\n", s.Scenario, s.CoefVersion, s.Created.Format("2006-01-02T15:04:05Z"))
+				}
+				return w.Flush()
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:     "show NAME",
+		Short:   "Print a scenario's binding and coefficient document as JSON",
+		Example: "  cascade scenario show base",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
+				s, err := b.Registry().Get(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return writeJSON(a.Stdout, map[string]any{
+					"scenario": s.Scenario, "coefversion": s.CoefVersion, "registered": s.Created,
+					"stream": event.StreamName(s.Scenario), "coefficients": json.RawMessage(s.Document),
+				})
+			})
+		},
+	})
+	var force bool
+	rm := &cobra.Command{
+		Use:     "rm NAME",
+		Short:   "Delete a scenario's stream and binding (base only with --force)",
+		Example: "  cascade scenario rm half-util",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if name == event.DefaultScenario && !force {
+				return usageError("refusing to remove scenario base without --force")
+			}
+			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
+				if _, err := b.Registry().Get(cmd.Context(), name); err != nil {
+					return err
+				}
+				if err := b.DeleteScenario(cmd.Context(), name); err != nil && !errors.Is(err, broker.ErrNotFound) {
+					return err
+				}
+				if err := b.Registry().Delete(cmd.Context(), name); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.Stdout, "scenario %s removed\n", name)
+				return nil
+			})
+		},
+	}
+	rm.Flags().BoolVar(&force, "force", false, "allow removing base")
+	cmd.AddCommand(rm)
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,47 @@
+// Package conformance is the one suite every broker adapter must pass: the whole pipeline end
+// to end, determinism across fresh stores, bad input to the dead-letter subject, and a layer
+// killed mid-stream. Adapter packages call Run from their tests with a real in-process broker.
+package conformance
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/layercake/cascade/internal/broker"
+)
+
+// Harness starts brokers for the suite.
+type Harness struct {
+	// Fresh starts a new, empty broker (its own store) and returns a function that opens
+	// connections to it; everything is torn down by t.Cleanup.
+	Fresh func(t *testing.T) (connect func(t *testing.T) broker.Broker)
+	// Kill closes a connection abruptly: nothing in flight is acknowledged or flushed, as when
+	// the process holding it is killed.
+	Kill func(b broker.Broker)
+	// AckWait is the redelivery delay the harness configured; the crash test waits for it.
+	AckWait time.Duration
+}
+
+// Run runs every conformance test against h.
+func Run(t *testing.T, h Harness) {
+	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, h) })
+	t.Run("Determinism", func(t *testing.T) { t.Parallel(); testDeterminism(t, h) })
+	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
+	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
+	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
+}
+
+// eventually polls cond every 20ms until it holds or total elapses.
+func eventually(t *testing.T, total time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", total, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ctxFor(t *testing.T) context.Context { return t.Context() }

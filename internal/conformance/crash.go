@@ -1,0 +1,122 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/producers"
+)
+
+// dyingBroker is a real connection whose process dies right after its n-th publish was
+// acknowledged by the broker and before the consumer could acknowledge its inputs.
+type dyingBroker struct {
+	broker.Broker
+	n    int32
+	kill func()
+	dead atomic.Bool
+}
+
+var errKilled = errors.New("process killed")
+
+func (d *dyingBroker) Publish(ctx context.Context, msgs []broker.Message) error {
+	if d.dead.Load() {
+		return errKilled
+	}
+	err := d.Broker.Publish(ctx, msgs)
+	if atomic.AddInt32(&d.n, -1) == 0 {
+		d.dead.Store(true)
+		d.kill()
+		return errKilled
+	}
+	return err
+}
+
+func testCrash(t *testing.T, h Harness) {
+	connect := h.Fresh(t)
+	b := connect(t)
+	coef := coefficients.Default()
+	s := "base"
+	if err := routerBind(t, b, s, coef); err != nil {
+		t.Fatal(err)
+	}
+	// Generated signals, including injected chips and infrastructure demand.
+	g := producers.NewGenerator(42, "crash-", signalTime, time.Minute)
+	var raws []string
+	for range 300 {
+		raws = append(raws, string(g.Next()))
+	}
+	want := expected(t, coef, s, raws)
+	// Every layer but chips runs healthy; chips runs on a connection that dies mid-stream.
+	serve(t, b, []event.Layer{event.Application, event.Model, event.Infrastructure, event.Energy})
+	victim := connect(t)
+	dying := &dyingBroker{Broker: victim, n: 3, kill: func() { h.Kill(victim) }}
+	stopVictim := serve(t, dying, []event.Layer{event.Chips})
+	publish(t, b, s, raws)
+	eventually(t, 20*time.Second, "the chips layer to die", dying.dead.Load)
+	stopVictim()
+	// A fresh chips process takes over; the inputs the dead one never acknowledged come back
+	// after AckWait and their outputs, already stored, are de-duplicated by id.
+	serve(t, connect(t), []event.Layer{event.Chips})
+	got := waitDemand(t, b, s, len(want))
+	eventually(t, h.AckWait*3+5*time.Second, "redeliveries to settle", func() bool {
+		p, err := b.Lag(ctxFor(t), s, event.Chips)
+		return err == nil && p == 0
+	})
+	got = readAll(t, b, s, "cascade."+s+".demand.>")
+	seen := map[string]int{}
+	sums := map[event.Type]float64{}
+	for _, m := range got {
+		if m.ev == nil {
+			t.Fatalf("undecodable %s", m.data)
+		}
+		seen[m.ev.ID]++
+		sums[m.ev.Type] += primaryOf(m.p)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
+		if _, ok := want[id]; !ok {
+			t.Errorf("unexpected %s", id)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("%d distinct derived events stored, want %d", len(seen), len(want))
+	}
+	wantSums := map[event.Type]float64{}
+	for _, ev := range want {
+		p, err := event.DecodePayload(ev.Type, ev.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSums[ev.Type] += primaryOf(p)
+	}
+	for typ, w := range wantSums {
+		if math.Abs(sums[typ]-w) > 1e-9*math.Abs(w) {
+			t.Errorf("%s: stored sum %g, formulas %g", typ, sums[typ], w)
+		}
+	}
+}
+
+func primaryOf(p event.Payload) float64 {
+	if q := event.Quantities(p); len(q) > 0 {
+		return q[0].Value
+	}
+	return 0
+}
+
+func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) error {
+	t.Helper()
+	_, err := b.Registry().Bind(ctxFor(t), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
+	if err != nil {
+		return err
+	}
+	return b.EnsureScenario(ctxFor(t), s)
+}

@@ -1,0 +1,247 @@
+package conformance
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// near holds float results equal to the formulas up to rounding of a different order of
+// operations.
+func near(got, want float64) bool {
+	return math.Abs(got-want) <= 1e-9*math.Max(math.Abs(want), 1e-300)
+}
+
+func testEndToEnd(t *testing.T, h Harness) {
+	b := h.Fresh(t)(t)
+	coef := coefficients.Default()
+	startPipeline(t, b, "base", coef)
+	raws := Signals()
+	publish(t, b, "base", raws)
+	want := expected(t, coef, "base", raws)
+	got := waitDemand(t, b, "base", len(want))
+	if len(got) != len(want) {
+		t.Fatalf("demand feeds hold %d events, the transforms give %d", len(got), len(want))
+	}
+	byID := map[string]stored{}
+	for _, m := range got {
+		if m.ev == nil {
+			t.Fatalf("undecodable event on %s: %s", m.subject, m.data)
+		}
+		byID[m.ev.ID] = m
+	}
+	signals := map[string]bool{}
+	for _, r := range raws {
+		ev, _, _ := event.Decode([]byte(r))
+		signals[ev.ID] = true
+	}
+	// Every feed carries its layer's events, and every chain leads back to its signal.
+	perLayer := map[event.Layer]int{}
+	for id, m := range byID {
+		if _, ok := want[id]; !ok {
+			t.Errorf("unexpected event %s", id)
+		}
+		s, _ := event.ParseSubject(m.subject)
+		if s.Layer.DemandType() != m.ev.Type || s.Region != m.ev.Subject || s.Kind != "demand" {
+			t.Errorf("%s of type %s on subject %s", id, m.ev.Type, m.subject)
+		}
+		perLayer[s.Layer]++
+		if m.ev.Scenario != "base" || m.ev.CoefVersion != coef.CoefVersion || m.ev.Source != event.InputLayer(causeType(byID, raws, m.ev)).Source() {
+			t.Errorf("%s: scenario %q coefversion %q source %q", id, m.ev.Scenario, m.ev.CoefVersion, m.ev.Source)
+		}
+		cur, hops := m.ev, 0
+		for !signals[cur.CausationID] {
+			parent, ok := byID[cur.CausationID]
+			if !ok {
+				t.Fatalf("%s: causation %s is neither a derived event nor a signal", id, cur.CausationID)
+			}
+			if parent.ev.CorrelationID != m.ev.CorrelationID {
+				t.Fatalf("%s: correlation %s, parent %s has %s", id, m.ev.CorrelationID, parent.ev.ID, parent.ev.CorrelationID)
+			}
+			cur, hops = parent.ev, hops+1
+		}
+		if cur.CausationID != m.ev.CorrelationID {
+			t.Errorf("%s: root signal %s but correlation %s", id, cur.CausationID, m.ev.CorrelationID)
+		}
+	}
+	for _, l := range event.FeedLayers {
+		if perLayer[l] == 0 {
+			t.Errorf("feed %s carries no events", l)
+		}
+	}
+	// The grid values of the US chat adoption, worked through the formulas here.
+	c := coef.Set
+	cat := c.Applications.Categories["chat"]
+	tokens := 1e6 * cat.RequestsPerUserDay * cat.TokensPerRequest
+	m := c.Models.Catalog[cat.Model]
+	mult := 1.0
+	if m.Reasoning {
+		mult = c.Models.ReasoningTokenMultiplier
+	}
+	flop := tokens * mult * c.Models.FlopPerParamToken * m.ParamsActive / 86400
+	var avg, co2 float64
+	for a, share := range c.Infrastructure.Fleet.For("us") {
+		acc := c.Chips.Accelerators[a]
+		units := flop * share / (acc.PeakFlopPerS * c.Infrastructure.Utilization.Inference)
+		facility := units * acc.SystemKW / 1000 * c.Infrastructure.PUE.For("us")
+		avg += facility * c.Energy.LoadFactor
+		co2 += facility * c.Energy.LoadFactor * 8760 * c.Energy.GridIntensityGPerKWh.For("us") / 1000
+	}
+	var gotAvg, gotCO2 float64
+	for _, m := range byID {
+		if g, ok := m.p.(*event.DemandGrid); ok && m.ev.CorrelationID == "sig-adopt-us" {
+			gotAvg += g.AvgMW
+			gotCO2 += g.CO2TPerYear
+		}
+	}
+	if !near(gotAvg, avg) || !near(gotCO2, co2) {
+		t.Errorf("grid for sig-adopt-us: avg %g MW, %g tCO2/yr; formulas give %g MW, %g tCO2/yr", gotAvg, gotCO2, avg, co2)
+	}
+}
+
+// causeType is the type of an event's parent (a signal or a derived event).
+func causeType(byID map[string]stored, raws []string, ev *event.Event) event.Type {
+	if p, ok := byID[ev.CausationID]; ok {
+		return p.ev.Type
+	}
+	for _, r := range raws {
+		if s, _, _ := event.Decode([]byte(r)); s != nil && s.ID == ev.CausationID {
+			return s.Type
+		}
+	}
+	return ""
+}
+
+func testDeterminism(t *testing.T, h Harness) {
+	coef := coefficients.Default()
+	var runs [2][]string
+	for i := range runs {
+		b := h.Fresh(t)(t)
+		startPipeline(t, b, "base", coef)
+		publish(t, b, "base", Signals())
+		want := expected(t, coef, "base", Signals())
+		runs[i] = canonical(waitDemand(t, b, "base", len(want)))
+	}
+	if len(runs[0]) != len(runs[1]) {
+		t.Fatalf("%d events in one store, %d in the other", len(runs[0]), len(runs[1]))
+	}
+	for i := range runs[0] {
+		if runs[0][i] != runs[1][i] {
+			t.Fatalf("event %d differs:\n%s\n%s", i, runs[0][i], runs[1][i])
+		}
+	}
+}
+
+func testBadInput(t *testing.T, h Harness) {
+	b := h.Fresh(t)(t)
+	startPipeline(t, b, "base", coefficients.Default())
+	ts := signalTime.Format(time.RFC3339)
+	env := func(typ, id, region, data string) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"/test","type":"` + typ + `","subject":"` + region + `","time":"` + ts + `","data":` + data + `}`
+	}
+	adoption := string(event.TypeAdoption)
+	cases := []struct {
+		name, subject, body, kind, reason string
+	}{
+		{"malformed JSON", "cascade.base.signal.application.us", `{"specversion":"1.0",`, "decode", "decode"},
+		{"wrong type", "cascade.base.signal.application.us", env(adoption, "bad-type", "us", `{"app":"a","category":"chat","region":"us","users_delta":"many"}`), "decode", "users_delta"},
+		{"NaN", "cascade.base.signal.application.us", env(adoption, "bad-nan", "us", `{"app":"a","category":"chat","region":"us","users_delta":NaN}`), "decode", "decode"},
+		{"Inf", "cascade.base.signal.application.us", env(adoption, "bad-inf", "us", `{"app":"a","category":"chat","region":"us","users_delta":1e999}`), "decode", "users_delta"},
+		{"missing field", "cascade.base.signal.application.us", env(adoption, "bad-missing", "us", `{"app":"a","category":"chat","region":"us"}`), "validate", "data.users_delta: required"},
+		{"unknown type", "cascade.base.signal.application.us", env("cascade.signal.hype.v1", "bad-unknown", "us", `{"region":"us"}`), "validate", "unknown event type"},
+		{"unknown accelerator", "cascade.base.signal.chips.us", env(string(event.TypeDemandChips), "bad-acc", "us", `{"region":"us","accelerator":"warp9","units":10}`), "validate", "unknown accelerator"},
+		{"region mismatch", "cascade.base.signal.application.eu", env(adoption, "bad-region", "us", `{"app":"a","category":"chat","region":"us","users_delta":5}`), "validate", "region"},
+		{"no id", "cascade.base.signal.application.us", strings.Replace(env(adoption, "", "us", `{"app":"a","category":"chat","region":"us","users_delta":5}`), `"id":"",`, "", 1), "validate", "id: required"},
+		{"grid as input", "cascade.base.signal.energy.us", env(string(event.TypeDemandGrid), "bad-grid", "us", `{"region":"us","avg_mw":1,"generation_mw":1,"twh_per_year":1,"co2_t_per_year":1}`), "validate", "not accepted"},
+		{"oversized", "cascade.base.signal.application.us", env(adoption, "bad-big", "us", `{"app":"`+strings.Repeat("x", event.MaxEventBytes)+`","category":"chat","region":"us","users_delta":5}`), "validate", "oversized"},
+	}
+	var msgs []broker.Message
+	for i, c := range cases {
+		msgs = append(msgs, broker.Message{Subject: c.subject, ID: "bad-" + string(rune('a'+i)), Data: []byte(c.body)})
+	}
+	if err := b.Publish(ctxFor(t), msgs); err != nil {
+		t.Fatalf("publish bad input: %v", err)
+	}
+	publish(t, b, "base", Signals()[:1]) // a good signal after the bad ones is still processed
+	var dead []stored
+	eventually(t, 20*time.Second, "dead letters", func() bool {
+		dead = readAll(t, b, "base", "cascade.base.dlq.*")
+		return len(dead) >= len(cases)
+	})
+	if len(dead) != len(cases) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(cases))
+	}
+	want := expected(t, coefficients.Default(), "base", Signals()[:1])
+	waitDemand(t, b, "base", len(want))
+	// Dead letters keep the original bytes; match each case by its body.
+	for _, c := range cases {
+		var found *broker.Message
+		for _, d := range readDLQ(t, b) {
+			if string(d.Data) == c.body {
+				found = d
+				break
+			}
+		}
+		if found == nil {
+			t.Errorf("%s: no dead letter with the original body", c.name)
+			continue
+		}
+		hdr := found.Header
+		if hdr[broker.HeaderErrorKind] != c.kind || !strings.Contains(hdr[broker.HeaderError], c.reason) {
+			t.Errorf("%s: kind %q error %q; want kind %q mentioning %q", c.name, hdr[broker.HeaderErrorKind], hdr[broker.HeaderError], c.kind, c.reason)
+		}
+		if hdr[broker.HeaderOriginalSubject] != c.subject || hdr[broker.HeaderLayer] == "" || hdr[broker.HeaderDeliveries] == "" {
+			t.Errorf("%s: headers %v", c.name, hdr)
+		}
+	}
+}
+
+func readDLQ(t *testing.T, b broker.Broker) []*broker.Message {
+	f, err := b.Feed(ctxFor(t), broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.dlq.*"}, FromStart: true, UntilEnd: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []*broker.Message
+	for {
+		d, err := f.Next(ctxFor(t))
+		if err != nil {
+			return out
+		}
+		out = append(out, d.Message())
+	}
+}
+
+func testRegistry(t *testing.T, h Harness) {
+	b := h.Fresh(t)(t)
+	reg := b.Registry()
+	coef := coefficients.Default()
+	bind := broker.Binding{Scenario: "what-if", CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime}
+	if _, err := reg.Bind(ctxFor(t), bind); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Bind(ctxFor(t), bind); err != nil {
+		t.Fatalf("binding again to the same set: %v", err)
+	}
+	other := bind
+	other.CoefVersion = "other+00000000"
+	if _, err := reg.Bind(ctxFor(t), other); !errors.Is(err, broker.ErrConflict) {
+		t.Fatalf("binding to another set: %v, want ErrConflict", err)
+	}
+	got, err := reg.Get(ctxFor(t), "what-if")
+	if err != nil || got.CoefVersion != coef.CoefVersion || string(got.Document) != string(coef.Canonical) {
+		t.Fatalf("get: %+v %v", got.CoefVersion, err)
+	}
+	if err := reg.Delete(ctxFor(t), "what-if"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Get(ctxFor(t), "what-if"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("get after delete: %v", err)
+	}
+}

@@ -1,0 +1,88 @@
+package event
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// MaxEventBytes bounds one event on the wire.
+const MaxEventBytes = 256 << 10
+
+// Decode parses and validates one event as read from a broker: id and time must be present,
+// the type known, the subject a region equal to the payload's region. It returns the event
+// and its typed payload; every error is a *DecodeError or matches ErrInvalid.
+func Decode(body []byte) (*Event, Payload, error) {
+	if len(body) > MaxEventBytes {
+		return nil, nil, invalid("event", "oversized: %d bytes, at most %d", len(body), MaxEventBytes)
+	}
+	var e Event
+	if err := json.Unmarshal(body, &e); err != nil {
+		return nil, nil, &DecodeError{Err: err}
+	}
+	if err := e.validateEnvelope(); err != nil {
+		return nil, nil, err
+	}
+	p, err := DecodePayload(e.Type, e.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.RegionName() != e.Subject {
+		return nil, nil, invalid("subject", "region %q differs from data.region %q", e.Subject, p.RegionName())
+	}
+	return &e, p, nil
+}
+
+func (e *Event) validateEnvelope() error {
+	switch {
+	case e.SpecVersion != SpecVersion:
+		return invalid("specversion", "must be %q", SpecVersion)
+	case e.ID == "":
+		return invalid("id", "required")
+	case len(e.ID) > 256:
+		return invalid("id", "at most 256 characters")
+	case e.Source == "":
+		return invalid("source", "required")
+	case e.Type == "":
+		return invalid("type", "required")
+	case !e.Type.Known():
+		return invalid("type", "unknown event type %q", e.Type)
+	case !ValidName(e.Subject):
+		return invalid("subject", "must be a region matching %s", NamePattern)
+	case e.Time.IsZero():
+		return invalid("time", "required")
+	case e.DataContentType != "" && e.DataContentType != ContentType:
+		return invalid("datacontenttype", "must be %q", ContentType)
+	case e.Scenario != "" && !ValidName(e.Scenario):
+		return invalid("scenario", "must match %s", NamePattern)
+	}
+	e.Time = e.Time.UTC()
+	return nil
+}
+
+// New builds a derived event: its id from the parent's, its time given, its provenance chained.
+func New(parent *Event, emitter Layer, key string, t time.Time, coefVersion string, p Payload) (*Event, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", p.EventType().Short(), err)
+	}
+	corr := parent.CorrelationID
+	if corr == "" {
+		corr = parent.ID
+	}
+	return &Event{
+		SpecVersion:     SpecVersion,
+		ID:              DerivedID(parent.ID, emitter, key),
+		Source:          emitter.Source(),
+		Type:            p.EventType(),
+		Subject:         p.RegionName(),
+		Time:            t.UTC(),
+		DataContentType: ContentType,
+		DataSchema:      p.EventType().DataSchema(),
+		Scenario:        parent.Scenario,
+		CausationID:     parent.ID,
+		CorrelationID:   corr,
+		CoefVersion:     coefVersion,
+		Data:            data,
+	}, nil
+}

@@ -1,0 +1,103 @@
+// Package event holds cascade's wire vocabulary: the CloudEvents envelope, the seven payloads,
+// the layers and the subject names that route them. It imports no broker and no logger.
+package event
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SpecVersion is the CloudEvents version every envelope carries.
+const SpecVersion = "1.0"
+
+// ContentType is the datacontenttype of every envelope.
+const ContentType = "application/json"
+
+// SchemaBase prefixes a payload's dataschema URL.
+const SchemaBase = "https://github.com/layercake/cascade/schemas/"
+
+// Type is a CloudEvents type attribute.
+type Type string
+
+// The event types cascade knows, top to bottom.
+const (
+	TypeAdoption             Type = "cascade.signal.adoption.v1"
+	TypeRelease              Type = "cascade.signal.release.v1"
+	TypeDemandModel          Type = "cascade.demand.model.v1"
+	TypeDemandInfrastructure Type = "cascade.demand.infrastructure.v1"
+	TypeDemandChips          Type = "cascade.demand.chips.v1"
+	TypeDemandEnergy         Type = "cascade.demand.energy.v1"
+	TypeDemandGrid           Type = "cascade.demand.grid.v1"
+)
+
+// Types lists every event type in cascade order.
+var Types = []Type{TypeAdoption, TypeRelease, TypeDemandModel, TypeDemandInfrastructure, TypeDemandChips, TypeDemandEnergy, TypeDemandGrid}
+
+// Short is the type without its "cascade." prefix, as used in schema file names.
+func (t Type) Short() string { return strings.TrimPrefix(string(t), "cascade.") }
+
+// DataSchema is the dataschema URL of the type's payload.
+func (t Type) DataSchema() string { return SchemaBase + t.Short() + ".json" }
+
+// Known reports whether t is one of Types.
+func (t Type) Known() bool {
+	for _, k := range Types {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Event is one CloudEvent in structured JSON mode. Field order is the wire order, so
+// marshalling the same Event always yields the same bytes.
+type Event struct {
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            Type            `json:"type"`
+	Subject         string          `json:"subject"`
+	Time            time.Time       `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	DataSchema      string          `json:"dataschema"`
+	Scenario        string          `json:"scenario,omitempty"`
+	CausationID     string          `json:"causationid,omitempty"`
+	CorrelationID   string          `json:"correlationid,omitempty"`
+	CoefVersion     string          `json:"coefversion,omitempty"`
+	SourceURL       string          `json:"sourceurl,omitempty"`
+	Data            json.RawMessage `json:"data"`
+}
+
+// Marshal encodes e with its time in UTC, as the contract requires.
+func (e *Event) Marshal() ([]byte, error) {
+	e.Time = e.Time.UTC()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// Region is the region named by the event's subject attribute.
+func (e *Event) Region() string { return e.Subject }
+
+// DerivedID is the deterministic id of an output: a function of its parent's id, the layer
+// that emits it and the output's key (workload, accelerator or finetune-end), never of a
+// position, so re-processing a parent re-creates the same ids and the broker de-duplicates them.
+func DerivedID(parentID string, emitter Layer, key string) string {
+	h := sha256.New()
+	h.Write([]byte(parentID))
+	h.Write([]byte{0})
+	h.Write([]byte(emitter))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	sum := h.Sum(nil)
+	return string(emitter.Emits()) + "-" + hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,186 @@
+// Package httpapi serves cascade over HTTP: signal ingest, Server-Sent-Event feeds, totals,
+// trace and scenarios under /v1/ (optionally behind a bearer token), Prometheus metrics,
+// health and readiness probes, and the embedded web page of the five-layer cake.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/netaddr"
+)
+
+// Options configure the server. Zero values take the documented defaults.
+type Options struct {
+	Listen   string        // default 127.0.0.1:8080
+	Token    string        // bearer token required on /v1/ when set
+	MaxBody  int64         // request body limit; default 1 MiB
+	Scenario string        // scenario used when a request names none; default base
+	Ping     time.Duration // SSE keep-alive comment interval; default 15s
+	// Gatherer serves /metrics; default prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Ready reports whether the broker is connected and every layer consuming (/readyz).
+	Ready func() error
+	Log   zerolog.Logger
+}
+
+// ErrInsecure is returned for a non-loopback listen address without a token.
+var ErrInsecure = errors.New("insecure listen address")
+
+// Server is the HTTP API.
+type Server struct {
+	b    broker.Broker
+	opts Options
+	mux  *http.ServeMux
+}
+
+// New validates the options and builds the routes.
+func New(b broker.Broker, o Options) (*Server, error) {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:8080"
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.Scenario == "" {
+		o.Scenario = "base"
+	}
+	if o.Ping <= 0 {
+		o.Ping = 15 * time.Second
+	}
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.DefaultGatherer
+	}
+	host, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--http-listen %q: %w", o.Listen, err)
+	}
+	if !netaddr.IsLoopback(host) && o.Token == "" {
+		return nil, fmt.Errorf("%w: --http-listen %s is reachable from other machines; set --api-token (or CASCADE_API_TOKEN) or listen on 127.0.0.1", ErrInsecure, o.Listen)
+	}
+	s := &Server{b: b, opts: o, mux: http.NewServeMux()}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	v1 := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.auth(h)) }
+	v1("POST /v1/signals", s.postSignals)
+	v1("GET /v1/feeds/{layer}", s.getFeed)
+	v1("GET /v1/feeds", s.getFeed)
+	v1("GET /v1/scenarios", s.getScenarios)
+	v1("GET /v1/totals", s.getTotals)
+	v1("GET /v1/trace/{id}", s.getTrace)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
+	s.mux.HandleFunc("GET /readyz", s.getReady)
+	s.mux.Handle("GET /", pageHandler())
+}
+
+// Handler is the whole API, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve listens until ctx ends, then shuts down, letting open requests finish for a few seconds.
+// ready receives the bound address once the listener is open.
+func (s *Server) Serve(ctx context.Context, ready func(addr string)) error {
+	l, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	if ready != nil {
+		ready(l.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shut)
+	return nil
+}
+
+// auth requires the bearer token on /v1/ when one is configured.
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.opts.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cascade"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) getReady(w http.ResponseWriter, _ *http.Request) {
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			return
+		}
+	}
+	writeText(w, http.StatusOK, "ready")
+}
+
+func (s *Server) getScenarios(w http.ResponseWriter, r *http.Request) {
+	list, err := s.b.Registry().List(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	type scenario struct {
+		Scenario    string    `json:"scenario"`
+		CoefVersion string    `json:"coefversion"`
+		Created     time.Time `json:"registered"`
+	}
+	out := make([]scenario, len(list))
+	for i, b := range list {
+		out[i] = scenario{b.Scenario, b.CoefVersion, b.Created}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// scenarioOf is the request's scenario parameter, or the default.
+func (s *Server) scenarioOf(r *http.Request) string {
+	if sc := r.URL.Query().Get("scenario"); sc != "" {
+		return sc
+	}
+	return s.opts.Scenario
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeText(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(strings.TrimSpace(msg) + "\n"))
+}

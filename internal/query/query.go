@@ -1,0 +1,149 @@
+// Package query answers questions over a scenario's stored events: totals of each layer's
+// demand over an event-time range, and the provenance tree of any event.
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/totals"
+	"github.com/layercake/cascade/internal/tree"
+)
+
+// TotalsOptions select what Totals sums.
+type TotalsOptions struct {
+	Scenario string
+	Since    time.Time // event time, inclusive; zero: from the beginning
+	Until    time.Time // event time, exclusive; zero: no end
+	ByRegion bool
+}
+
+// Totals is the answer of a totals query.
+type Totals struct {
+	Scenario string       `json:"scenario"`
+	Since    *time.Time   `json:"since"`
+	Until    *time.Time   `json:"until"`
+	By       string       `json:"by,omitempty"`
+	Events   int          `json:"events"`
+	Rows     []totals.Row `json:"rows"`
+}
+
+// inRange reports whether t is in [since, until).
+func inRange(t, since, until time.Time) bool {
+	return (since.IsZero() || !t.Before(since)) && (until.IsZero() || t.Before(until))
+}
+
+// scan calls fn for every decodable event the scenario's subjects hold now.
+func scan(ctx context.Context, b broker.Broker, scenario string, subjects []string, fn func(d broker.Delivery, ev *event.Event, p event.Payload) error) error {
+	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: scenario, Subjects: subjects, FromStart: true, UntilEnd: true})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		d, err := f.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ev, p, err := event.Decode(d.Message().Data)
+		if err != nil {
+			continue // only dead letters are undecodable, and they are not on these subjects
+		}
+		if err := fn(d, ev, p); err != nil {
+			return err
+		}
+	}
+}
+
+// SumTotals sums every layer's demand feed, plus the signals injected at a layer in a row of
+// their own, over the event-time range. Every id counts once.
+func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, error) {
+	sum := totals.New(o.ByRegion)
+	subjects := []string{"cascade." + o.Scenario + ".demand.>", "cascade." + o.Scenario + ".signal.*.*"}
+	err := scan(ctx, b, o.Scenario, subjects, func(d broker.Delivery, ev *event.Event, p event.Payload) error {
+		if !inRange(ev.Time, o.Since, o.Until) {
+			return nil
+		}
+		s, _ := event.ParseSubject(d.Message().Subject)
+		if s.Kind == "signal" && (ev.Type == event.TypeAdoption || ev.Type == event.TypeRelease) {
+			return nil // signals proper are not demand
+		}
+		sum.Add(ev, p, s.Kind == "signal")
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("totals of %s: %w", o.Scenario, err)
+	}
+	t := &Totals{Scenario: o.Scenario, Events: sum.Events(), Rows: sum.Rows()}
+	if !o.Since.IsZero() {
+		t.Since = &o.Since
+	}
+	if !o.Until.IsZero() {
+		t.Until = &o.Until
+	}
+	if o.ByRegion {
+		t.By = "region"
+	}
+	return t, nil
+}
+
+// ErrNoEvent means no event with the asked id is stored in the scenario.
+var ErrNoEvent = errors.New("no such event")
+
+// Trace returns the whole tree of the event with the given id: its root signal and every
+// event derived from it, through the five layers.
+func Trace(ctx context.Context, b broker.Broker, scenario, id string) (*tree.Node, error) {
+	nodes := map[string]*tree.Node{}
+	var corr string
+	all := []string{"cascade." + scenario + ".demand.>", "cascade." + scenario + ".signal.*.*"}
+	// First find the event to learn its tree's correlation id, then gather the tree.
+	err := scan(ctx, b, scenario, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
+		if ev.ID == id {
+			corr = ev.CorrelationID
+			if corr == "" {
+				corr = ev.ID
+			}
+			return io.EOF
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if corr == "" {
+		return nil, fmt.Errorf("%w: %s in scenario %s", ErrNoEvent, id, scenario)
+	}
+	err = scan(ctx, b, scenario, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
+		if ev.ID == corr || ev.CorrelationID == corr {
+			if _, dup := nodes[ev.ID]; !dup {
+				nodes[ev.ID] = &tree.Node{Event: ev, Payload: p}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	root := nodes[corr]
+	for _, n := range nodes {
+		if parent, ok := nodes[n.Event.CausationID]; ok && n != root {
+			parent.Children = append(parent.Children, n)
+		}
+	}
+	for _, n := range nodes {
+		sort.Slice(n.Children, func(i, j int) bool { return n.Children[i].Event.ID < n.Children[j].Event.ID })
+	}
+	if root == nil {
+		return nil, fmt.Errorf("%w: the root signal %s of %s is not in scenario %s", ErrNoEvent, corr, id, scenario)
+	}
+	return root, nil
+}

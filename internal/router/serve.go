@@ -1,0 +1,89 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// Serve runs the given layers for every scenario in the registry, each with its own
+// coefficient set, picks up scenarios registered later (polling every `every`) and stops the
+// layers of removed ones. It returns when ctx ends and every layer has drained.
+func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Duration) error {
+	type running struct {
+		version string
+		cancel  context.CancelFunc
+	}
+	var wg sync.WaitGroup
+	active := map[string]running{}
+	defer func() {
+		for _, a := range active {
+			a.cancel()
+		}
+		wg.Wait()
+	}()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		bindings, err := r.b.Registry().List(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("scenario registry unreadable; retrying")
+		}
+		seen := map[string]bool{}
+		for _, b := range bindings {
+			seen[b.Scenario] = true
+			if a, ok := active[b.Scenario]; ok && a.version == b.CoefVersion {
+				continue
+			} else if ok {
+				a.cancel()
+			}
+			coef, err := coefficients.Parse(b.Document)
+			if err != nil {
+				r.log.Error().Err(err).Str("scenario", b.Scenario).Msg("scenario's coefficients are invalid; not serving it")
+				continue
+			}
+			sctx, cancel := context.WithCancel(ctx)
+			active[b.Scenario] = running{version: b.CoefVersion, cancel: cancel}
+			for _, l := range layers {
+				r.count(r.serving, b.Scenario, 1)
+				wg.Go(func() {
+					defer r.count(r.serving, b.Scenario, -1)
+					r.keep(sctx, b.Scenario, l, coef)
+				})
+			}
+		}
+		for s, a := range active {
+			if !seen[s] && err == nil {
+				a.cancel()
+				delete(active, s)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// BindScenario registers scenario with coef and creates its storage; binding it to another
+// set than the one it has is an error matching broker.ErrConflict.
+func BindScenario(ctx context.Context, b broker.Broker, scenario string, coef *coefficients.Loaded) error {
+	if _, err := b.Registry().Bind(ctx, broker.Binding{
+		Scenario: scenario, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: time.Now().UTC(),
+	}); err != nil {
+		return fmt.Errorf("bind scenario %s: %w", scenario, err)
+	}
+	return b.EnsureScenario(ctx, scenario)
+}
+
+// keep runs a layer until ctx ends, reopening its consumer with back-off when it is lost.
+func (r *Router) keep(ctx context.Context, scenario string, l event.Layer, coef *coefficients.Loaded) {
+	log := r.log.With().Str("scenario", scenario).Str("layer", string(l)).Logger()
+	_ = r.retry(ctx, log, "layer", func(ctx context.Context) error { return r.Layer(ctx, scenario, l, coef) })
+}
