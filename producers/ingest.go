@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -47,19 +48,42 @@ func Split(body []byte) ([]Item, error) {
 		return []Item{{Line: 1, Raw: trimmed}}, nil
 	}
 	var items []Item
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), event.MaxEventBytes+1024)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
+	sc := newLineScanner(bytes.NewReader(body))
+	for {
+		line, n, err := sc.next()
+		if errors.Is(err, io.EOF) {
+			return items, nil
 		}
-		items = append(items, Item{Line: n, Raw: append([]byte(nil), line...)})
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, Item{Line: n, Raw: line})
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: reading NDJSON after line %d: %w", event.ErrInvalid, len(items), err)
+}
+
+// lineScanner yields the non-blank lines of NDJSON with their 1-based numbers.
+type lineScanner struct {
+	sc *bufio.Scanner
+	n  int
+}
+
+func newLineScanner(r io.Reader) *lineScanner {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), event.MaxEventBytes+1024)
+	return &lineScanner{sc: sc}
+}
+
+func (l *lineScanner) next() ([]byte, int, error) {
+	for l.sc.Scan() {
+		l.n++
+		if line := bytes.TrimSpace(l.sc.Bytes()); len(line) > 0 {
+			return append([]byte(nil), line...), l.n, nil
+		}
 	}
-	return items, nil
+	if err := l.sc.Err(); err != nil {
+		return nil, l.n, fmt.Errorf("%w: reading NDJSON after line %d: %w", event.ErrInvalid, l.n, err)
+	}
+	return nil, l.n, io.EOF
 }
 
 // Prepare completes a signal as it enters cascade: a missing id gets a ULID, a missing time

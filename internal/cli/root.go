@@ -141,7 +141,8 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 	f.Int64Var(&a.g.maxBytes, "retention-max-bytes", 0, "cap each scenario stream at this many bytes (0: unlimited)")
 
 	root.AddCommand(a.runCmd(), a.demoCmd(), a.consumeCmd(), a.publishCmd(), a.subscribeCmd(),
-		a.calcCmd(), a.coefficientsCmd(), a.schemasCmd(), a.scenarioCmd(), a.dlqCmd())
+		a.calcCmd(), a.coefficientsCmd(), a.schemasCmd(), a.scenarioCmd(), a.dlqCmd(),
+		a.replayCmd(), a.totalsCmd(), a.traceCmd())
 	return root
 }
 

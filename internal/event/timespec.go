@@ -27,3 +27,8 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 	}
 	return ParseTime(s)
 }
+
+// InRange reports whether t is in the half-open range [since, until); a zero bound is open.
+func InRange(t, since, until time.Time) bool {
+	return (since.IsZero() || !t.Before(since)) && (until.IsZero() || t.Before(until))
+}

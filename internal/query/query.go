@@ -34,11 +34,6 @@ type Totals struct {
 	Rows     []totals.Row `json:"rows"`
 }
 
-// inRange reports whether t is in [since, until).
-func inRange(t, since, until time.Time) bool {
-	return (since.IsZero() || !t.Before(since)) && (until.IsZero() || t.Before(until))
-}
-
 // scan calls fn for every decodable event the scenario's subjects hold now.
 func scan(ctx context.Context, b broker.Broker, scenario string, subjects []string, fn func(d broker.Delivery, ev *event.Event, p event.Payload) error) error {
 	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: scenario, Subjects: subjects, FromStart: true, UntilEnd: true})
@@ -70,7 +65,7 @@ func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, 
 	sum := totals.New(o.ByRegion)
 	subjects := []string{"cascade." + o.Scenario + ".demand.>", "cascade." + o.Scenario + ".signal.*.*"}
 	err := scan(ctx, b, o.Scenario, subjects, func(d broker.Delivery, ev *event.Event, p event.Payload) error {
-		if !inRange(ev.Time, o.Since, o.Until) {
+		if !event.InRange(ev.Time, o.Since, o.Until) {
 			return nil
 		}
 		s, _ := event.ParseSubject(d.Message().Subject)
@@ -140,10 +135,82 @@ func Trace(ctx context.Context, b broker.Broker, scenario, id string) (*tree.Nod
 		}
 	}
 	for _, n := range nodes {
-		sort.Slice(n.Children, func(i, j int) bool { return n.Children[i].Event.ID < n.Children[j].Event.ID })
+		sort.Slice(n.Children, func(i, j int) bool {
+			a, b := n.Children[i].Event, n.Children[j].Event
+			if !a.Time.Equal(b.Time) {
+				return a.Time.Before(b.Time)
+			}
+			return event.Label(n.Children[i].Payload) < event.Label(n.Children[j].Payload)
+		})
 	}
 	if root == nil {
 		return nil, fmt.Errorf("%w: the root signal %s of %s is not in scenario %s", ErrNoEvent, corr, id, scenario)
 	}
 	return root, nil
+}
+
+// CompareQuantity is one quantity of two scenarios and this − other.
+type CompareQuantity struct {
+	Name  string  `json:"name"`
+	Unit  string  `json:"unit"`
+	Value float64 `json:"value"`
+	Vs    float64 `json:"vs"`
+	Diff  float64 `json:"diff"`
+}
+
+// CompareRow is a row present in either scenario.
+type CompareRow struct {
+	Layer      event.Layer       `json:"layer"`
+	Region     string            `json:"region,omitempty"`
+	Key        string            `json:"key"`
+	Quantities []CompareQuantity `json:"quantities"`
+}
+
+// Comparison shows two scenarios' totals side by side.
+type Comparison struct {
+	Scenario string       `json:"scenario"`
+	Vs       string       `json:"vs"`
+	Since    *time.Time   `json:"since"`
+	Until    *time.Time   `json:"until"`
+	By       string       `json:"by,omitempty"`
+	Rows     []CompareRow `json:"rows"`
+}
+
+// Compare joins two totals on layer, region and key; a row missing on one side counts zero.
+func Compare(this, other *Totals) *Comparison {
+	type key struct {
+		l    event.Layer
+		r, k string
+	}
+	c := &Comparison{Scenario: this.Scenario, Vs: other.Scenario, Since: this.Since, Until: this.Until, By: this.By}
+	index := map[key]int{}
+	add := func(r totals.Row, mine bool) {
+		k := key{r.Layer, r.Region, r.Key}
+		i, ok := index[k]
+		if !ok {
+			i = len(c.Rows)
+			index[k] = i
+			row := CompareRow{Layer: r.Layer, Region: r.Region, Key: r.Key}
+			for _, q := range r.Quantities {
+				row.Quantities = append(row.Quantities, CompareQuantity{Name: q.Name, Unit: q.Unit})
+			}
+			c.Rows = append(c.Rows, row)
+		}
+		for j, q := range r.Quantities {
+			cq := &c.Rows[i].Quantities[j]
+			if mine {
+				cq.Value = q.Value
+			} else {
+				cq.Vs = q.Value
+			}
+			cq.Diff = cq.Value - cq.Vs
+		}
+	}
+	for _, r := range this.Rows {
+		add(r, true)
+	}
+	for _, r := range other.Rows {
+		add(r, false)
+	}
+	return c
 }

@@ -1,6 +1,9 @@
 // Package totals sums demand feeds: per layer, per key (model, workload or accelerator) and
-// optionally per region, each quantity with its unit. Every event id counts once, so
-// redelivered or re-written duplicates never inflate a total.
+// optionally per region, each quantity with its unit. Memory is bounded: rows grow with the
+// number of distinct keys, not of events. Duplicates are dropped by id within a window of the
+// most recent DedupWindow ids: at-least-once delivery (a consumer killed between writing its
+// outputs and committing) re-writes an event shortly after its original, in the same
+// partition, so the window catches it; on NATS the stream itself de-duplicates.
 package totals
 
 import (
@@ -9,7 +12,8 @@ import (
 	"github.com/layercake/cascade/internal/event"
 )
 
-// Injected is the key of the row holding signals injected at a layer rather than derived.
+// Injected prefixes the key of rows holding demand injected at a layer as a signal rather
+// than derived ("injected:h100").
 const Injected = "injected"
 
 // Row is the sum of one layer's events with the same key (and region, when split by region).
@@ -30,12 +34,37 @@ type rowKey struct {
 type Sum struct {
 	byRegion bool
 	rows     map[rowKey]*Row
-	seen     map[string]struct{}
+	recent   recent
+	events   int
 }
+
+// DedupWindow is how many of the most recent ids a Sum remembers to drop duplicates.
+const DedupWindow = 1 << 17
 
 // New returns an empty sum, split by region when byRegion is set.
 func New(byRegion bool) *Sum {
-	return &Sum{byRegion: byRegion, rows: map[rowKey]*Row{}, seen: map[string]struct{}{}}
+	return &Sum{byRegion: byRegion, rows: map[rowKey]*Row{}, recent: recent{ids: map[string]struct{}{}, ring: make([]string, DedupWindow)}}
+}
+
+// recent is a fixed-size set of the last len(ring) ids.
+type recent struct {
+	ids  map[string]struct{}
+	ring []string
+	next int
+}
+
+// add reports whether id is new, remembering it and forgetting the oldest.
+func (r *recent) add(id string) bool {
+	if _, dup := r.ids[id]; dup {
+		return false
+	}
+	if old := r.ring[r.next]; old != "" {
+		delete(r.ids, old)
+	}
+	r.ring[r.next] = id
+	r.ids[id] = struct{}{}
+	r.next = (r.next + 1) % len(r.ring)
+	return true
 }
 
 // Key is the row key of a demand payload: the model, the accelerator or the workload.
@@ -65,17 +94,17 @@ func orUnspecified(w string) string {
 // Add counts ev on the layer its type places demand on; injected says it arrived as a
 // signal. It returns false for an id already counted.
 func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
-	if _, dup := s.seen[ev.ID]; dup {
+	if !s.recent.add(ev.ID) {
 		return false
 	}
-	s.seen[ev.ID] = struct{}{}
+	s.events++
 	layer := event.InputLayer(ev.Type)
 	if ev.Type == event.TypeDemandGrid {
 		layer = event.Grid
 	}
 	k := rowKey{layer: layer, key: Key(p)}
 	if injected {
-		k.key = Injected
+		k.key = Injected + ":" + k.key
 	}
 	if s.byRegion {
 		k.region = ev.Subject
@@ -123,5 +152,5 @@ func (s *Sum) Rows() []Row {
 	return out
 }
 
-// Events counts the distinct ids added.
-func (s *Sum) Events() int { return len(s.seen) }
+// Events counts the events added, duplicates excluded.
+func (s *Sum) Events() int { return s.events }
