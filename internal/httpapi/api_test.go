@@ -1,0 +1,284 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+
+	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/httpapi"
+	"github.com/layercake/cascade/internal/metrics"
+	"github.com/layercake/cascade/internal/router"
+)
+
+// apiPipeline runs an embedded broker, all five layers and the API; it returns the API's URL.
+func apiPipeline(t *testing.T, o httpapi.Options) string {
+	t.Helper()
+	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	b, err := natsjs.Connect(context.Background(), natsjs.Options{URL: ns.ClientURL(), AckWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := router.BindScenario(t.Context(), b, "base", coefficients.Default()); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	r := router.New(b, zerolog.Nop(), router.Options{Metrics: metrics.New(reg), PendingEvery: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	o.Listen, o.Gatherer, o.Ready = "127.0.0.1:0", reg, r.Ready
+	srv, err := httpapi.New(b, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func signal(id, region string, users int) string {
+	return fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"/api-test","type":"cascade.signal.adoption.v1","time":"2025-02-01T00:00:00Z","data":{"app":"a","category":"chat","region":%q,"users_delta":%d}}`, id, region, users)
+}
+
+type call struct {
+	name, method, path, route string
+	header                    map[string]string
+	body                      string
+	want                      int
+	contains                  string
+}
+
+func request(t *testing.T, base string, c call) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), c.method, base+c.path, strings.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// openAPI reads docs/openapi.yaml into route -> documented statuses.
+func openAPI(t *testing.T) map[string]map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile("../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]any `yaml:"responses"`
+		} `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("docs/openapi.yaml: %v", err)
+	}
+	out := map[string]map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			route := strings.ToUpper(method) + " " + path
+			out[route] = map[string]bool{}
+			for status := range op.Responses {
+				out[route][status] = true
+			}
+		}
+	}
+	return out
+}
+
+// Every status the handlers give is exercised here and documented in docs/openapi.yaml, and
+// every documented route is served.
+func TestHandlersAgainstOpenAPI(t *testing.T) {
+	t.Parallel()
+	open := apiPipeline(t, httpapi.Options{MaxBody: 4096})
+	locked := apiPipeline(t, httpapi.Options{Token: "s3cret"})
+	json := map[string]string{"Content-Type": "application/json"}
+	ndjson := map[string]string{"Content-Type": "application/x-ndjson"}
+	bearer := map[string]string{"Authorization": "Bearer s3cret", "Content-Type": "application/json"}
+	calls := []call{
+		{"one event", "POST", "/v1/signals", "POST /v1/signals", json, signal("api-1", "us", 1000), 200, `{"line":1,"id":"api-1"}`},
+		{"cloudevents batch", "POST", "/v1/signals", "POST /v1/signals", map[string]string{"Content-Type": "application/cloudevents-batch+json"}, "[" + signal("api-2", "eu", 5) + "," + signal("api-3", "eu", 6) + "]", 200, `"id":"api-3"`},
+		{"mixed batch", "POST", "/v1/signals", "POST /v1/signals", ndjson, signal("api-4", "us", 7) + "\n{\"type\":\"cascade.signal.adoption.v1\"}\n", 207, `"line":2,"error"`},
+		{"nothing valid", "POST", "/v1/signals", "POST /v1/signals", ndjson, "{\"type\":\"nope\"}\n", 400, `"line":1,"error"`},
+		{"oversized", "POST", "/v1/signals", "POST /v1/signals", ndjson, strings.Repeat(signal("big", "us", 1)+"\n", 40), 413, "nothing was published"},
+		{"wrong content type", "POST", "/v1/signals", "POST /v1/signals", map[string]string{"Content-Type": "text/plain"}, "x", 415, "Content-Type"},
+		{"feed, bad layer", "GET", "/v1/feeds/application", "GET /v1/feeds/{layer}", nil, "", 400, "feeds are"},
+		{"feed, unknown scenario", "GET", "/v1/feeds/grid?scenario=nope", "GET /v1/feeds/{layer}", nil, "", 404, "not found"},
+		{"feeds, bad region", "GET", "/v1/feeds?layers=grid&region=NO", "GET /v1/feeds", nil, "", 400, "region"},
+		{"feeds, unknown scenario", "GET", "/v1/feeds?layers=chips,grid&scenario=nope", "GET /v1/feeds", nil, "", 404, "not found"},
+		{"totals", "GET", "/v1/totals?by=region", "GET /v1/totals", nil, "", 200, `"scenario":"base"`},
+		{"totals, bad time", "GET", "/v1/totals?since=yesterday-ish", "GET /v1/totals", nil, "", 400, "since"},
+		{"totals, unknown scenario", "GET", "/v1/totals?scenario=nope", "GET /v1/totals", nil, "", 404, "not found"},
+		{"trace", "GET", "/v1/trace/api-1", "GET /v1/trace/{id}", nil, "", 200, `"focus":"api-1"`},
+		{"trace, unknown id", "GET", "/v1/trace/nothing-here", "GET /v1/trace/{id}", nil, "", 404, "no such event"},
+		{"scenarios", "GET", "/v1/scenarios", "GET /v1/scenarios", nil, "", 200, `"scenario":"base"`},
+		{"metrics", "GET", "/metrics", "GET /metrics", nil, "", 200, "cascade_events_in_total"},
+		{"healthz", "GET", "/healthz", "GET /healthz", nil, "", 200, "ok"},
+		{"readyz", "GET", "/readyz", "GET /readyz", nil, "", 200, "ready"},
+		{"page", "GET", "/", "GET /", nil, "", 200, "<html"},
+	}
+	eventually(t, "the pipeline to be ready", func() bool { s, _ := request(t, open, call{method: "GET", path: "/readyz"}); return s == 200 })
+	eventually(t, "api-1's tree", func() bool {
+		s, _ := request(t, open, calls[0])
+		if s != 200 {
+			return false
+		}
+		s, body := request(t, open, call{method: "GET", path: "/v1/trace/api-1"})
+		return s == 200 && strings.Contains(body, "cascade.demand.grid.v1")
+	})
+	spec := openAPI(t)
+	seen := map[string]bool{}
+	for _, c := range calls {
+		status, body := request(t, open, c)
+		if status != c.want || !strings.Contains(body, c.contains) {
+			t.Errorf("%s: %s %s → %d %q; want %d containing %q", c.name, c.method, c.path, status, trim(body), c.want, c.contains)
+		}
+		if !spec[c.route][fmt.Sprint(status)] {
+			t.Errorf("%s: %s answered %d, which docs/openapi.yaml does not document", c.name, c.route, status)
+		}
+		seen[c.route] = true
+	}
+	// With a token: /v1/ needs it, the probes, metrics and page stay open.
+	for _, c := range []call{
+		{"no token", "GET", "/v1/scenarios", "GET /v1/scenarios", nil, "", 401, "bearer"},
+		{"wrong token", "POST", "/v1/signals", "POST /v1/signals", map[string]string{"Authorization": "Bearer nope", "Content-Type": "application/json"}, signal("x", "us", 1), 401, "bearer"},
+		{"right token", "POST", "/v1/signals", "POST /v1/signals", bearer, signal("tok-1", "us", 1), 200, "tok-1"},
+		{"open probe", "GET", "/healthz", "GET /healthz", nil, "", 200, "ok"},
+		{"open metrics", "GET", "/metrics", "GET /metrics", nil, "", 200, "# HELP"},
+		{"open page", "GET", "/", "GET /", nil, "", 200, "<html"},
+	} {
+		status, body := request(t, locked, c)
+		if status != c.want || !strings.Contains(body, c.contains) {
+			t.Errorf("token %s: %d %q, want %d", c.name, status, trim(body), c.want)
+		}
+		if !spec[c.route][fmt.Sprint(status)] {
+			t.Errorf("token %s: %s answered %d, undocumented", c.name, c.route, status)
+		}
+	}
+	for route := range spec {
+		if !seen[route] {
+			t.Errorf("documented route %s is not exercised", route)
+		}
+	}
+	// Events flowed, so the counters moved.
+	eventually(t, "metrics to count events", func() bool {
+		_, body := request(t, open, call{method: "GET", path: "/metrics"})
+		return regexp.MustCompile(`cascade_events_out_total\{layer="energy",scenario="base"\} [1-9]`).MatchString(body) &&
+			regexp.MustCompile(`cascade_processing_seconds_count\{layer="application",scenario="base"\} [1-9]`).MatchString(body)
+	})
+}
+
+func trim(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
+}
+
+func TestNonLoopbackWithoutTokenRefused(t *testing.T) {
+	t.Parallel()
+	_, err := httpapi.New(nil, httpapi.Options{Listen: "0.0.0.0:8080"})
+	if err == nil || !strings.Contains(err.Error(), "--api-token") {
+		t.Fatalf("err %v, want a refusal naming --api-token", err)
+	}
+	if _, err := httpapi.New(nil, httpapi.Options{Listen: "0.0.0.0:8080", Token: "t"}); err != nil {
+		t.Fatalf("with a token: %v", err)
+	}
+}
+
+// sse reads events from an SSE response until n arrived.
+func sse(t *testing.T, url, lastID string, n int) (ids, data []string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("feed: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for len(data) < n && sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			ids = append(ids, strings.TrimPrefix(line, "id: "))
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, strings.TrimPrefix(line, "data: "))
+		}
+	}
+	return ids, data
+}
+
+func TestFeedResumesWithLastEventID(t *testing.T) {
+	t.Parallel()
+	base := apiPipeline(t, httpapi.Options{})
+	for i := range 3 {
+		if s, body := request(t, base, call{method: "POST", path: "/v1/signals", header: map[string]string{"Content-Type": "application/json"}, body: signal(fmt.Sprintf("feed-%d", i), "us", 1000*(i+1))}); s != 200 {
+			t.Fatalf("post: %d %s", s, body)
+		}
+	}
+	// Each adoption gives two grid events (h100 and b200 in the default fleet).
+	ids, data := sse(t, base+"/v1/feeds/grid?since=2000-01-01", "", 6)
+	if len(data) != 6 || len(ids) != 6 || !strings.Contains(data[0], `"type":"cascade.demand.grid.v1"`) {
+		t.Fatalf("first read: %d events", len(data))
+	}
+	// Resuming after the second event delivers the third next, and nothing before it.
+	rids, rdata := sse(t, base+"/v1/feeds/grid", ids[1], 4)
+	if len(rdata) != 4 || rids[0] != ids[2] || rdata[0] != data[2] || rdata[3] != data[5] {
+		t.Fatalf("resume after %s gave %v, want %v", ids[1], rids, ids[2:])
+	}
+	// The region filter.
+	_, us := sse(t, base+"/v1/feeds?layers=chips,grid&region=us&since=2000-01-01", "", 4)
+	for _, d := range us {
+		if !strings.Contains(d, `"subject":"us"`) {
+			t.Fatalf("region filter let through %s", d)
+		}
+	}
+}
