@@ -138,27 +138,14 @@ func (r *Replay) present(ctx context.Context) (map[string]struct{}, error) {
 
 // Signals calls fn for every signal stored in scenario s, in stream order.
 func Signals(ctx context.Context, b broker.Broker, s string, fn func(*event.Event) error) error {
-	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: s, Subjects: []string{"cascade." + s + ".signal.*.*"}, FromStart: true, UntilEnd: true})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for {
-		d, err := f.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	o := broker.FeedOptions{Scenario: s, Subjects: []string{"cascade." + s + ".signal.*.*"}, FromStart: true}
+	return broker.Each(ctx, b, o, func(d broker.Delivery) error {
 		ev, _, err := event.Decode(d.Message().Data)
 		if err != nil {
-			continue // invalid signals stay in the dlq's care
+			return nil // invalid signals stay in the dlq's care
 		}
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
+		return fn(ev)
+	})
 }
 
 // SliceSource yields the given events.

@@ -7,6 +7,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/layercake/cascade/internal/event"
@@ -132,4 +133,41 @@ type Broker interface {
 	// Registry is the scenario registry kept on this broker.
 	Registry() Registry
 	Close() error
+}
+
+// Getter is implemented by brokers that can fetch one stored message by its cursor.
+type Getter interface {
+	Get(ctx context.Context, scenario, cursor string) (*Message, error)
+}
+
+// Responder is implemented by brokers that carry request/reply: `run` answers queries on it
+// that need its local indexes, so other commands need only the broker flags.
+type Responder interface {
+	// Respond serves requests on subject until ctx ends.
+	Respond(ctx context.Context, subject string, handle func(ctx context.Context, req []byte) ([]byte, error)) error
+	// Request sends req and waits for one reply; ErrUnavailable when nobody serves subject.
+	Request(ctx context.Context, subject string, req []byte) ([]byte, error)
+}
+
+// Each calls fn for every message the subjects of o hold now (o.UntilEnd is implied), in
+// order, and returns fn's first error.
+func Each(ctx context.Context, b Broker, o FeedOptions, fn func(Delivery) error) error {
+	o.UntilEnd = true
+	f, err := b.Feed(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		d, err := f.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
 }

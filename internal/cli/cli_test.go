@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +60,7 @@ func TestRunServesAPlainNATSClient(t *testing.T) {
 	var code int
 	var stderr string
 	wg.Go(func() {
-		code, _, stderr = run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json")
+		code, _, stderr = run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
 	})
 	var nc *nats.Conn
 	eventually(t, 20*time.Second, "the embedded broker", func() bool {
@@ -189,5 +190,64 @@ func TestVersion(t *testing.T) {
 	t.Parallel()
 	if code, out, _ := run(t.Context(), "", nil, "--version"); code != 0 || !strings.Contains(out, cli.Version) {
 		t.Fatalf("--version: %d %s", code, out)
+	}
+}
+
+// startRun runs `cascade run` on free ports until the test ends and returns its NATS URL.
+func startRun(t *testing.T) string {
+	t.Helper()
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	url := "nats://127.0.0.1:" + port
+	eventually(t, 20*time.Second, "cascade run", func() bool {
+		code, out, _ := run(t.Context(), "", map[string]string{"CASCADE_NATS_URL": url}, "scenario", "ls")
+		return code == 0 && strings.Contains(out, "base")
+	})
+	return url
+}
+
+// The README's history walk-through: replay the history, totals per layer, a what-if against
+// base, and the trace of the DeepSeek-R1 release (answered by run's index over the broker).
+func TestHistoryWalkThrough(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"CASCADE_NATS_URL": startRun(t)}
+	if code, out, stderr := run(t.Context(), "", env, "replay", "--history"); code != 0 || !strings.Contains(out, "replayed 68 signals into base") {
+		t.Fatalf("replay: %d %s %s", code, out, stderr)
+	}
+	half := filepath.Join(t.TempDir(), "half.yaml")
+	_, doc, _ := run(t.Context(), "", nil, "coefficients", "show")
+	doc = strings.Replace(doc, "version: default-2026.11", "version: half-inference", 1)
+	doc = regexp.MustCompile(`(?m)^(\s+utilization:\s*\{?\s*inference:\s*)0\.15`).ReplaceAllString(doc, "${1}0.075")
+	if err := os.WriteFile(half, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := run(t.Context(), "", env, "replay", "--history", "--into", "half-util", "--coefficients", half); code != 0 || !strings.Contains(out, "into half-util") {
+		t.Fatalf("what-if replay: %d %s %s", code, out, stderr)
+	}
+	var tree string
+	eventually(t, 30*time.Second, "the DeepSeek-R1 tree down to the grid", func() bool {
+		code, out, _ := run(t.Context(), "", env, "trace", "hist-2025-01-20-deepseek-r1")
+		tree = out
+		return code == 0 && strings.Count(out, "demand.grid.v1") == 3
+	})
+	for _, want := range []string{"signal.release.v1 [cn deepseek-r1]", "demand.infrastructure.v1 [cn finetune] -", "@2025-04-20"} {
+		if !strings.Contains(tree, want) {
+			t.Errorf("trace lacks %q:\n%s", want, tree)
+		}
+	}
+	code, out, stderr := run(t.Context(), "", env, "totals", "--scenario", "half-util", "--vs", "base", "--json")
+	if code != 0 || !strings.Contains(out, `"vs": "base"`) {
+		t.Fatalf("totals --vs: %d %s %s", code, out, stderr)
+	}
+	if code, out, _ := run(t.Context(), "", env, "totals", "--by", "region"); code != 0 || !strings.Contains(out, "tCO2/yr") || !strings.Contains(out, "h800") {
+		t.Fatalf("totals: %d %s", code, out)
+	}
+	if code, _, _ := run(t.Context(), "", env, "replay", "--history", "--into", "half-util", "--coefficients", "/nonexistent.yaml"); code != 2 {
+		t.Fatalf("replay with a missing coefficients file: exit %d, want 2", code)
 	}
 }

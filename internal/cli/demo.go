@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,7 @@ func (a *app) demoCmd() *cobra.Command {
 			run, stop := context.WithCancel(ctx)
 			defer stop()
 			var wg sync.WaitGroup
+			s.indexDir = filepath.Join(dir, "index")
 			if s.httpListen != "" && !changed(cmd, "http-listen") {
 				s.httpListen = freeOr(s.httpListen)
 			}

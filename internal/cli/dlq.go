@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
@@ -15,23 +13,8 @@ import (
 
 // deadLetters reads every dead letter of the scenario (of one layer, or all) present now.
 func (a *app) deadLetters(ctx context.Context, b broker.Broker, layer string, fn func(broker.Delivery) error) error {
-	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: a.g.scenario, Subjects: []string{event.DLQSubject(a.g.scenario, event.Layer(layer))}, FromStart: true, UntilEnd: true})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for {
-		d, err := f.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(d); err != nil {
-			return err
-		}
-	}
+	o := broker.FeedOptions{Scenario: a.g.scenario, Subjects: []string{event.DLQSubject(a.g.scenario, event.Layer(layer))}, FromStart: true}
+	return broker.Each(ctx, b, o, fn)
 }
 
 func (a *app) dlqCmd() *cobra.Command {

@@ -28,13 +28,14 @@ func (a *app) readInput(args []string) ([]byte, error) {
 func (a *app) publishCmd() *cobra.Command {
 	var generate int
 	var seed uint64
-	var dryRun bool
+	var dryRun, printOnly bool
 	cmd := &cobra.Command{
 		Use:   "publish [FILE|-]",
 		Short: "Validate signals (JSON, NDJSON or a JSON array) and publish them; one answer line per event",
 		Example: `  cascade publish signals.ndjson
   echo '{"type":"cascade.signal.adoption.v1","source":"/me","data":{"app":"chat","category":"chat","region":"us","users_delta":1000000}}' | cascade publish
   cascade publish --generate 10000 --seed 7
+  cascade publish --generate 100000 --print > signals.ndjson
   cascade publish --dry-run signals.ndjson`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -56,6 +57,14 @@ func (a *app) publishCmd() *cobra.Command {
 				if err != nil {
 					return &ExitError{Code: 1, Err: err}
 				}
+			}
+			if printOnly {
+				out := bufio.NewWriter(a.Stdout)
+				for _, it := range items {
+					out.Write(it.Raw)
+					out.WriteByte('\n')
+				}
+				return out.Flush()
 			}
 			p := &producers.Publisher{Scenario: a.g.scenario, DryRun: dryRun}
 			if !dryRun {
@@ -94,5 +103,6 @@ func (a *app) publishCmd() *cobra.Command {
 	cmd.Flags().IntVar(&generate, "generate", 0, "publish N generated synthetic signals instead of reading input")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed for --generate (same seed, same signals and ids)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only; publish nothing")
+	cmd.Flags().BoolVar(&printOnly, "print", false, "with --generate, print the signals as NDJSON instead of publishing them")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
+	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/metrics"
 	"github.com/layercake/cascade/internal/router"
 )
@@ -28,6 +30,7 @@ type serveFlags struct {
 	httpListen string
 	apiToken   string
 	maxBody    int64
+	indexDir   string // where run keeps its trace indexes; empty: no indexer
 }
 
 // addHTTP registers the flags of the commands that serve the HTTP API.
@@ -78,11 +81,15 @@ func (a *app) runCmd() *cobra.Command {
 				return err
 			}
 			a.log.Info().Str("scenario", event.DefaultScenario).Str("coefversion", coef.CoefVersion).Msg("scenario registered")
+			if s.indexDir == "" {
+				s.indexDir = filepath.Join(s.dataDir, "index")
+			}
 			return a.serve(ctx, b, event.ConsumerLayers, s)
 		},
 	}
 	s.add(cmd, true)
 	s.addHTTP(cmd)
+	cmd.Flags().StringVar(&s.indexDir, "index-dir", "", "where the trace index is kept (default: <data-dir>/index)")
 	cmd.Flags().StringVar(&s.coefficients, "coefficients", "", "coefficient file for scenario base (default: the embedded defaults)")
 	return cmd
 }
@@ -109,10 +116,32 @@ func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) ht
 func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, s serveFlags) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := router.New(b, a.log, router.Options{Batch: s.batch, Metrics: metrics.New(reg)})
+	ro := router.Options{Batch: s.batch, Metrics: metrics.New(reg)}
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	ix := a.indexer(ctx, &wg, b, s.indexDir)
+	if ix != nil {
+		defer ix.Close()
+		ro.PerScenario = func(ctx context.Context, scenario string) {
+			log := a.log.With().Str("scenario", scenario).Logger()
+			for ctx.Err() == nil {
+				if err := ix.Follow(ctx, scenario); err != nil && ctx.Err() == nil {
+					log.Warn().Err(err).Msg("indexer stopped; restarting")
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+					}
+				}
+			}
+		}
+	}
+	r := router.New(b, a.log, ro)
 	if s.httpListen != "" {
-		srv, err := httpapi.New(b, s.httpOptions(reg, r.Ready))
+		hopts := s.httpOptions(reg, r.Ready)
+		if ix != nil {
+			hopts.Trace = ix.Trace
+		}
+		srv, err := httpapi.New(b, hopts)
 		if err != nil {
 			return &ExitError{Code: 2, Err: err}
 		}
@@ -122,7 +151,6 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 				a.log.Info().Str("url", "http://"+addr).Msg("HTTP API and web page ready")
 			})
 		})
-		defer wg.Wait()
 		select {
 		case err := <-errc:
 			if err != nil {
@@ -163,4 +191,22 @@ func (a *app) consumeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&layer, "layer", "", "layer to run (required)")
 	_ = cmd.MarkFlagRequired("layer")
 	return cmd
+}
+
+// indexer starts run's trace index when the broker can fetch messages by cursor, and answers
+// trace requests of other processes over the broker when it carries request/reply.
+func (a *app) indexer(ctx context.Context, wg *sync.WaitGroup, b broker.Broker, dir string) *lineage.Indexer {
+	lb, ok := b.(lineage.Broker)
+	if dir == "" || !ok {
+		return nil
+	}
+	ix := &lineage.Indexer{B: lb, Dir: dir, Log: a.log}
+	if resp, ok := b.(broker.Responder); ok {
+		wg.Go(func() {
+			if err := ix.Serve(ctx, resp); err != nil && ctx.Err() == nil {
+				a.log.Warn().Err(err).Msg("trace responder stopped")
+			}
+		})
+	}
+	return ix
 }

@@ -48,7 +48,7 @@ func (a *app) scenarioCmd() *cobra.Command {
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:     "show NAME",
-		Short:   "Print a scenario's binding and coefficient document as JSON",
+		Short:   "Print a scenario's binding, each layer's lag (unacknowledged events) and its coefficients as JSON",
 		Example: "  cascade scenario show base",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,9 +57,17 @@ func (a *app) scenarioCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				lag := map[string]any{}
+				for _, l := range event.ConsumerLayers {
+					if n, err := b.Lag(cmd.Context(), s.Scenario, l); err == nil {
+						lag[string(l)] = n
+					} else {
+						lag[string(l)] = "no consumer yet"
+					}
+				}
 				return writeJSON(a.Stdout, map[string]any{
 					"scenario": s.Scenario, "coefversion": s.CoefVersion, "registered": s.Created,
-					"stream": event.StreamName(s.Scenario), "coefficients": json.RawMessage(s.Document),
+					"stream": event.StreamName(s.Scenario), "lag": lag, "coefficients": json.RawMessage(s.Document),
 				})
 			})
 		},

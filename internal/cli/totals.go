@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/query"
 	"github.com/layercake/cascade/internal/tree"
 )
@@ -120,7 +124,7 @@ func (a *app) traceCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				root, err := query.Trace(cmd.Context(), b, a.g.scenario, args[0])
+				root, err := a.trace(cmd.Context(), b, args[0])
 				if err != nil {
 					return notFoundHint(err)
 				}
@@ -133,4 +137,26 @@ func (a *app) traceCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "the tree as JSON")
 	return cmd
+}
+
+// trace asks run's index over the broker; when no run answers, it scans the scenario.
+func (a *app) trace(ctx context.Context, b broker.Broker, id string) (*tree.Node, error) {
+	if r, ok := b.(broker.Responder); ok {
+		req, _ := json.Marshal(lineage.Request{Scenario: a.g.scenario, ID: id})
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		reply, err := r.Request(rctx, lineage.Subject, req)
+		if err == nil {
+			var n tree.Node
+			if err := json.Unmarshal(reply, &n); err != nil {
+				return nil, fmt.Errorf("trace reply: %w", err)
+			}
+			return &n, nil
+		}
+		if !errors.Is(err, broker.ErrUnavailable) {
+			return nil, err
+		}
+		a.log.Info().Msg("no cascade run answers trace requests; scanning the scenario instead")
+	}
+	return query.Trace(ctx, b, a.g.scenario, id)
 }

@@ -3,9 +3,7 @@ package conformance
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"sync"
 	"testing"
@@ -107,6 +105,7 @@ func expected(t *testing.T, coef *coefficients.Loaded, s string, raws []string) 
 // stored is one message read back from a feed.
 type stored struct {
 	subject string
+	header  map[string]string
 	data    []byte
 	ev      *event.Event
 	p       event.Payload
@@ -115,27 +114,20 @@ type stored struct {
 // readAll reads every message on subjects of s that the broker holds now.
 func readAll(t *testing.T, b broker.Broker, s string, subjects ...string) []stored {
 	t.Helper()
-	f, err := b.Feed(ctxFor(t), broker.FeedOptions{Scenario: s, Subjects: subjects, FromStart: true, UntilEnd: true})
-	if err != nil {
-		t.Fatalf("feed %v: %v", subjects, err)
-	}
-	defer f.Close()
 	var out []stored
-	for {
-		d, err := f.Next(ctxFor(t))
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("feed next: %v", err)
-		}
+	err := broker.Each(ctxFor(t), b, broker.FeedOptions{Scenario: s, Subjects: subjects, FromStart: true}, func(d broker.Delivery) error {
 		m := d.Message()
-		st := stored{subject: m.Subject, data: m.Data}
+		st := stored{subject: m.Subject, header: m.Header, data: m.Data}
 		if ev, p, err := event.Decode(m.Data); err == nil {
 			st.ev, st.p = ev, p
 		}
 		out = append(out, st)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read %v: %v", subjects, err)
 	}
+	return out
 }
 
 // waitDemand polls until the scenario's demand subjects hold n messages, and returns them.

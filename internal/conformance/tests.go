@@ -203,19 +203,11 @@ func testBadInput(t *testing.T, h Harness) {
 }
 
 func readDLQ(t *testing.T, b broker.Broker) []*broker.Message {
-	f, err := b.Feed(ctxFor(t), broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.dlq.*"}, FromStart: true, UntilEnd: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var out []*broker.Message
-	for {
-		d, err := f.Next(ctxFor(t))
-		if err != nil {
-			return out
-		}
-		out = append(out, d.Message())
+	for _, m := range readAll(t, b, "base", "cascade.base.dlq.*") {
+		out = append(out, &broker.Message{Subject: m.subject, Header: m.header, Data: m.data})
 	}
+	return out
 }
 
 func testRegistry(t *testing.T, h Harness) {

@@ -35,7 +35,7 @@ func (s *Server) getTotals(w http.ResponseWriter, r *http.Request) {
 // getTrace answers what `cascade trace ID` prints, as JSON.
 func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	root, err := query.Trace(r.Context(), s.b, s.scenarioOf(r), id)
+	root, err := s.opts.Trace(r.Context(), s.scenarioOf(r), id)
 	if err != nil {
 		writeError(w, statusOf(err), err.Error())
 		return

@@ -20,6 +20,8 @@ import (
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/netaddr"
+	"github.com/layercake/cascade/internal/query"
+	"github.com/layercake/cascade/internal/tree"
 )
 
 // Options configure the server. Zero values take the documented defaults.
@@ -33,6 +35,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the broker is connected and every layer consuming (/readyz).
 	Ready func() error
+	// Trace answers /v1/trace; default: query.Trace, which scans the scenario.
+	Trace func(ctx context.Context, scenario, id string) (*tree.Node, error)
 	Log   zerolog.Logger
 }
 
@@ -59,6 +63,11 @@ func New(b broker.Broker, o Options) (*Server, error) {
 	}
 	if o.Ping <= 0 {
 		o.Ping = 15 * time.Second
+	}
+	if o.Trace == nil {
+		o.Trace = func(ctx context.Context, scenario, id string) (*tree.Node, error) {
+			return query.Trace(ctx, b, scenario, id)
+		}
 	}
 	if o.Gatherer == nil {
 		o.Gatherer = prometheus.DefaultGatherer

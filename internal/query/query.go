@@ -36,31 +36,18 @@ type Totals struct {
 
 // scan calls fn for every decodable event the scenario's subjects hold now.
 func scan(ctx context.Context, b broker.Broker, scenario string, subjects []string, fn func(d broker.Delivery, ev *event.Event, p event.Payload) error) error {
-	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: scenario, Subjects: subjects, FromStart: true, UntilEnd: true})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for {
-		d, err := f.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	return broker.Each(ctx, b, broker.FeedOptions{Scenario: scenario, Subjects: subjects, FromStart: true}, func(d broker.Delivery) error {
 		ev, p, err := event.Decode(d.Message().Data)
 		if err != nil {
-			continue // only dead letters are undecodable, and they are not on these subjects
+			return nil // only dead letters are undecodable, and they are not on these subjects
 		}
-		if err := fn(d, ev, p); err != nil {
-			return err
-		}
-	}
+		return fn(d, ev, p)
+	})
 }
 
-// SumTotals sums every layer's demand feed, plus the signals injected at a layer in a row of
-// their own, over the event-time range. Every id counts once.
+// SumTotals sums every layer's demand feed, plus the demand injected at a layer as signals in
+// rows of their own and the users of adoption signals on the application layer, over the
+// event-time range.
 func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, error) {
 	sum := totals.New(o.ByRegion)
 	subjects := []string{"cascade." + o.Scenario + ".demand.>", "cascade." + o.Scenario + ".signal.*.*"}
@@ -69,10 +56,14 @@ func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, 
 			return nil
 		}
 		s, _ := event.ParseSubject(d.Message().Subject)
-		if s.Kind == "signal" && (ev.Type == event.TypeAdoption || ev.Type == event.TypeRelease) {
-			return nil // signals proper are not demand
+		switch ev.Type {
+		case event.TypeRelease:
+			return nil // a release's demand is all in its derived events
+		case event.TypeAdoption:
+			sum.Add(ev, p, false) // users, on the application row
+		default:
+			sum.Add(ev, p, s.Kind == "signal")
 		}
-		sum.Add(ev, p, s.Kind == "signal")
 		return nil
 	})
 	if err != nil {

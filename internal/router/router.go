@@ -29,6 +29,9 @@ type Options struct {
 	DrainTimeout time.Duration // how long shutdown waits for a batch's acks; default 10s
 	PendingEvery time.Duration // how often consumer lag is sampled; default 5s
 	Metrics      *metrics.Metrics
+	// PerScenario, when set, runs beside the layers of every served scenario, with a context
+	// that ends when the scenario stops being served (run's indexer uses it).
+	PerScenario func(ctx context.Context, scenario string)
 }
 
 func (o *Options) defaults() {

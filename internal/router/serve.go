@@ -49,6 +49,9 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 			}
 			sctx, cancel := context.WithCancel(ctx)
 			active[b.Scenario] = running{version: b.CoefVersion, cancel: cancel}
+			if r.opts.PerScenario != nil {
+				wg.Go(func() { r.opts.PerScenario(sctx, b.Scenario) })
+			}
 			for _, l := range layers {
 				r.count(r.serving, b.Scenario, 1)
 				wg.Go(func() {

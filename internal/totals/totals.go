@@ -7,6 +7,7 @@
 package totals
 
 import (
+	"math"
 	"sort"
 
 	"github.com/layercake/cascade/internal/event"
@@ -25,6 +26,13 @@ type Row struct {
 	Events     int              `json:"events"`
 }
 
+// acc is a row being summed, with the largest term of each quantity, so that sums which
+// cancel (fine-tuning and its retraction) read zero rather than rounding noise.
+type acc struct {
+	row    Row
+	maxAbs []float64
+}
+
 type rowKey struct {
 	layer       event.Layer
 	region, key string
@@ -33,7 +41,7 @@ type rowKey struct {
 // Sum accumulates events. The zero value is not usable; call New.
 type Sum struct {
 	byRegion bool
-	rows     map[rowKey]*Row
+	rows     map[rowKey]*acc
 	recent   recent
 	events   int
 }
@@ -43,7 +51,7 @@ const DedupWindow = 1 << 17
 
 // New returns an empty sum, split by region when byRegion is set.
 func New(byRegion bool) *Sum {
-	return &Sum{byRegion: byRegion, rows: map[rowKey]*Row{}, recent: recent{ids: map[string]struct{}{}, ring: make([]string, DedupWindow)}}
+	return &Sum{byRegion: byRegion, rows: map[rowKey]*acc{}, recent: recent{ids: map[string]struct{}{}, ring: make([]string, DedupWindow)}}
 }
 
 // recent is a fixed-size set of the last len(ring) ids.
@@ -70,6 +78,8 @@ func (r *recent) add(id string) bool {
 // Key is the row key of a demand payload: the model, the accelerator or the workload.
 func Key(p event.Payload) string {
 	switch p := p.(type) {
+	case *event.Adoption:
+		return p.Category
 	case *event.DemandModel:
 		return p.Model
 	case *event.DemandChips:
@@ -91,8 +101,9 @@ func orUnspecified(w string) string {
 	return w
 }
 
-// Add counts ev on the layer its type places demand on; injected says it arrived as a
-// signal. It returns false for an id already counted.
+// Add counts ev on the layer its type places demand on (adoption signals on application, as
+// weekly users per category); injected says it is demand that arrived as a signal. It
+// returns false for an id already counted.
 func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 	if !s.recent.add(ev.ID) {
 		return false
@@ -109,21 +120,22 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 	if s.byRegion {
 		k.region = ev.Subject
 	}
-	r := s.rows[k]
+	a := s.rows[k]
 	qs := event.Quantities(p)
-	if r == nil {
-		r = &Row{Layer: k.layer, Region: k.region, Key: k.key, Quantities: make([]event.Quantity, len(qs))}
+	if a == nil {
+		a = &acc{row: Row{Layer: k.layer, Region: k.region, Key: k.key, Quantities: make([]event.Quantity, len(qs))}, maxAbs: make([]float64, len(qs))}
 		for i, q := range qs {
-			r.Quantities[i] = event.Quantity{Name: q.Name, Unit: q.Unit}
+			a.row.Quantities[i] = event.Quantity{Name: q.Name, Unit: q.Unit}
 		}
-		s.rows[k] = r
+		s.rows[k] = a
 	}
 	for i, q := range qs {
-		if i < len(r.Quantities) {
-			r.Quantities[i].Value += q.Value
+		if i < len(a.row.Quantities) {
+			a.row.Quantities[i].Value += q.Value
+			a.maxAbs[i] = max(a.maxAbs[i], math.Abs(q.Value))
 		}
 	}
-	r.Events++
+	a.row.Events++
 	return true
 }
 
@@ -134,9 +146,14 @@ func (s *Sum) Rows() []Row {
 		order[l] = i
 	}
 	out := make([]Row, 0, len(s.rows))
-	for _, r := range s.rows {
-		c := *r
-		c.Quantities = append([]event.Quantity(nil), r.Quantities...)
+	for _, a := range s.rows {
+		c := a.row
+		c.Quantities = append([]event.Quantity(nil), a.row.Quantities...)
+		for i := range c.Quantities {
+			if math.Abs(c.Quantities[i].Value) <= 1e-9*a.maxAbs[i] {
+				c.Quantities[i].Value = 0
+			}
+		}
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool {

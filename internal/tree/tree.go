@@ -34,6 +34,26 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 	}{n.Event, event.Label(n.Payload), event.Quantities(n.Payload), n.Children})
 }
 
+// UnmarshalJSON reads what MarshalJSON wrote, decoding each event's payload.
+func (n *Node) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Event    *event.Event `json:"event"`
+		Children []*Node      `json:"children"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.Event == nil {
+		return fmt.Errorf("%w: tree node without an event", event.ErrInvalid)
+	}
+	p, err := event.DecodePayload(w.Event.Type, w.Event.Data)
+	if err != nil {
+		return err
+	}
+	n.Event, n.Payload, n.Children = w.Event, p, w.Children
+	return nil
+}
+
 // Expand builds the whole tree below a signal by applying the transforms, down to the grid.
 func Expand(ctx context.Context, c *coefficients.Loaded, ev *event.Event, p event.Payload) (*Node, error) {
 	n := &Node{Event: ev, Payload: p}

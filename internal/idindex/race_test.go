@@ -1,0 +1,5 @@
+//go:build race
+
+package idindex
+
+const raceEnabled = true
