@@ -22,18 +22,18 @@
 // second Put returns false and Get of either returns the first value. The
 // chance that any two of n ids collide is about n²/2⁶⁵ (≈3e-6 at 10 million
 // ids); the chance that Get of an absent id reports a false hit is about
-// n/2⁶⁴ per lookup. Callers that can check the id stored at the returned
-// location (as trace does) should do so.
+// n/2⁶⁴ per lookup. Callers that can check the id of the event at the
+// returned location should do so.
 //
 // # Writes
 //
 // Put looks the id up on disk (one small pread, usually) to implement
 // first-writer-wins, then records the new slot in a bounded in-memory
-// overlay. When the overlay is full, or on Sync, its entries are sorted by
-// slot position and written back in position order, coalescing nearby
-// slots into read-modify-write runs; this turns random 16-byte writes
-// (each of which would dirty a page, ~8 µs on ext4) into mostly sequential
-// I/O.
+// overlay that keeps its entries in slot-position order. When the overlay
+// is full, or on Sync, it is written back in position order, coalescing
+// nearby slots into read-modify-write runs; this turns random 16-byte
+// writes (each of which dirties a page, ~8 µs on ext4) into mostly
+// sequential I/O.
 //
 // When an insert would push the load factor above 1/2 the table is rebuilt
 // into path+".rebuild" with twice the slots and renamed over the original.

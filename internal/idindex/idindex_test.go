@@ -583,3 +583,101 @@ func BenchmarkGet(b *testing.B) {
 		})
 	}
 }
+
+func TestOverlay(t *testing.T) {
+	tests := []struct {
+		name     string
+		entries  int
+		slots    uint64
+		pos      func(r *rand.Rand, slots uint64) uint64
+		wantFull bool
+	}{
+		{"uniform, big table", 300, 1 << 30, func(r *rand.Rand, s uint64) uint64 { return r.Uint64N(s) }, false},
+		{"uniform, small table", 300, 64, func(r *rand.Rand, s uint64) uint64 { return r.Uint64N(s) }, false},
+		{"clustered", 300, 1 << 20, func(r *rand.Rand, s uint64) uint64 { return 5000 + r.Uint64N(400) }, false},
+		{"spill at the end", 300, 1 << 20, func(r *rand.Rand, s uint64) uint64 { return s - 1 - r.Uint64N(2000) }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			o := newOverlay(tt.entries, tt.slots)
+			ref := map[uint64]uint64{}
+			full := false
+			for len(ref) < o.limit && len(ref) < int(tt.slots) {
+				p := tt.pos(r, tt.slots)
+				if _, dup := ref[p]; dup {
+					continue
+				}
+				if !o.put(p, p^0xabc, p*3) {
+					full = true
+					break // no room left after spill-over; state must be intact
+				}
+				ref[p] = p * 3
+			}
+			if o.n != len(ref) {
+				t.Fatalf("n = %d, want %d", o.n, len(ref))
+			}
+			if full != tt.wantFull {
+				t.Fatalf("overlay ran out of room: %v, want %v", full, tt.wantFull)
+			}
+			for p, v := range ref {
+				if e := o.get(p); e == nil || e.val != v || e.hash != p^0xabc {
+					t.Fatalf("get(%d) = %+v, want val %d", p, e, v)
+				}
+			}
+			for range 1000 {
+				p := tt.pos(r, tt.slots)
+				if _, in := ref[p]; !in && o.get(p) != nil {
+					t.Fatalf("get(%d) found an absent position", p)
+				}
+			}
+			es := o.compact()
+			if len(es) != len(ref) {
+				t.Fatalf("compact returned %d entries, want %d", len(es), len(ref))
+			}
+			for i := 1; i < len(es); i++ {
+				if es[i-1].pos1 >= es[i].pos1 {
+					t.Fatalf("compacted entries not in position order at %d", i)
+				}
+			}
+			o.reset()
+			if o.n != 0 || o.get(es[0].pos1-1) != nil {
+				t.Fatal("reset left entries behind")
+			}
+		})
+	}
+}
+
+// TestWriteErrorIsSticky checks that after a failed write the index refuses
+// further use instead of running on in an unknown state.
+func TestWriteErrorIsSticky(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ids.idx")
+	x := mustOpen(t, path, Options{CacheBytes: 4096})
+	mustPut(t, x, "a", 1, true)
+	if err := x.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	x.f.Close() // every later read and write fails
+	var err error
+	for i := 0; err == nil && i < 1000; i++ {
+		_, err = x.Put(key(i), 1)
+	}
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Put error = %v, want one naming %s", err, path)
+	}
+	if _, err2 := x.Put("b", 2); err2 == nil {
+		t.Fatal("Put after a write error succeeded")
+	}
+	if _, _, err2 := x.Get("a"); err2 == nil {
+		t.Fatal("Get after a write error succeeded")
+	}
+	if err2 := x.Sync(); err2 == nil {
+		t.Fatal("Sync after a write error succeeded")
+	}
+	if err2 := x.Close(); err2 == nil {
+		t.Fatal("Close after a write error reported success")
+	}
+	x = mustOpen(t, path, Options{})
+	defer x.Close()
+	mustGet(t, x, "a", 1, true)
+}

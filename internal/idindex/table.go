@@ -10,7 +10,7 @@ import (
 // are still written back by one read-modify-write run. Rewriting a few
 // unchanged slots is much cheaper than a separate small write, each of which
 // dirties a page on its own.
-var flushGap = uint64(512)
+const flushGap = 256
 
 // maxProbe bounds the linear probe of a lookup; a longer cluster means the
 // file is corrupt (the load factor is at most 1/2).
