@@ -85,14 +85,14 @@ func explain(body []byte, schemaErr, goErr error) string {
 	case goErr == nil && sv != nil:
 		v, present := lookup(doc, sv.Field)
 		path := strings.Split(sv.Field, ".")
-		switch {
+		switch top := topKey(doc, sv.Field); {
 		case present && v == nil:
 			return gapNull
 		case present && v == "":
 			return gapEmpty
-		case !checkedByGo[path[0]]:
+		case !checkedByGo[top]:
 			return gapEnvelope
-		case path[0] == "source" && len(path) == 1:
+		case sv.Field == "source":
 			return gapEnvelope // Go checks only that it is not empty
 		case sv.Rule == "unknown key" && len(path) == 2 && path[0] == "data" && foldsToField(doc, path[1]):
 			return gapCase
@@ -107,18 +107,34 @@ func explain(body []byte, schemaErr, goErr error) string {
 	return ""
 }
 
-func lookup(doc map[string]any, field string) (any, bool) {
-	var v any = doc
-	for _, k := range strings.Split(field, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if v, ok = m[k]; !ok {
-			return nil, false
+// lookup finds the value a dotted field names; keys may hold dots themselves.
+func lookup(v any, field string) (any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	if x, ok := m[field]; ok {
+		return x, true
+	}
+	for k, x := range m {
+		if rest, ok := strings.CutPrefix(field, k+"."); ok {
+			if y, ok := lookup(x, rest); ok {
+				return y, true
+			}
 		}
 	}
-	return v, true
+	return nil, false
+}
+
+// topKey is the envelope member a dotted field starts with.
+func topKey(doc map[string]any, field string) string {
+	top := strings.Split(field, ".")[0]
+	for k := range doc {
+		if (field == k || strings.HasPrefix(field, k+".")) && len(k) > len(top) {
+			top = k
+		}
+	}
+	return top
 }
 
 // foldsToField reports whether key equals, but for case, a field of the event's payload.

@@ -41,12 +41,10 @@ const Totals = "totals.json"
 
 // Files lists the embedded schema file names, sorted.
 func Files() []string {
-	entries, _ := FS.ReadDir(".") // the root of an embed.FS always exists
-	var names []string
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".json") {
-			names = append(names, e.Name())
-		}
+	entries, _ := FS.ReadDir(".") // the root of an embed.FS always exists; its entries are sorted
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
 	}
 	return names
 }
@@ -144,23 +142,38 @@ func Validate(file string, doc any) error {
 	return first(verr)
 }
 
-// first reduces a tree of schema errors to one ValidationError: of its leaves, the one whose
-// field sorts first (then its rule), so that the answer does not depend on map order.
+// first reduces a tree of schema errors to one ValidationError, the same whatever the map
+// order: of its leaves, the one in the object whose path sorts first; within an object an
+// unknown or malformed key before other errors (a misspelt key is also a missing one), then
+// by field and rule.
 //
 // A propertyNames error takes its parent's location: the library records it with a location
 // slice that later validation overwrites. The parent is at the same location because every
 // propertyNames in these schemas sits at a file's root or at the root of a $defs entry reached
 // by $ref (TestPropertyNamesPlacement holds that).
 func first(root *jsonschema.ValidationError) *event.ValidationError {
-	var leaves []*event.ValidationError
+	type found struct {
+		object  string // the object holding the offending key
+		badKey  bool
+		invalid *event.ValidationError
+	}
+	var leaves []found
 	var walk func(e *jsonschema.ValidationError, parent []string)
 	walk = func(e *jsonschema.ValidationError, parent []string) {
-		if k, ok := e.ErrorKind.(*kind.PropertyNames); ok {
-			leaves = append(leaves, badName(k.Property, parent, e.Causes))
+		switch k := e.ErrorKind.(type) {
+		case *kind.PropertyNames:
+			leaves = append(leaves, found{dotted(parent), true, badName(k.Property, parent, e.Causes)})
+			return
+		case *kind.AdditionalProperties:
+			leaves = append(leaves, found{dotted(e.InstanceLocation), true, leaf(e)})
+			return
+		case *kind.Required:
+			leaves = append(leaves, found{dotted(e.InstanceLocation), false, leaf(e)})
 			return
 		}
 		if len(e.Causes) == 0 {
-			leaves = append(leaves, leaf(e))
+			at := e.InstanceLocation
+			leaves = append(leaves, found{dotted(at[:max(len(at)-1, 0)]), false, leaf(e)})
 			return
 		}
 		for _, c := range e.Causes {
@@ -169,12 +182,18 @@ func first(root *jsonschema.ValidationError) *event.ValidationError {
 	}
 	walk(root, nil)
 	sort.Slice(leaves, func(i, j int) bool {
-		if leaves[i].Field != leaves[j].Field {
-			return leaves[i].Field < leaves[j].Field
+		a, b := leaves[i], leaves[j]
+		switch {
+		case a.object != b.object:
+			return a.object < b.object
+		case a.badKey != b.badKey:
+			return a.badKey
+		case a.invalid.Field != b.invalid.Field:
+			return a.invalid.Field < b.invalid.Field
 		}
-		return leaves[i].Rule < leaves[j].Rule
+		return a.invalid.Rule < b.invalid.Rule
 	})
-	return leaves[0]
+	return leaves[0].invalid
 }
 
 // badName words a key refused by propertyNames.
@@ -238,8 +257,6 @@ func leaf(e *jsonschema.ValidationError) *event.ValidationError {
 		v.Rule = "must be <= " + num(k.Want)
 	case *kind.ExclusiveMinimum:
 		v.Rule = "must be > " + num(k.Want)
-	case *kind.ExclusiveMaximum:
-		v.Rule = "must be < " + num(k.Want)
 	case *kind.MinProperties:
 		v.Rule = fmt.Sprintf("must have at least %d entries", k.Want)
 	default:

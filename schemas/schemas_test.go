@@ -322,11 +322,9 @@ func TestValidateCoefficients(t *testing.T) {
 }
 
 func TestValidateTotals(t *testing.T) {
-	const ok = `{"scenario":"base","vs":"high","since":"2025-01-01T00:00:00Z","until":null,"by":"region","layers":[
-	  {"layer":"chips","rows":[{"region":"us","key":"h100","unit":"accelerators","quantities":{"units":10,"hbm_gb":800},
-	    "vs":{"units":12,"hbm_gb":960},"diff":{"units":-2,"hbm_gb":-160},"events":3},
-	    {"key":"injected","unit":"accelerators","quantities":{"units":1},"events":1}]},
-	  {"layer":"grid","rows":[]}]}`
+	const ok = `{"scenario":"base","vs":"high","since":"2025-01-01T00:00:00Z","until":null,"by":"region","rows":[
+	  {"layer":"chips","region":"us","key":"h100","quantities":[{"name":"units","unit":"accelerators","value":10,"vs":12,"diff":-2}]},
+	  {"layer":"chips","key":"injected:h100","events":1,"quantities":[{"name":"units","unit":"accelerators","value":1}]}]}`
 	doc := func() map[string]any {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(ok), &m); err != nil {
@@ -334,32 +332,23 @@ func TestValidateTotals(t *testing.T) {
 		}
 		return m
 	}
-	row := func(m map[string]any) map[string]any {
-		return m["layers"].([]any)[0].(map[string]any)["rows"].([]any)[0].(map[string]any)
-	}
+	row := func(m map[string]any) map[string]any { return m["rows"].([]any)[0].(map[string]any) }
+	quantity := func(m map[string]any) map[string]any { return row(m)["quantities"].([]any)[0].(map[string]any) }
 	tests := []struct {
 		name        string
 		in          func() map[string]any
 		field, rule string
 	}{
 		{"valid", doc, "", ""},
-		{"no vs, no by", func() map[string]any { m := doc(); delete(m, "vs"); m["by"] = nil; return m }, "", ""},
+		{"no vs, no by", func() map[string]any { m := doc(); delete(m, "vs"); delete(m, "by"); return m }, "", ""},
 		{"by unknown", func() map[string]any { m := doc(); m["by"] = "model"; return m }, "by", "must be one of"},
 		{"since missing", func() map[string]any { m := doc(); delete(m, "since"); return m }, "since", "required"},
 		{"since not a time", func() map[string]any { m := doc(); m["since"] = "soon"; return m }, "since", "date-time"},
-		{"unknown layer", func() map[string]any {
-			m := doc()
-			m["layers"].([]any)[0].(map[string]any)["layer"] = "application"
-			return m
-		}, "layers.0.layer", "must be one of"},
-		{"row without events", func() map[string]any { m := doc(); delete(row(m), "events"); return m }, "layers.0.rows.0.events", "required"},
-		{"events fractional", func() map[string]any { m := doc(); row(m)["events"] = 1.5; return m }, "layers.0.rows.0.events", "must be an integer"},
-		{"quantity not a number", func() map[string]any {
-			m := doc()
-			row(m)["quantities"].(map[string]any)["units"] = "10"
-			return m
-		}, "layers.0.rows.0.quantities.units", "must be a number"},
-		{"unknown row key", func() map[string]any { m := doc(); row(m)["total"] = 1; return m }, "layers.0.rows.0.total", "unknown key"},
+		{"unknown layer", func() map[string]any { m := doc(); row(m)["layer"] = "moon"; return m }, "rows.0.layer", "must be one of"},
+		{"events fractional", func() map[string]any { m := doc(); row(m)["events"] = 1.5; return m }, "rows.0.events", "must be an integer"},
+		{"quantity not a number", func() map[string]any { m := doc(); quantity(m)["value"] = "10"; return m }, "rows.0.quantities.0.value", "must be a number"},
+		{"quantity without unit", func() map[string]any { m := doc(); delete(quantity(m), "unit"); return m }, "rows.0.quantities.0.unit", "required"},
+		{"unknown row key", func() map[string]any { m := doc(); row(m)["total"] = 1; return m }, "rows.0.total", "unknown key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

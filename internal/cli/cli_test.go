@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/layercake/cascade/internal/cli"
+	"github.com/layercake/cascade/schemas"
 )
 
 // run invokes the cascade command in-process, as cmd/cascade does.
@@ -244,10 +245,49 @@ func TestHistoryWalkThrough(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"vs": "base"`) {
 		t.Fatalf("totals --vs: %d %s %s", code, out, stderr)
 	}
+	_, plain, _ := run(t.Context(), "", env, "totals", "--json", "--by", "region", "--since", "2025-01-01")
+	for _, doc := range []string{out, plain} {
+		var v any
+		if err := json.Unmarshal([]byte(doc), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := schemas.Validate(schemas.Totals, v); err != nil {
+			t.Errorf("totals --json does not follow schemas/totals.json: %v\n%s", err, doc)
+		}
+	}
 	if code, out, _ := run(t.Context(), "", env, "totals", "--by", "region"); code != 0 || !strings.Contains(out, "tCO2/yr") || !strings.Contains(out, "h800") {
 		t.Fatalf("totals: %d %s", code, out)
 	}
 	if code, _, _ := run(t.Context(), "", env, "replay", "--history", "--into", "half-util", "--coefficients", "/nonexistent.yaml"); code != 2 {
 		t.Fatalf("replay with a missing coefficients file: exit %d, want 2", code)
+	}
+}
+
+func TestSubscribeFollowsAFeed(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"CASCADE_NATS_URL": startRun(t)}
+	if code, out, stderr := run(t.Context(), adoptionUS, env, "publish"); code != 0 || !strings.Contains(out, "plain-client-1") {
+		t.Fatalf("publish: %d %s %s", code, out, stderr)
+	}
+	// Two grid events (h100 and b200 in the default fleet) for the US adoption.
+	var out string
+	eventually(t, 20*time.Second, "two grid events", func() bool {
+		_, out, _ = run(t.Context(), "", env, "subscribe", "grid", "--region", "us", "--from-start", "--count", "2")
+		return strings.Count(out, "\n") == 2
+	})
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct{ Type, Subject, CorrelationID string }
+		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.Type != "cascade.demand.grid.v1" || ev.Subject != "us" || ev.CorrelationID != "plain-client-1" {
+			t.Fatalf("subscribe printed %s (%v)", line, err)
+		}
+	}
+	// --since a time in the future: nothing yet, so a short-lived subscribe ends empty.
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if code, out, _ := run(ctx, "", env, "subscribe", "grid", "--since", "2100-01-01"); code != 0 || out != "" {
+		t.Fatalf("subscribe --since future: %d %q", code, out)
+	}
+	if code, _, stderr := run(t.Context(), "", env, "subscribe", "application"); code != 2 || !strings.Contains(stderr, "feeds are") {
+		t.Fatalf("subscribe application: %d %s", code, stderr)
 	}
 }

@@ -137,7 +137,12 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	}
 	r := router.New(b, a.log, ro)
 	if s.httpListen != "" {
-		hopts := s.httpOptions(reg, r.Ready)
+		hopts := s.httpOptions(reg, func() error {
+			if c, ok := b.(interface{ Connected() bool }); ok && !c.Connected() {
+				return errors.New("broker disconnected")
+			}
+			return r.Ready()
+		})
 		if ix != nil {
 			hopts.Trace = ix.Trace
 		}

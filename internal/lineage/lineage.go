@@ -149,6 +149,9 @@ func (x *Indexer) load(ctx context.Context, ix *idindex.Index, s, id string) (*t
 	if err != nil {
 		return nil, false, fmt.Errorf("stored event %s: %w", id, err)
 	}
+	if ev.ID != id {
+		return nil, false, nil // a 64-bit hash collision in the index: the id is not stored
+	}
 	return &tree.Node{Event: ev, Payload: p}, true, nil
 }
 

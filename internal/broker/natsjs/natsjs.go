@@ -313,3 +313,6 @@ func (d *delivery) Ack(context.Context) error {
 func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 	return d.msg.NakWithDelay(delay)
 }
+
+// Connected reports whether the connection to the server is up.
+func (b *Broker) Connected() bool { return b.nc.IsConnected() }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Scale benchmark for history-sized replays (not run in CI): replays N generated signals through
+# `cascade run` on an embedded broker and reports the peak RSS of every cascade process (run,
+# which embeds the broker; replay; totals; trace) and how long trace takes.
+#   scripts/scale-bench.sh 100000 && scripts/scale-bench.sh 1000000
+# Compare the two runs' peak RSS figures: the bound is 1.2x.
+set -euo pipefail
+n=${1:-100000}
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'kill $run_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/cascade" ./cmd/cascade
+cascade="$work/cascade"
+export CASCADE_NATS_URL=nats://127.0.0.1:24222 CASCADE_LOG_LEVEL=warn
+"$cascade" publish --generate "$n" --seed 7 --print > "$work/signals.ndjson"
+env -u CASCADE_NATS_URL "$cascade" run --data-dir "$work/data" --nats-listen 127.0.0.1:24222 --http-listen 127.0.0.1:28080 --dedup-window 30s 2> "$work/run.log" &
+run_pid=$!
+until "$cascade" scenario ls >/dev/null 2>&1; do sleep 0.2; done
+
+peak() { # peak RSS in MiB of a finished command run under /usr/bin/time-like accounting
+  /usr/bin/env time -f '%M' -o "$work/rss" "$@" > "$work/out" && echo $(( $(cat "$work/rss") / 1024 ))
+}
+start=$(date +%s)
+replay_rss=$(peak "$cascade" replay "$work/signals.ndjson")
+cat "$work/out"
+# Wait until every layer has acknowledged everything.
+while :; do
+  lag=$("$cascade" scenario show base | awk '/"lag"/,/}/' | grep -oE '[0-9]+' | paste -sd+ | bc)
+  [ "${lag:-1}" = 0 ] && break
+  sleep 2
+done
+echo "pipeline drained in $(( $(date +%s) - start )) s"
+totals_rss=$(peak "$cascade" totals)
+head -3 "$work/out"
+id=$(head -c 2000 "$work/signals.ndjson" | grep -oE '"id":"[^"]+"' | head -1 | cut -d'"' -f4)
+sleep 3 # let run's index catch up with the last events
+t0=$(date +%s.%N)
+trace_rss=$(peak "$cascade" trace "$id")
+t1=$(date +%s.%N)
+run_rss=$(( $(grep VmHWM /proc/$run_pid/status | awk '{print $2}') / 1024 ))
+events=$(grep -oE '[0-9]+ events' "$work/out" | head -1 || true)
+printf 'signals %d\npeak RSS MiB: run (with the embedded broker) %d, replay %d, totals %d, trace %d\ntrace took %.3f s\n' \
+  "$n" "$run_rss" "$replay_rss" "$totals_rss" "$trace_rss" "$(echo "$t1 - $t0" | bc)"
