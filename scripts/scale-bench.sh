@@ -31,13 +31,13 @@ while :; do
 done
 echo "pipeline drained in $(( $(date +%s) - start )) s"
 totals_rss=$(peak "$cascade" totals)
-head -3 "$work/out"
-id=$(head -c 2000 "$work/signals.ndjson" | grep -oE '"id":"[^"]+"' | head -1 | cut -d'"' -f4)
+sed -n 1p "$work/out"
+id=$(sed -n '1s/.*"id":"\([^"]*\)".*/\1/p' "$work/signals.ndjson")
 sleep 3 # let run's index catch up with the last events
 t0=$(date +%s.%N)
 trace_rss=$(peak "$cascade" trace "$id")
 t1=$(date +%s.%N)
+grep -c . "$work/out" | sed 's/^/trace lines: /'
 run_rss=$(( $(grep VmHWM /proc/$run_pid/status | awk '{print $2}') / 1024 ))
-events=$(grep -oE '[0-9]+ events' "$work/out" | head -1 || true)
 printf 'signals %d\npeak RSS MiB: run (with the embedded broker) %d, replay %d, totals %d, trace %d\ntrace took %.3f s\n' \
   "$n" "$run_rss" "$replay_rss" "$totals_rss" "$trace_rss" "$(echo "$t1 - $t0" | bc)"

@@ -32,9 +32,10 @@ func (a *app) connect(ctx context.Context) (broker.Broker, error) {
 	return natsjs.Connect(ctx, a.natsOptions())
 }
 
-// embedded is a broker started by this process, with what it takes to stop it.
+// embedded is a broker started by this process, with what it takes to stop it. It embeds the
+// adapter itself, so its optional abilities (Get, Respond, Connected) stay visible.
 type embedded struct {
-	broker.Broker
+	*natsjs.Broker
 	server *server.Server
 	unlock func()
 }

@@ -142,7 +142,7 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 
 	root.AddCommand(a.runCmd(), a.demoCmd(), a.consumeCmd(), a.publishCmd(), a.subscribeCmd(),
 		a.calcCmd(), a.coefficientsCmd(), a.schemasCmd(), a.scenarioCmd(), a.dlqCmd(),
-		a.replayCmd(), a.totalsCmd(), a.traceCmd(), a.benchCmd())
+		a.replayCmd(), a.totalsCmd(), a.traceCmd(), a.benchCmd(), a.devCmd())
 	return root
 }
 

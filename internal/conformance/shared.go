@@ -1,0 +1,63 @@
+package conformance
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/producers"
+)
+
+// countingBroker counts the messages a process published: which of two workers did the work.
+type countingBroker struct {
+	broker.Broker
+	n atomic.Int64
+}
+
+func (c *countingBroker) Publish(ctx context.Context, msgs []broker.Message) error {
+	err := c.Broker.Publish(ctx, msgs)
+	if err == nil {
+		c.n.Add(int64(len(msgs)))
+	}
+	return err
+}
+
+// Two processes running the same layer share its work, and every event is processed once.
+func testSharedLayer(t *testing.T, h Harness) {
+	connect := h.Fresh(t)
+	b := connect(t)
+	coef := coefficients.Default()
+	if err := routerBind(t, b, "base", coef); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, b, []event.Layer{event.Application, event.Model, event.Chips, event.Energy})
+	workers := []*countingBroker{{Broker: connect(t)}, {Broker: connect(t)}}
+	for _, w := range workers {
+		serve(t, w, []event.Layer{event.Infrastructure})
+	}
+	g := producers.NewGenerator(7, "shared-", signalTime, time.Minute)
+	var raws []string
+	for range 400 {
+		raws = append(raws, string(g.Next()))
+	}
+	publish(t, b, "base", raws)
+	want := expected(t, coef, "base", raws)
+	got := waitDemand(t, b, "base", len(want))
+	ids := map[string]bool{}
+	for _, m := range got {
+		if ids[m.ev.ID] {
+			t.Fatalf("%s stored twice", m.ev.ID)
+		}
+		ids[m.ev.ID] = true
+	}
+	if len(ids) != len(want) {
+		t.Fatalf("%d distinct events, want %d", len(ids), len(want))
+	}
+	if workers[0].n.Load() == 0 || workers[1].n.Load() == 0 {
+		t.Fatalf("the infrastructure layer's work was not shared: %d and %d outputs", workers[0].n.Load(), workers[1].n.Load())
+	}
+}
