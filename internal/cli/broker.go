@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,7 +26,7 @@ func (a *app) natsOptions() natsjs.Options {
 // connect opens the broker named by the global flags.
 func (a *app) connect(ctx context.Context) (broker.Broker, error) {
 	if a.g.kafkaBrokers != "" {
-		return nil, &ExitError{Code: 2, Err: errors.New("--kafka-brokers: the Kafka adapter is not built yet; use NATS")}
+		return a.kafka.connect(ctx, a.g.kafkaBrokers, a.log)
 	}
 	return natsjs.Connect(ctx, a.natsOptions())
 }

@@ -69,8 +69,9 @@ type globals struct {
 
 type app struct {
 	Main
-	g   globals
-	log zerolog.Logger
+	g     globals
+	kafka *kafkaOptions
+	log   zerolog.Logger
 }
 
 // Run executes the command line and returns the process exit code.
@@ -139,6 +140,8 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 	f.DurationVar(&a.g.dedupWindow, "dedup-window", 2*time.Minute, "broker de-duplication window (NATS keeps ~130 bytes per message inside it)")
 	f.DurationVar(&a.g.maxAge, "retention-max-age", 0, "drop stream messages older than this (0: keep)")
 	f.Int64Var(&a.g.maxBytes, "retention-max-bytes", 0, "cap each scenario stream at this many bytes (0: unlimited)")
+	a.kafka = kafkaFlags(f)
+	a.kafka.getenv = a.Getenv
 
 	root.AddCommand(a.runCmd(), a.demoCmd(), a.consumeCmd(), a.publishCmd(), a.subscribeCmd(),
 		a.calcCmd(), a.coefficientsCmd(), a.schemasCmd(), a.scenarioCmd(), a.dlqCmd(),
