@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/layercake/cascade/internal/broker"
@@ -26,6 +27,12 @@ type Replay struct {
 	// event-time seconds per wall second (86400: a day a second).
 	Speed float64
 	Batch int // signals per acknowledged publish; default 500
+	// MaxLag is back-pressure: while the target's layers hold more than this many
+	// unacknowledged events, replay waits (default 20,000), so a replay never runs far ahead
+	// of the pipeline and the broker's working set stays the same size however long the
+	// replay. A pipeline that makes no progress for StallAfter (default 5s) is not waited for.
+	MaxLag     uint64
+	StallAfter time.Duration
 	// Progress, when set, is called after every batch with the signals published so far.
 	Progress func(done int)
 }
@@ -48,6 +55,12 @@ func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 	if r.Batch <= 0 {
 		r.Batch = 500
 	}
+	if r.MaxLag == 0 {
+		r.MaxLag = 20000
+	}
+	if r.StallAfter <= 0 {
+		r.StallAfter = 5 * time.Second
+	}
 	have, err := r.present(ctx)
 	if err != nil {
 		return rep, err
@@ -65,7 +78,7 @@ func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 		if r.Progress != nil {
 			r.Progress(rep.Published)
 		}
-		return nil
+		return r.backPressure(ctx)
 	}
 	var first time.Time
 	for {
@@ -119,6 +132,35 @@ func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 	err = flush()
 	rep.Elapsed = time.Since(start)
 	return rep, err
+}
+
+// backPressure waits while the target's pipeline lags by more than MaxLag events, unless it
+// stalls (no consumer running) or has no consumers yet.
+func (r *Replay) backPressure(ctx context.Context) error {
+	best, since := uint64(math.MaxUint64), time.Now()
+	for {
+		var lag uint64
+		for _, l := range event.ConsumerLayers {
+			n, err := r.Broker.Lag(ctx, r.Into, l)
+			if err != nil {
+				return nil // no consumer yet, or the broker cannot say: nothing to wait for
+			}
+			lag += n
+		}
+		if lag <= r.MaxLag {
+			return nil
+		}
+		if lag < best {
+			best, since = lag, time.Now()
+		} else if time.Since(since) > r.StallAfter {
+			return nil // nobody is consuming; replay on and let the pipeline catch up later
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // present collects the ids of the target's signals inside the range.

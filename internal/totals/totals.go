@@ -30,6 +30,7 @@ type Row struct {
 // cancel (fine-tuning and its retraction) read zero rather than rounding noise.
 type acc struct {
 	row    Row
+	sums   []fsum
 	maxAbs []float64
 }
 
@@ -123,7 +124,7 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 	a := s.rows[k]
 	qs := event.Quantities(p)
 	if a == nil {
-		a = &acc{row: Row{Layer: k.layer, Region: k.region, Key: k.key, Quantities: make([]event.Quantity, len(qs))}, maxAbs: make([]float64, len(qs))}
+		a = &acc{row: Row{Layer: k.layer, Region: k.region, Key: k.key, Quantities: make([]event.Quantity, len(qs))}, sums: make([]fsum, len(qs)), maxAbs: make([]float64, len(qs))}
 		for i, q := range qs {
 			a.row.Quantities[i] = event.Quantity{Name: q.Name, Unit: q.Unit}
 		}
@@ -131,7 +132,7 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 	}
 	for i, q := range qs {
 		if i < len(a.row.Quantities) {
-			a.row.Quantities[i].Value += q.Value
+			a.sums[i].add(q.Value)
 			a.maxAbs[i] = max(a.maxAbs[i], math.Abs(q.Value))
 		}
 	}
@@ -150,8 +151,8 @@ func (s *Sum) Rows() []Row {
 		c := a.row
 		c.Quantities = append([]event.Quantity(nil), a.row.Quantities...)
 		for i := range c.Quantities {
-			if math.Abs(c.Quantities[i].Value) <= 1e-9*a.maxAbs[i] {
-				c.Quantities[i].Value = 0
+			if v := a.sums[i].value(); math.Abs(v) > 1e-9*a.maxAbs[i] {
+				c.Quantities[i].Value = v
 			}
 		}
 		out = append(out, c)

@@ -1,0 +1,430 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// tp names one partition of one topic.
+type tp struct {
+	topic     string
+	partition int
+}
+
+// partState tracks, for one partition, the offsets handed out in fetch order and what may be
+// committed: Kafka keeps one committed offset per partition, so committing a later offset
+// while an earlier one is unacknowledged would lose the earlier one on a crash. Only the
+// contiguous acknowledged prefix is committed.
+type partState struct {
+	queue     []*delivery // handed out, not yet part of the acknowledged prefix
+	want      int64       // offset after the acknowledged prefix (-1: nothing yet)
+	committed int64       // offset after what was committed (-1: nothing yet)
+	last      kafka.Message
+}
+
+// consumer is one member of the group cascade-<s>-<layer>. A goroutine fetches ahead into a
+// buffer so that Fetch can hand over everything already available as one batch.
+type consumer struct {
+	b      *Broker
+	r      *kafka.Reader
+	msgs   chan kafka.Message
+	done   chan struct{}
+	life   context.Context // ends with Close
+	cancel context.CancelFunc
+
+	group string
+
+	mu          sync.Mutex
+	parts       map[tp]*partState
+	outstanding int // handed out, not acknowledged
+
+	commitMu sync.Mutex
+	once     sync.Once
+}
+
+// Consumer joins the consumer group of layer l in scenario s (event.ConsumerName) on the
+// layer's signal and demand topics, creating the topics when missing. Members of one group
+// share the partitions; a new group starts at the first offset.
+func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
+	if err := b.EnsureScenario(ctx, s); err != nil {
+		return nil, err
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           b.opts.Brokers,
+		GroupID:           event.ConsumerName(s, l),
+		GroupTopics:       layerTopics(s, l),
+		Dialer:            b.dialer,
+		QueueCapacity:     b.opts.Prefetch,
+		MinBytes:          1,
+		MaxBytes:          4 << 20,
+		MaxWait:           b.opts.MaxWait,
+		ReadBatchTimeout:  b.opts.MaxWait + 5*time.Second,
+		HeartbeatInterval: b.opts.HeartbeatInterval,
+		SessionTimeout:    b.opts.SessionTimeout,
+		RebalanceTimeout:  b.opts.RebalanceTimeout,
+		JoinGroupBackoff:  min(time.Second, b.opts.SessionTimeout/2),
+		CommitInterval:    0, // synchronous: the Ack that ends a batch returns the commit's outcome
+		StartOffset:       kafka.FirstOffset,
+		ReadBackoffMin:    10 * time.Millisecond,
+		ReadBackoffMax:    500 * time.Millisecond,
+		ReadLagInterval:   -1,
+		Logger:            kafka.LoggerFunc(func(f string, a ...any) { b.log.Trace().Str("group", event.ConsumerName(s, l)).Msgf(f, a...) }),
+		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { b.log.Debug().Str("group", event.ConsumerName(s, l)).Msgf(f, a...) }),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &consumer{b: b, r: r, msgs: make(chan kafka.Message, b.opts.Prefetch), done: make(chan struct{}), life: ctx, cancel: cancel, group: event.ConsumerName(s, l), parts: map[tp]*partState{}}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		cancel()
+		_ = r.Close()
+		return nil, broker.ErrClosed
+	}
+	b.consumers[c] = struct{}{}
+	b.mu.Unlock()
+	go c.fetchLoop(ctx, s, l)
+	return c, nil
+}
+
+func (c *consumer) fetchLoop(ctx context.Context, s string, l event.Layer) {
+	defer close(c.done)
+	if d := c.b.opts.JoinDelay; d > 0 {
+		// kafka-go drops what it fetched for a generation that ended meanwhile.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+	wait := 50 * time.Millisecond
+	for {
+		m, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return
+			}
+			c.b.log.Warn().Err(err).Str("scenario", s).Str("layer", string(l)).Msg("kafka consumer fetch failed; retrying")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 2*time.Second)
+			continue
+		}
+		wait = 50 * time.Millisecond
+		select {
+		case c.msgs <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Fetch blocks for one message and returns it with whatever else is already buffered, up
+// to max.
+func (c *consumer) Fetch(ctx context.Context, max int) ([]broker.Delivery, error) {
+	var ms []kafka.Message
+	select {
+	case m := <-c.msgs:
+		ms = append(ms, m)
+	case <-c.done:
+		return nil, broker.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+drain:
+	for len(ms) < max {
+		select {
+		case m := <-c.msgs:
+			ms = append(ms, m)
+		default:
+			break drain
+		}
+	}
+	out := make([]broker.Delivery, len(ms))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range ms {
+		d := &delivery{c: c, km: m, m: toMessage(m.Topic, m.Key, m.Value, m.Headers)}
+		k := tp{m.Topic, m.Partition}
+		ps := c.parts[k]
+		if ps == nil {
+			ps = &partState{want: -1, committed: -1}
+			c.parts[k] = ps
+		}
+		ps.queue = append(ps.queue, d)
+		c.outstanding++
+		out[i] = d
+	}
+	return out, nil
+}
+
+// ack marks d acknowledged and advances its partition's acknowledged prefix. When nothing
+// handed out is left unacknowledged - the end of a batch, as the runner acknowledges a whole
+// batch in fetch order - it commits every partition's prefix in one request and returns
+// its outcome. Earlier acks return at once: committing each message would cost a request
+// per message (and kafka-go's coordinator connection spins while heartbeats and commits
+// overlap). A crash between an ack and its batch's commit leaves the message to be read
+// again, which at-least-once delivery allows (deterministic ids make the repeat harmless).
+func (c *consumer) ack(ctx context.Context, d *delivery) error {
+	k := tp{d.km.Topic, d.km.Partition}
+	if c.life.Err() != nil {
+		return fmt.Errorf("ack %s/%d@%d: %w", k.topic, k.partition, d.km.Offset, broker.ErrClosed)
+	}
+	c.mu.Lock()
+	if d.acked {
+		c.mu.Unlock()
+		return nil
+	}
+	d.acked = true
+	c.outstanding--
+	ps := c.parts[k]
+	for len(ps.queue) > 0 && ps.queue[0].acked {
+		head := ps.queue[0]
+		ps.queue[0] = nil
+		ps.queue = ps.queue[1:]
+		if head.km.Offset+1 > ps.want {
+			ps.want, ps.last = head.km.Offset+1, head.km
+		}
+	}
+	flush := c.outstanding == 0
+	c.mu.Unlock()
+	if !flush {
+		return nil
+	}
+	return c.commit(ctx)
+}
+
+// commit commits the acknowledged prefix of every partition not committed yet.
+func (c *consumer) commit(ctx context.Context) error {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	type pending struct {
+		ps   *partState
+		want int64
+	}
+	var msgs []kafka.Message
+	var done []pending
+	c.mu.Lock()
+	for _, ps := range c.parts {
+		if ps.want > ps.committed {
+			msgs = append(msgs, ps.last)
+			done = append(done, pending{ps, ps.want})
+		}
+	}
+	c.mu.Unlock()
+	if len(msgs) == 0 {
+		return nil
+	}
+	// kafka-go may take a commit request after the reader closed and then never answer it:
+	// tie the call to the consumer's life as well.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.life, cancel)()
+	if c.life.Err() != nil {
+		return fmt.Errorf("commit %d partitions of %s: %w", len(msgs), c.group, broker.ErrClosed)
+	}
+	if err := c.r.CommitMessages(cctx, msgs...); err != nil {
+		if errors.Is(err, io.ErrClosedPipe) || (c.life.Err() != nil && ctx.Err() == nil) {
+			return fmt.Errorf("commit %d partitions of %s: %w", len(msgs), c.group, broker.ErrClosed)
+		}
+		return wrap(fmt.Errorf("commit %d partitions of %s: %w", len(msgs), c.group, err))
+	}
+	c.mu.Lock()
+	for _, p := range done {
+		p.ps.committed = max(p.ps.committed, p.want)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// Close commits what was acknowledged, then leaves the group; what was fetched but not
+// acknowledged is read again by the member that gets its partition.
+func (c *consumer) Close() error {
+	c.close(true)
+	return nil
+}
+
+// close stops the consumer, committing first when flush is set (not when Abort kills it).
+func (c *consumer) close(flush bool) {
+	c.once.Do(func() {
+		if flush {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := c.commit(ctx); err != nil {
+				c.b.log.Warn().Err(err).Str("group", c.group).Msg("final commit failed; acknowledged messages will be read again")
+			}
+			cancel()
+		}
+		c.cancel()
+		_ = c.r.Close()
+		<-c.done
+		c.b.mu.Lock()
+		delete(c.b.consumers, c)
+		c.b.mu.Unlock()
+	})
+}
+
+// delivery is a record handed out by a consumer or a feed.
+type delivery struct {
+	c      *consumer // nil for feed deliveries
+	km     kafka.Message
+	m      broker.Message
+	acked  bool
+	cursor func() string
+}
+
+func (d *delivery) Message() *broker.Message { return &d.m }
+
+// Seq is the record's offset in its partition.
+func (d *delivery) Seq() uint64 { return uint64(max(d.km.Offset, 0)) }
+
+// Cursor is "<topic>/<partition>:<offset>" for a consumer delivery, and a resume position
+// over every partition for a feed delivery.
+func (d *delivery) Cursor() string {
+	if d.cursor != nil {
+		return d.cursor()
+	}
+	return d.km.Topic + "/" + strconv.Itoa(d.km.Partition) + ":" + strconv.FormatInt(d.km.Offset, 10)
+}
+
+// Time is the record's time stamp (the broker's append time on topics cascade creates).
+func (d *delivery) Time() time.Time { return d.km.Time }
+
+// Deliveries is always 1: Kafka does not count redeliveries.
+func (d *delivery) Deliveries() int { return 1 }
+
+// Ack acknowledges the record. The consumer commits, per partition, only offsets whose
+// predecessors it handed out are all acknowledged, and sends the commit when nothing it
+// handed out is left unacknowledged (for the runner: with the last ack of each batch, whose
+// outcome that Ack returns). A feed delivery needs no ack.
+func (d *delivery) Ack(ctx context.Context) error {
+	if d.c == nil {
+		return nil
+	}
+	return d.c.ack(ctx, d)
+}
+
+// Nak does nothing: Kafka has no per-message negative ack. The record is read again from the
+// last commit after a restart or a rebalance.
+func (d *delivery) Nak(context.Context, time.Duration) error { return nil }
+
+// Lag sums, over the layer's topics and partitions, the end offset minus the offset the
+// group committed (the first offset where it committed nothing). It reads offsets only and
+// never joins the group.
+func (b *Broker) Lag(ctx context.Context, s string, l event.Layer) (uint64, error) {
+	topics := layerTopics(s, l)
+	parts, err := b.partitions(ctx, topics)
+	if err != nil {
+		return 0, err
+	}
+	if len(parts) == 0 {
+		return 0, fmt.Errorf("layer %s of %s: %w", l, s, broker.ErrNotFound)
+	}
+	first, end, err := b.bounds(ctx, parts)
+	if err != nil {
+		return 0, err
+	}
+	req := &kafka.OffsetFetchRequest{GroupID: event.ConsumerName(s, l), Topics: map[string][]int{}}
+	for _, p := range parts {
+		req.Topics[p.topic] = append(req.Topics[p.topic], p.partition)
+	}
+	resp, err := b.client.OffsetFetch(ctx, req)
+	if err != nil {
+		return 0, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, err))
+	}
+	committed := map[tp]int64{}
+	// A group that never committed (some brokers answer "group id not found") has read
+	// nothing yet.
+	if resp.Error != nil && !errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return 0, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, resp.Error))
+	}
+	for t, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				if errors.Is(p.Error, kafka.GroupIdNotFound) {
+					continue
+				}
+				return 0, wrap(fmt.Errorf("offset of %s %s/%d: %w", req.GroupID, t, p.Partition, p.Error))
+			}
+			committed[tp{t, p.Partition}] = p.CommittedOffset
+		}
+	}
+	var lag uint64
+	for _, p := range parts {
+		from := first[p]
+		if c, ok := committed[p]; ok && c >= 0 {
+			from = max(c, from)
+		}
+		if e := end[p]; e > from {
+			lag += uint64(e - from)
+		}
+	}
+	return lag, nil
+}
+
+// partitions lists the partitions of those of topics that exist, in topic then partition
+// order.
+func (b *Broker) partitions(ctx context.Context, topics []string) ([]tp, error) {
+	md, err := b.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, wrap(fmt.Errorf("metadata: %w", err))
+	}
+	byName := map[string]kafka.Topic{}
+	for _, t := range md.Topics {
+		byName[t.Name] = t
+	}
+	var out []tp
+	for _, name := range topics {
+		t, ok := byName[name]
+		if !ok || t.Error != nil {
+			if ok && !errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+				return nil, wrap(fmt.Errorf("metadata of %s: %w", name, t.Error))
+			}
+			continue
+		}
+		ids := make([]int, len(t.Partitions))
+		for i, p := range t.Partitions {
+			ids[i] = p.ID
+		}
+		sort.Ints(ids)
+		for _, id := range ids {
+			out = append(out, tp{name, id})
+		}
+	}
+	return out, nil
+}
+
+// bounds returns the first and the end (next to be written) offsets of parts.
+func (b *Broker) bounds(ctx context.Context, parts []tp) (first, end map[tp]int64, err error) {
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range parts {
+		req.Topics[p.topic] = append(req.Topics[p.topic], kafka.FirstOffsetOf(p.partition), kafka.LastOffsetOf(p.partition))
+	}
+	resp, err := b.client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, nil, wrap(fmt.Errorf("list offsets: %w", err))
+	}
+	first, end = map[tp]int64{}, map[tp]int64{}
+	for t, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return nil, nil, wrap(fmt.Errorf("offsets of %s/%d: %w", t, p.Partition, p.Error))
+			}
+			first[tp{t, p.Partition}] = p.FirstOffset
+			end[tp{t, p.Partition}] = p.LastOffset
+		}
+	}
+	return first, end, nil
+}

@@ -1,0 +1,482 @@
+// Package kafka implements the broker port on Apache Kafka with github.com/segmentio/kafka-go.
+//
+// Layout: a topic per subject without its region token (cascade.<s>.signal.<layer>,
+// cascade.<s>.demand.<layer>, cascade.<s>.dlq.<layer>), created with Options.Partitions and
+// Options.Replication; the full subject travels in the cascade-subject header and the event id
+// in cascade-id, the key is Message.Key (the correlation id, so one tree stays in one
+// partition and load spreads evenly), the value the message body. The scenario registry is the
+// compacted topic cascade.scenarios.
+//
+// Guarantees: kafka-go has no transactions, so delivery is at least once. A consumer killed
+// after writing derived events and before committing its inputs writes them again when its
+// partitions are read anew, and unlike JetStream the topic then holds both copies. Ids are
+// deterministic, so the copies are byte-identical; feeds drop them (Options.FeedDedup) and
+// everything that sums or traces counts an id once. Order holds within a partition only:
+// a following feed merges partitions as records come, so messages from different partitions
+// interleave; a snapshot (UntilEnd) reads partition after partition, the same way each time.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// Header names cascade sets on every Kafka record.
+const (
+	// HeaderSubject carries the full subject, region included (the topic drops the region).
+	HeaderSubject = "cascade-subject"
+	// HeaderID carries the message id (the event id).
+	HeaderID = "cascade-id"
+)
+
+// RegistryTopic is the compacted topic holding scenario bindings.
+const RegistryTopic = "cascade.scenarios"
+
+var _ broker.Broker = (*Broker)(nil)
+
+// Broker is the Kafka adapter. It is safe for concurrent use.
+type Broker struct {
+	opts   Options
+	log    zerolog.Logger
+	tr     *kafka.Transport
+	client *kafka.Client
+	w      *kafka.Writer
+	dialer *kafka.Dialer
+	reg    *registry
+
+	mu        sync.Mutex
+	closed    bool
+	scenarios map[string]bool
+	consumers map[*consumer]struct{}
+	feeds     map[*feed]struct{}
+}
+
+// Connect checks the options, dials the cluster and waits up to Options.ConnectWait for a
+// broker to answer. When none does, the error matches broker.ErrUnavailable.
+func Connect(ctx context.Context, o Options) (*Broker, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := o.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	addr := kafka.TCP(o.Brokers...)
+	dialer := &kafka.Dialer{ClientID: o.ClientID, Timeout: 10 * time.Second, DualStack: true, TLS: tlsCfg, SASLMechanism: mech}
+	deadline := time.Now().Add(o.ConnectWait)
+	var tr *kafka.Transport
+	for {
+		// A plain dial first: it fails fast, and says why (refused credentials, a bad
+		// certificate), where the transport would only time out.
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		err = probe(actx, dialer, o.Brokers)
+		if err == nil {
+			tr = newTransport(o, tlsCfg, mech)
+			client := &kafka.Client{Addr: addr, Transport: tr}
+			if _, err = client.Metadata(actx, &kafka.MetadataRequest{}); err != nil {
+				tr.CloseIdleConnections()
+			}
+		}
+		cancel()
+		if err == nil || !temporary(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		var ke kafka.Error
+		switch {
+		case errors.Is(err, kafka.SASLAuthenticationFailed) || errors.Is(err, kafka.UnsupportedSASLMechanism) || errors.Is(err, kafka.IllegalSASLState):
+			return nil, fmt.Errorf("kafka at %s refused the SASL %s login of user %q: %w", strings.Join(o.Brokers, ","), o.SASLMechanism, o.SASLUser, err)
+		case !temporary(err) && (errors.As(err, &ke) || isTLSError(err)):
+			return nil, fmt.Errorf("kafka at %s: %w", strings.Join(o.Brokers, ","), err)
+		}
+		return nil, fmt.Errorf("%w: no Kafka broker answers at %s (%w); check --kafka-brokers", broker.ErrUnavailable, strings.Join(o.Brokers, ","), err)
+	}
+	b := &Broker{
+		opts:   o,
+		log:    o.Logger,
+		tr:     tr,
+		client: &kafka.Client{Addr: addr, Transport: tr},
+		dialer: dialer,
+		w: &kafka.Writer{
+			Addr:         addr,
+			Transport:    tr,
+			Balancer:     &kafka.Hash{},
+			RequiredAcks: kafka.RequireAll,
+			Async:        false,
+			BatchTimeout: o.BatchTimeout,
+			BatchSize:    o.BatchSize,
+			// The writer retries temporary errors itself (10 attempts, 100ms to 1s apart);
+			// past that the caller (the router) retries with its own capped back-off.
+			AllowAutoTopicCreation: false,
+		},
+		scenarios: map[string]bool{},
+		consumers: map[*consumer]struct{}{},
+		feeds:     map[*feed]struct{}{},
+	}
+	b.reg = &registry{b: b, state: map[string]broker.Binding{}}
+	b.log.Debug().Object("options", o).Msg("connected to kafka")
+	return b, nil
+}
+
+// probe dials the brokers in turn until one accepts a connection (TLS and SASL included).
+func probe(ctx context.Context, d *kafka.Dialer, brokers []string) error {
+	var err error
+	for _, a := range brokers {
+		var c *kafka.Conn
+		if c, err = d.DialContext(ctx, "tcp", a); err == nil {
+			_ = c.Close()
+			return nil
+		}
+		if !temporary(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// isTLSError reports a failed TLS handshake: a certificate the client does not trust or a
+// server that does not speak TLS. Retrying does not help.
+func isTLSError(err error) bool {
+	var (
+		ua x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+		rh tls.RecordHeaderError
+		ve *tls.CertificateVerificationError
+		ae tls.AlertError
+	)
+	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &rh) || errors.As(err, &ve) || errors.As(err, &ae)
+}
+
+func newTransport(o Options, tlsCfg *tls.Config, mech sasl.Mechanism) *kafka.Transport {
+	return &kafka.Transport{
+		ClientID:    o.ClientID,
+		DialTimeout: 5 * time.Second,
+		IdleTimeout: 30 * time.Second,
+		// Topics created by other processes show up within this delay.
+		MetadataTTL: 2 * time.Second,
+		TLS:         tlsCfg,
+		SASL:        mech,
+	}
+}
+
+// Close stops every consumer (committing what was acknowledged) and feed opened on b, and
+// closes the writer and the connections. Unacknowledged deliveries are read again by the
+// group.
+func (b *Broker) Close() error {
+	b.shutdown(false)
+	err := b.w.Close()
+	b.tr.CloseIdleConnections()
+	if err != nil {
+		return fmt.Errorf("close writer: %w", err)
+	}
+	return nil
+}
+
+// Abort closes b as a killed process would: consumers leave without committing anything
+// more (acknowledged but uncommitted messages are read again, acks in flight fail), feeds
+// stop, later calls fail with broker.ErrClosed. The conformance suite's crash test uses it.
+func (b *Broker) Abort() {
+	b.shutdown(true)
+	go func() { _ = b.w.Close(); b.tr.CloseIdleConnections() }()
+}
+
+func (b *Broker) shutdown(abort bool) {
+	b.mu.Lock()
+	b.closed = true
+	cs := make([]*consumer, 0, len(b.consumers))
+	for c := range b.consumers {
+		cs = append(cs, c)
+	}
+	fs := make([]*feed, 0, len(b.feeds))
+	for f := range b.feeds {
+		fs = append(fs, f)
+	}
+	b.mu.Unlock()
+	for _, c := range cs {
+		c.close(!abort)
+	}
+	for _, f := range fs {
+		_ = f.Close()
+	}
+}
+
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// topicOf is the topic of a subject: the subject without its region token. Subjects that
+// have no topic (a kind or layer outside the contract) are refused rather than retried.
+func topicOf(subject string) (string, error) {
+	p := strings.Split(subject, ".")
+	if len(p) < 4 || len(p) > 5 || p[0] != "cascade" || !event.ValidName(p[1]) {
+		return "", fmt.Errorf("%w: %q is not a cascade subject", event.ErrInvalid, subject)
+	}
+	topic := strings.Join(p[:4], ".")
+	if !slices.Contains(scenarioTopics(p[1]), topic) || (p[2] == "dlq") != (len(p) == 4) {
+		return "", fmt.Errorf("%w: subject %q has no Kafka topic", event.ErrInvalid, subject)
+	}
+	return topic, nil
+}
+
+// scenarioTopics are every topic of scenario s: signals into the five consumer layers,
+// demand on the five feed layers, dead letters of the five consumer layers.
+func scenarioTopics(s string) []string {
+	var out []string
+	for _, l := range event.ConsumerLayers {
+		out = append(out, "cascade."+s+".signal."+string(l))
+	}
+	for _, l := range event.FeedLayers {
+		out = append(out, "cascade."+s+".demand."+string(l))
+	}
+	for _, l := range event.ConsumerLayers {
+		out = append(out, event.DLQSubject(s, l))
+	}
+	return out
+}
+
+// layerTopics are the topics layer l's consumer reads in scenario s: its signal topic and,
+// below the application layer, its demand topic.
+func layerTopics(s string, l event.Layer) []string {
+	out := []string{"cascade." + s + ".signal." + string(l)}
+	if l != event.Application {
+		out = append(out, "cascade."+s+".demand."+string(l))
+	}
+	return out
+}
+
+// replication is Options.Replication or min(3, brokers in the cluster).
+func (b *Broker) replication(md *kafka.MetadataResponse) int {
+	if b.opts.Replication > 0 {
+		return b.opts.Replication
+	}
+	return max(1, min(3, len(md.Brokers)))
+}
+
+// ensureTopics creates the topics that are missing and warns about existing ones with
+// another partition count than want.
+func (b *Broker) ensureTopics(ctx context.Context, topics []string, partitions int, configs []kafka.ConfigEntry) error {
+	md, err := b.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return wrap(fmt.Errorf("metadata: %w", err))
+	}
+	have := map[string]int{}
+	for _, t := range md.Topics {
+		if t.Error == nil {
+			have[t.Name] = len(t.Partitions)
+		}
+	}
+	var create []kafka.TopicConfig
+	for _, t := range topics {
+		n, ok := have[t]
+		switch {
+		case !ok:
+			create = append(create, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: b.replication(md), ConfigEntries: configs})
+		case n != partitions:
+			b.log.Warn().Str("topic", t).Int("partitions", n).Int("want", partitions).
+				Msg("topic exists with another partition count; using it as it is")
+		}
+	}
+	if len(create) == 0 {
+		return nil
+	}
+	resp, err := b.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
+	if err != nil {
+		return wrap(fmt.Errorf("create topics: %w", err))
+	}
+	names := make([]string, 0, len(resp.Errors))
+	for t := range resp.Errors {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	for _, t := range names {
+		if err := resp.Errors[t]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return wrap(fmt.Errorf("create topic %s: %w", t, err))
+		}
+	}
+	return nil
+}
+
+// EnsureScenario creates the scenario's topics that are missing (signal, demand and dlq of
+// every layer) with Options.Partitions partitions and broker (log append) time stamps.
+func (b *Broker) EnsureScenario(ctx context.Context, s string) error {
+	if !event.ValidName(s) {
+		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
+	}
+	b.mu.Lock()
+	done, closed := b.scenarios[s], b.closed
+	b.mu.Unlock()
+	if closed {
+		return broker.ErrClosed
+	}
+	if done {
+		return nil
+	}
+	cfg := []kafka.ConfigEntry{{ConfigName: "message.timestamp.type", ConfigValue: "LogAppendTime"}}
+	if err := b.ensureTopics(ctx, scenarioTopics(s), b.opts.Partitions, cfg); err != nil {
+		return fmt.Errorf("scenario %s: %w", s, err)
+	}
+	b.mu.Lock()
+	b.scenarios[s] = true
+	b.mu.Unlock()
+	return nil
+}
+
+// DeleteScenario deletes the scenario's topics (and with them what its groups committed).
+func (b *Broker) DeleteScenario(ctx context.Context, s string) error {
+	b.mu.Lock()
+	delete(b.scenarios, s)
+	b.mu.Unlock()
+	resp, err := b.client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: scenarioTopics(s)})
+	if err != nil {
+		return wrap(fmt.Errorf("delete scenario %s: %w", s, err))
+	}
+	deleted := 0
+	for t, err := range resp.Errors {
+		switch {
+		case err == nil:
+			deleted++
+		case errors.Is(err, kafka.UnknownTopicOrPartition):
+		default:
+			return wrap(fmt.Errorf("delete topic %s: %w", t, err))
+		}
+	}
+	if deleted == 0 {
+		return fmt.Errorf("scenario %s: %w", s, broker.ErrNotFound)
+	}
+	return nil
+}
+
+// Publish writes msgs with acks from every in-sync replica and returns once all are
+// acknowledged. Kafka keeps no de-duplication window: a message published twice is stored
+// twice (see the package comment).
+func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if b.isClosed() {
+		return broker.ErrClosed
+	}
+	kms := make([]kafka.Message, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		topic, err := topicOf(m.Subject)
+		if err != nil {
+			return err
+		}
+		km := kafka.Message{Topic: topic, Value: m.Data}
+		if m.Key != "" {
+			km.Key = []byte(m.Key)
+		}
+		km.Headers = make([]kafka.Header, 0, len(m.Header)+2)
+		km.Headers = append(km.Headers, kafka.Header{Key: HeaderSubject, Value: []byte(m.Subject)})
+		if m.ID != "" {
+			km.Headers = append(km.Headers, kafka.Header{Key: HeaderID, Value: []byte(m.ID)})
+		}
+		keys := make([]string, 0, len(m.Header))
+		for k := range m.Header {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			km.Headers = append(km.Headers, kafka.Header{Key: k, Value: []byte(m.Header[k])})
+		}
+		kms[i] = km
+	}
+	if err := b.w.WriteMessages(ctx, kms...); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return wrap(fmt.Errorf("publish %d messages: %w", len(kms), err))
+	}
+	return nil
+}
+
+// toMessage turns a Kafka record's parts into a broker message.
+func toMessage(topic string, key, value []byte, headers []kafka.Header) broker.Message {
+	m := broker.Message{Subject: topic, Key: string(key), Data: value}
+	for _, h := range headers {
+		switch h.Key {
+		case HeaderSubject:
+			m.Subject = string(h.Value)
+		case HeaderID:
+			m.ID = string(h.Value)
+		default:
+			if m.Header == nil {
+				m.Header = map[string]string{}
+			}
+			m.Header[h.Key] = string(h.Value)
+		}
+	}
+	return m
+}
+
+// wrap marks errors that may pass (network trouble, leader elections, timeouts, a topic not
+// yet known) as broker.ErrUnavailable, so that callers retry them.
+func wrap(err error) error {
+	if err == nil || errors.Is(err, broker.ErrUnavailable) {
+		return err
+	}
+	if temporary(err) {
+		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	}
+	return err
+}
+
+// temporary reports whether err may succeed when retried.
+func temporary(err error) bool {
+	if isTLSError(err) {
+		return false
+	}
+	var we kafka.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil && temporary(e) {
+				return true
+			}
+		}
+		return false
+	}
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		return ke.Temporary() || ke.Timeout()
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, net.ErrClosed), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe)
+}
