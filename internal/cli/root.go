@@ -179,14 +179,15 @@ func (a *app) setupLog() error {
 	if err != nil || a.g.logLevel == "" {
 		return usageError("--log-level %q: want debug, info, warn or error", a.g.logLevel)
 	}
-	var w io.Writer = a.Stderr
+	// Layers log from many goroutines; SyncWriter keeps lines whole on any writer.
+	var w io.Writer = zerolog.SyncWriter(a.Stderr)
 	switch a.g.logFormat {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: a.Stderr, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	case "auto":
 		if isTerminal(a.Stderr) {
-			w = zerolog.ConsoleWriter{Out: a.Stderr, TimeFormat: time.TimeOnly}
+			w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 		}
 	default:
 		return usageError("--log-format %q: want json, console or auto", a.g.logFormat)
