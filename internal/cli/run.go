@@ -31,6 +31,7 @@ type serveFlags struct {
 	apiToken   string
 	maxBody    int64
 	indexDir   string // where run keeps its trace indexes; empty: no indexer
+	pprof      bool
 }
 
 // addHTTP registers the flags of the commands that serve the HTTP API.
@@ -39,6 +40,7 @@ func (s *serveFlags) addHTTP(cmd *cobra.Command) {
 	f.StringVar(&s.httpListen, "http-listen", "127.0.0.1:8080", "HTTP API, metrics and web page address (empty: none)")
 	f.StringVar(&s.apiToken, "api-token", "", "bearer token required on /v1/ (required off loopback)")
 	f.Int64Var(&s.maxBody, "http-max-body", 1<<20, "largest POST /v1/signals body in bytes")
+	f.BoolVar(&s.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 }
 
 func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
@@ -108,7 +110,7 @@ func (s *serveFlags) checkHTTP() error {
 }
 
 func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) httpapi.Options {
-	return httpapi.Options{Listen: s.httpListen, Token: s.apiToken, MaxBody: s.maxBody, Gatherer: reg, Ready: ready}
+	return httpapi.Options{Listen: s.httpListen, Token: s.apiToken, MaxBody: s.maxBody, Gatherer: reg, Ready: ready, Pprof: s.pprof}
 }
 
 // serve runs layers for every registered scenario, and the HTTP API when it has an address,

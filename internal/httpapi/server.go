@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -35,6 +36,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the broker is connected and every layer consuming (/readyz).
 	Ready func() error
+	// Pprof serves Go's profiles under /debug/pprof/ (behind the token, like /v1/).
+	Pprof bool
 	// Trace answers /v1/trace; default: query.Trace, which scans the scenario.
 	Trace func(ctx context.Context, scenario, id string) (*tree.Node, error)
 	Log   zerolog.Logger
@@ -96,6 +99,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
 	s.mux.HandleFunc("GET /readyz", s.getReady)
 	s.mux.Handle("GET /", pageHandler())
+	if s.opts.Pprof {
+		s.mux.Handle("GET /debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))
+		s.mux.Handle("GET /debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile)))
+	}
 }
 
 // Handler is the whole API, for tests and embedding.
