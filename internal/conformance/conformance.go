@@ -31,6 +31,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
 	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
 	t.Run("SharedLayer", func(t *testing.T) { t.Parallel(); testSharedLayer(t, h) })
+	t.Run("ReadToEndWhileLive", func(t *testing.T) { t.Parallel(); testReadToEndWhileLive(t, h) })
 	t.Run("HistoryReplay", func(t *testing.T) { t.Parallel(); testHistoryReplay(t, h) })
 	t.Run("WhatIf", func(t *testing.T) { t.Parallel(); testWhatIf(t, h) })
 	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })

@@ -61,3 +61,34 @@ func testSharedLayer(t *testing.T, h Harness) {
 		t.Fatalf("the infrastructure layer's work was not shared: %d and %d outputs", workers[0].n.Load(), workers[1].n.Load())
 	}
 }
+
+// Reading a scenario to its end (totals, dlq ls) ends even while the pipeline keeps writing.
+func testReadToEndWhileLive(t *testing.T, h Harness) {
+	b := h.Fresh(t)(t)
+	startPipeline(t, b, "base", coefficients.Default())
+	publish(t, b, "base", Signals())
+	waitDemand(t, b, "base", 1)
+	ctx, stop := context.WithCancel(ctxFor(t))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g := producers.NewGenerator(9, "live-", signalTime, time.Second)
+		for ctx.Err() == nil {
+			items := []producers.Item{{Line: 1, Raw: g.Next()}}
+			if _, err := (&producers.Publisher{Broker: b, Scenario: "base"}).Publish(ctx, items); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { stop(); <-done }()
+	read, cancel := context.WithTimeout(ctxFor(t), 20*time.Second)
+	defer cancel()
+	n := 0
+	err := broker.Each(read, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.>"}, FromStart: true}, func(broker.Delivery) error {
+		n++
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("read to the end of a live scenario: %d messages, %v", n, err)
+	}
+}

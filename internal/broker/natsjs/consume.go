@@ -107,6 +107,7 @@ type feed struct {
 	it       jetstream.MessagesContext
 	pending  uint64
 	untilEnd bool
+	last     uint64 // with untilEnd: the stream's last sequence when the feed was opened
 	ended    bool
 }
 
@@ -139,6 +140,14 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 	}
 	f := &feed{it: it, untilEnd: o.UntilEnd}
 	if o.UntilEnd {
+		// The end is what the stream held at open: a stream that keeps growing (a live
+		// pipeline) must not keep a read-to-the-end going for ever.
+		st, err := b.js.Stream(ctx, event.StreamName(o.Scenario))
+		if err != nil {
+			it.Stop()
+			return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
+		}
+		f.last = st.CachedInfo().State.LastSeq
 		info, err := c.Info(ctx)
 		if err != nil {
 			it.Stop()
@@ -166,7 +175,11 @@ func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
 	d := newDelivery(m)
 	if d.meta != nil {
 		f.pending = d.meta.NumPending
-		f.ended = f.untilEnd && f.pending == 0
+		if f.untilEnd && d.Seq() > f.last {
+			f.ended = true
+			return nil, io.EOF
+		}
+		f.ended = f.untilEnd && (f.pending == 0 || d.Seq() >= f.last)
 	}
 	return d, nil
 }
