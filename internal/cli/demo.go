@@ -61,7 +61,7 @@ func (a *app) demoCmd() *cobra.Command {
 			run, stop := context.WithCancel(ctx)
 			defer stop()
 			var wg sync.WaitGroup
-			s.indexDir = filepath.Join(dir, "index")
+			s.indexDir, s.configure = filepath.Join(dir, "index"), true
 			if s.httpListen != "" && !changed(cmd, "http-listen") {
 				s.httpListen = freeOr(s.httpListen)
 			}

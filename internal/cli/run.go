@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -32,6 +33,8 @@ type serveFlags struct {
 	maxBody    int64
 	indexDir   string // where run keeps its trace indexes; empty: no indexer
 	pprof      bool
+	memLimit   int64
+	configure  bool // apply the stream flags to every served scenario (run, demo)
 }
 
 // addHTTP registers the flags of the commands that serve the HTTP API.
@@ -50,6 +53,7 @@ func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
 		f.StringVar(&s.natsListen, "nats-listen", "127.0.0.1:4222", "embedded broker's client address")
 	}
 	f.IntVar(&s.batch, "batch", 256, "events per consumer batch")
+	f.Int64Var(&s.memLimit, "memory-limit", 0, "soft memory limit in bytes for this process, embedded broker included (Go's GOMEMLIMIT; 0: none)")
 	f.DurationVar(&s.poll, "scenario-poll", 2*time.Second, "how often new scenarios are looked for")
 }
 
@@ -86,6 +90,7 @@ func (a *app) runCmd() *cobra.Command {
 			if s.indexDir == "" {
 				s.indexDir = filepath.Join(s.dataDir, "index")
 			}
+			s.configure = true
 			return a.serve(ctx, b, event.ConsumerLayers, s)
 		},
 	}
@@ -116,6 +121,9 @@ func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) ht
 // serve runs layers for every registered scenario, and the HTTP API when it has an address,
 // until ctx ends; then it drains.
 func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, s serveFlags) error {
+	if s.memLimit > 0 {
+		debug.SetMemoryLimit(s.memLimit)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ro := router.Options{Batch: s.batch, Metrics: metrics.New(reg)}
@@ -124,8 +132,18 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	ix := a.indexer(ctx, &wg, b, s.indexDir)
 	if ix != nil {
 		defer ix.Close()
-		ro.PerScenario = func(ctx context.Context, scenario string) {
-			log := a.log.With().Str("scenario", scenario).Logger()
+	}
+	conf, _ := b.(interface {
+		Configure(ctx context.Context, scenario string) error
+	})
+	ro.PerScenario = func(ctx context.Context, scenario string) {
+		log := a.log.With().Str("scenario", scenario).Logger()
+		if conf != nil && s.configure {
+			if err := conf.Configure(ctx, scenario); err != nil {
+				log.Warn().Err(err).Msg("could not apply stream settings")
+			}
+		}
+		if ix != nil {
 			for ctx.Err() == nil {
 				if err := ix.Follow(ctx, scenario); err != nil && ctx.Err() == nil {
 					log.Warn().Err(err).Msg("indexer stopped; restarting")

@@ -180,7 +180,9 @@ func orUnlimited(n int64) int64 {
 	return n
 }
 
-// EnsureScenario creates or updates the scenario's stream.
+// EnsureScenario creates the scenario's stream when it is missing. An existing stream keeps
+// its configuration: a client's own defaults must not change the de-dup window or retention
+// that the serving process set (see Configure).
 func (b *Broker) EnsureScenario(ctx context.Context, s string) error {
 	if !event.ValidName(s) {
 		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
@@ -191,12 +193,21 @@ func (b *Broker) EnsureScenario(ctx context.Context, s string) error {
 	if done {
 		return nil
 	}
-	if _, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(s)); err != nil {
+	if _, err := b.js.CreateStream(ctx, b.streamConfig(s)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err))
 	}
 	b.mu.Lock()
 	b.streams[s] = true
 	b.mu.Unlock()
+	return nil
+}
+
+// Configure applies this connection's stream settings (de-dup window, retention) to the
+// scenario's stream, creating it if needed. `run` calls it for every scenario it serves.
+func (b *Broker) Configure(ctx context.Context, s string) error {
+	if _, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(s)); err != nil {
+		return wrap(fmt.Errorf("configure stream %s: %w", event.StreamName(s), err))
+	}
 	return nil
 }
 

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
@@ -62,5 +65,36 @@ func TestConnectNobodyThere(t *testing.T) {
 	}
 	if !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("error %v does not match ErrUnavailable", err)
+	}
+}
+
+// A client's own defaults never change the stream settings the serving process applied.
+func TestEnsureScenarioKeepsTheServersSettings(t *testing.T) {
+	t.Parallel()
+	url := startServer(t)
+	owner, err := natsjs.Connect(t.Context(), natsjs.Options{URL: url, DedupWindow: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	if err := owner.Configure(t.Context(), "base"); err != nil {
+		t.Fatal(err)
+	}
+	client := connect(t, url) // default 2m window
+	if err := client.EnsureScenario(t.Context(), "base"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), "CASCADE_BASE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.Duplicates; got != 10*time.Second {
+		t.Fatalf("de-dup window %s after a client ensured the scenario, want the owner's 10s", got)
 	}
 }
