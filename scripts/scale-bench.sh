@@ -8,6 +8,9 @@
 # each, measured with pprof, more than the ~130 often quoted), and the window only has to cover
 # a redelivery (ack wait) plus publish retries, so 10 s with a 5 s ack wait. At ~30k messages/s
 # the default 2 m window alone would hold ~3.6M ids, over 1 GiB.
+# run's live heap is ~300 MiB at any size (mostly the broker's block buffers, then the de-dup
+# ids); without a limit Go lets the heap grow to twice the live size before collecting, so the
+# peak depends on GC timing. --memory-limit 700 MiB makes the bound explicit.
 set -euo pipefail
 n=${1:-100000}
 cd "$(dirname "$0")/.."
@@ -17,7 +20,7 @@ go build -o "$work/cascade" ./cmd/cascade
 cascade="$work/cascade"
 export CASCADE_NATS_URL=nats://127.0.0.1:24222 CASCADE_LOG_LEVEL=warn
 "$cascade" publish --generate "$n" --seed 7 --print > "$work/signals.ndjson"
-env -u CASCADE_NATS_URL "$cascade" run --data-dir "$work/data" --nats-listen 127.0.0.1:24222 --http-listen 127.0.0.1:28080 --dedup-window 10s --ack-wait 5s --pprof 2> "$work/run.log" &
+env -u CASCADE_NATS_URL "$cascade" run --data-dir "$work/data" --nats-listen 127.0.0.1:24222 --http-listen 127.0.0.1:28080 --dedup-window 10s --ack-wait 5s --memory-limit 734003200 --pprof 2> "$work/run.log" &
 run_pid=$!
 until "$cascade" scenario ls >/dev/null 2>&1; do sleep 0.2; done
 
