@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/layercake/cascade/internal/cli"
+	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/schemas"
 )
 
@@ -37,18 +38,6 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// eventually polls cond until it holds or total elapses.
-func eventually(t *testing.T, total time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 const adoptionUS = `{"specversion":"1.0","id":"plain-client-1","source":"/plain","type":"cascade.signal.adoption.v1","subject":"us","time":"2025-01-27T00:00:00Z","datacontenttype":"application/json","data":{"app":"deepseek","category":"chat","region":"us","users_delta":2600000}}`
 
 // A plain nats.go client, standing in for any NATS client, publishes a signal onto the
@@ -64,7 +53,7 @@ func TestRunServesAPlainNATSClient(t *testing.T) {
 		code, _, stderr = run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
 	})
 	var nc *nats.Conn
-	eventually(t, 20*time.Second, "the embedded broker", func() bool {
+	conformance.Eventually(t, 20*time.Second, "the embedded broker", func() bool {
 		var err error
 		nc, err = nats.Connect("nats://127.0.0.1:" + port)
 		return err == nil
@@ -75,7 +64,7 @@ func TestRunServesAPlainNATSClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A request to a stream subject is answered with JetStream's publish ack once base exists.
-	eventually(t, 20*time.Second, "scenario base", func() bool {
+	conformance.Eventually(t, 20*time.Second, "scenario base", func() bool {
 		m := nats.NewMsg("cascade.base.signal.application.us")
 		m.Data = []byte(adoptionUS)
 		m.Header.Set("Nats-Msg-Id", "plain-client-1")
@@ -205,7 +194,7 @@ func startRun(t *testing.T) string {
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	url := "nats://127.0.0.1:" + port
-	eventually(t, 20*time.Second, "cascade run", func() bool {
+	conformance.Eventually(t, 20*time.Second, "cascade run", func() bool {
 		code, out, _ := run(t.Context(), "", map[string]string{"CASCADE_NATS_URL": url}, "scenario", "ls")
 		return code == 0 && strings.Contains(out, "base")
 	})
@@ -231,7 +220,7 @@ func TestHistoryWalkThrough(t *testing.T) {
 		t.Fatalf("what-if replay: %d %s %s", code, out, stderr)
 	}
 	var tree string
-	eventually(t, 30*time.Second, "the DeepSeek-R1 tree down to the grid", func() bool {
+	conformance.Eventually(t, 30*time.Second, "the DeepSeek-R1 tree down to the grid", func() bool {
 		code, out, _ := run(t.Context(), "", env, "trace", "hist-2025-01-20-deepseek-r1")
 		tree = out
 		return code == 0 && strings.Count(out, "demand.grid.v1") == 3
@@ -271,7 +260,7 @@ func TestSubscribeFollowsAFeed(t *testing.T) {
 	}
 	// Two grid events (h100 and b200 in the default fleet) for the US adoption.
 	var out string
-	eventually(t, 20*time.Second, "two grid events", func() bool {
+	conformance.Eventually(t, 20*time.Second, "two grid events", func() bool {
 		_, out, _ = run(t.Context(), "", env, "subscribe", "grid", "--region", "us", "--from-start", "--count", "2")
 		return strings.Count(out, "\n") == 2
 	})

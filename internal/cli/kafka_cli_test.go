@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/layercake/cascade/internal/cli"
+	"github.com/layercake/cascade/internal/conformance"
 )
 
 // The README's Kafka try-out: `cascade dev kafka`, `cascade run --kafka-brokers …`, a signal,
@@ -28,10 +29,10 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	devOut := &syncBuffer{}
+	devOut := &conformance.SyncBuffer{}
 	wg.Go(func() { runWith(ctx, devOut, "dev", "kafka", "--port", "0") })
 	var brokers string
-	eventually(t, 20*time.Second, "the dev cluster", func() bool {
+	conformance.Eventually(t, 20*time.Second, "the dev cluster", func() bool {
 		if m := regexp.MustCompile(`--kafka-brokers (\S+)`).FindStringSubmatch(devOut.String()); m != nil {
 			brokers = m[1]
 		}
@@ -39,7 +40,7 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 	})
 	env := map[string]string{"CASCADE_KAFKA_BROKERS": brokers}
 	wg.Go(func() { run(ctx, "", env, "run", "--http-listen", "127.0.0.1:0", "--log-format", "json") })
-	eventually(t, 30*time.Second, "run on Kafka", func() bool {
+	conformance.Eventually(t, 30*time.Second, "run on Kafka", func() bool {
 		code, out, _ := run(t.Context(), "", env, "scenario", "ls")
 		return code == 0 && strings.Contains(out, "base")
 	})
@@ -48,7 +49,7 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 	}
 	first := strings.Split(brokers, ",")[0]
 	var got string
-	eventually(t, 30*time.Second, "kcat to read the grid topic", func() bool {
+	conformance.Eventually(t, 30*time.Second, "kcat to read the grid topic", func() bool {
 		out, _ := exec.CommandContext(t.Context(), kcat, "-b", first, "-C", "-t", "cascade.base.demand.grid", "-o", "beginning", "-e", "-q").Output()
 		got = string(out)
 		return strings.Count(got, `"type":"cascade.demand.grid.v1"`) == 2
@@ -58,25 +59,7 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runWith runs a command whose standard output is read while it runs.
-func runWith(ctx context.Context, stdout *syncBuffer, args ...string) int {
+func runWith(ctx context.Context, stdout *conformance.SyncBuffer, args ...string) int {
 	return cli.Main{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: io.Discard, Args: args}.Run(ctx)
 }

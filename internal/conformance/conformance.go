@@ -4,7 +4,8 @@
 package conformance
 
 import (
-	"context"
+	"bytes"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,8 +38,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })
 }
 
-// eventually polls cond every 20ms until it holds or total elapses.
-func eventually(t *testing.T, total time.Duration, what string, cond func() bool) {
+// Eventually polls cond every 20ms until it holds or total elapses; the one polling helper of
+// every broker-backed test.
+func Eventually(t *testing.T, total time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(total)
 	for !cond() {
@@ -49,4 +51,20 @@ func eventually(t *testing.T, total time.Duration, what string, cond func() bool
 	}
 }
 
-func ctxFor(t *testing.T) context.Context { return t.Context() }
+// SyncBuffer collects what a running command writes while a test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -59,14 +59,14 @@ func testCrash(t *testing.T, h Harness) {
 	dying := &dyingBroker{Broker: victim, n: 3, kill: func() { h.Kill(victim) }}
 	stopVictim := serve(t, dying, []event.Layer{event.Chips})
 	publish(t, b, s, raws)
-	eventually(t, 20*time.Second, "the chips layer to die", dying.dead.Load)
+	Eventually(t, 20*time.Second, "the chips layer to die", dying.dead.Load)
 	stopVictim()
 	// A fresh chips process takes over; the inputs the dead one never acknowledged come back
 	// after AckWait and their outputs, already stored, are de-duplicated by id.
 	serve(t, connect(t), []event.Layer{event.Chips})
 	got := waitDemand(t, b, s, len(want))
-	eventually(t, h.AckWait*3+5*time.Second, "redeliveries to settle", func() bool {
-		p, err := b.Lag(ctxFor(t), s, event.Chips)
+	Eventually(t, h.AckWait*3+5*time.Second, "redeliveries to settle", func() bool {
+		p, err := b.Lag(t.Context(), s, event.Chips)
 		return err == nil && p == 0
 	})
 	got = readAll(t, b, s, "cascade."+s+".demand.>")
@@ -114,9 +114,9 @@ func primaryOf(p event.Payload) float64 {
 
 func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) error {
 	t.Helper()
-	_, err := b.Registry().Bind(ctxFor(t), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
+	_, err := b.Registry().Bind(t.Context(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
 	if err != nil {
 		return err
 	}
-	return b.EnsureScenario(ctxFor(t), s)
+	return b.EnsureScenario(t.Context(), s)
 }

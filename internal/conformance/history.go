@@ -42,7 +42,7 @@ func replayHistory(t *testing.T, b broker.Broker, s string, coef *coefficients.L
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := (&producers.Replay{Broker: b, Into: s}).Run(ctxFor(t), &producers.SliceSource{Events: evs})
+	rep, err := (&producers.Replay{Broker: b, Into: s}).Run(t.Context(), &producers.SliceSource{Events: evs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,17 +61,17 @@ func testHistoryReplay(t *testing.T, h Harness) {
 		startPipeline(t, b, "base", coef)
 		events[i] = canonical(replayHistory(t, b, "base", coef))
 		var err error
-		if sums[i], err = query.SumTotals(ctxFor(t), b, query.TotalsOptions{Scenario: "base", ByRegion: true}); err != nil {
+		if sums[i], err = query.SumTotals(t.Context(), b, query.TotalsOptions{Scenario: "base", ByRegion: true}); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
 			// Replaying the same range again adds nothing, past any de-dup window.
-			rep, err := (&producers.Replay{Broker: b, Into: "base"}).Run(ctxFor(t), &producers.SliceSource{Events: mustHistory(t)})
+			rep, err := (&producers.Replay{Broker: b, Into: "base"}).Run(t.Context(), &producers.SliceSource{Events: mustHistory(t)})
 			if err != nil || rep.Published != 0 || rep.Skipped != len(mustHistory(t)) {
 				t.Fatalf("second replay published %d, skipped %d (%v)", rep.Published, rep.Skipped, err)
 			}
 			var signals int
-			if err := producers.Signals(ctxFor(t), b, "base", func(*event.Event) error { signals++; return nil }); err != nil || signals != len(mustHistory(t)) {
+			if err := producers.Signals(t.Context(), b, "base", func(*event.Event) error { signals++; return nil }); err != nil || signals != len(mustHistory(t)) {
 				t.Fatalf("%d signals stored after two replays, want %d (%v)", signals, len(mustHistory(t)), err)
 			}
 		}
@@ -146,7 +146,7 @@ func testWhatIf(t *testing.T, h Harness) {
 
 func mustTotals(t *testing.T, b broker.Broker, s string) *query.Totals {
 	t.Helper()
-	tot, err := query.SumTotals(ctxFor(t), b, query.TotalsOptions{Scenario: s})
+	tot, err := query.SumTotals(t.Context(), b, query.TotalsOptions{Scenario: s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func testTraceAndRange(t *testing.T, h Harness) {
 	startPipeline(t, b, "base", coef)
 	all := replayHistory(t, b, "base", coef)
 
-	root, err := query.Trace(ctxFor(t), b, "base", "hist-2025-01-20-deepseek-r1")
+	root, err := query.Trace(t.Context(), b, "base", "hist-2025-01-20-deepseek-r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,13 +191,13 @@ func testTraceAndRange(t *testing.T, h Harness) {
 			gridID = m.ev.ID
 		}
 	}
-	if up, err := query.Trace(ctxFor(t), b, "base", gridID); err != nil || up.Event.ID != root.Event.ID {
+	if up, err := query.Trace(t.Context(), b, "base", gridID); err != nil || up.Event.ID != root.Event.ID {
 		t.Fatalf("trace of %s: %v", gridID, err)
 	}
 
 	// --since/--until select exactly the events in [since, until) by event time.
 	since, until := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2025, 4, 20, 0, 0, 0, 0, time.UTC)
-	got, err := query.SumTotals(ctxFor(t), b, query.TotalsOptions{Scenario: "base", Since: since, Until: until})
+	got, err := query.SumTotals(t.Context(), b, query.TotalsOptions{Scenario: "base", Since: since, Until: until})
 	if err != nil {
 		t.Fatal(err)
 	}

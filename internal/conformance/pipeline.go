@@ -41,7 +41,7 @@ func publish(t *testing.T, b broker.Broker, s string, raws []string) {
 	for i, r := range raws {
 		items[i] = producers.Item{Line: i + 1, Raw: []byte(r)}
 	}
-	res, err := (&producers.Publisher{Broker: b, Scenario: s}).Publish(ctxFor(t), items)
+	res, err := (&producers.Publisher{Broker: b, Scenario: s}).Publish(t.Context(), items)
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
@@ -55,7 +55,7 @@ func publish(t *testing.T, b broker.Broker, s string, raws []string) {
 // startPipeline binds s to coef and serves all five layers until the test ends.
 func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) {
 	t.Helper()
-	if err := router.BindScenario(ctxFor(t), b, s, coef); err != nil {
+	if err := router.BindScenario(t.Context(), b, s, coef); err != nil {
 		t.Fatalf("bind %s: %v", s, err)
 	}
 	serve(t, b, event.ConsumerLayers)
@@ -93,7 +93,7 @@ func expected(t *testing.T, coef *coefficients.Loaded, s string, raws []string) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := tree.Expand(ctxFor(t), coef, ev, p)
+		n, err := tree.Expand(t.Context(), coef, ev, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ type stored struct {
 func readAll(t *testing.T, b broker.Broker, s string, subjects ...string) []stored {
 	t.Helper()
 	var out []stored
-	err := broker.Each(ctxFor(t), b, broker.FeedOptions{Scenario: s, Subjects: subjects, FromStart: true}, func(d broker.Delivery) error {
+	err := broker.Each(t.Context(), b, broker.FeedOptions{Scenario: s, Subjects: subjects, FromStart: true}, func(d broker.Delivery) error {
 		m := d.Message()
 		st := stored{subject: m.Subject, header: m.Header, data: m.Data}
 		if ev, p, err := event.Decode(m.Data); err == nil {
@@ -134,7 +134,7 @@ func readAll(t *testing.T, b broker.Broker, s string, subjects ...string) []stor
 func waitDemand(t *testing.T, b broker.Broker, s string, n int) []stored {
 	t.Helper()
 	var got []stored
-	eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() bool {
+	Eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() bool {
 		got = readAll(t, b, s, "cascade."+s+".demand.>")
 		return len(got) >= n
 	})

@@ -68,7 +68,7 @@ func testReadToEndWhileLive(t *testing.T, h Harness) {
 	startPipeline(t, b, "base", coefficients.Default())
 	publish(t, b, "base", Signals())
 	waitDemand(t, b, "base", 1)
-	ctx, stop := context.WithCancel(ctxFor(t))
+	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -81,7 +81,7 @@ func testReadToEndWhileLive(t *testing.T, h Harness) {
 		}
 	}()
 	defer func() { stop(); <-done }()
-	read, cancel := context.WithTimeout(ctxFor(t), 20*time.Second)
+	read, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	n := 0
 	err := broker.Each(read, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.>"}, FromStart: true}, func(broker.Delivery) error {

@@ -165,12 +165,12 @@ func testBadInput(t *testing.T, h Harness) {
 	for i, c := range cases {
 		msgs = append(msgs, broker.Message{Subject: c.subject, ID: "bad-" + string(rune('a'+i)), Data: []byte(c.body)})
 	}
-	if err := b.Publish(ctxFor(t), msgs); err != nil {
+	if err := b.Publish(t.Context(), msgs); err != nil {
 		t.Fatalf("publish bad input: %v", err)
 	}
 	publish(t, b, "base", Signals()[:1]) // a good signal after the bad ones is still processed
 	var dead []stored
-	eventually(t, 20*time.Second, "dead letters", func() bool {
+	Eventually(t, 20*time.Second, "dead letters", func() bool {
 		dead = readAll(t, b, "base", "cascade.base.dlq.*")
 		return len(dead) >= len(cases)
 	})
@@ -215,25 +215,25 @@ func testRegistry(t *testing.T, h Harness) {
 	reg := b.Registry()
 	coef := coefficients.Default()
 	bind := broker.Binding{Scenario: "what-if", CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime}
-	if _, err := reg.Bind(ctxFor(t), bind); err != nil {
+	if _, err := reg.Bind(t.Context(), bind); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Bind(ctxFor(t), bind); err != nil {
+	if _, err := reg.Bind(t.Context(), bind); err != nil {
 		t.Fatalf("binding again to the same set: %v", err)
 	}
 	other := bind
 	other.CoefVersion = "other+00000000"
-	if _, err := reg.Bind(ctxFor(t), other); !errors.Is(err, broker.ErrConflict) {
+	if _, err := reg.Bind(t.Context(), other); !errors.Is(err, broker.ErrConflict) {
 		t.Fatalf("binding to another set: %v, want ErrConflict", err)
 	}
-	got, err := reg.Get(ctxFor(t), "what-if")
+	got, err := reg.Get(t.Context(), "what-if")
 	if err != nil || got.CoefVersion != coef.CoefVersion || string(got.Document) != string(coef.Canonical) {
 		t.Fatalf("get: %+v %v", got.CoefVersion, err)
 	}
-	if err := reg.Delete(ctxFor(t), "what-if"); err != nil {
+	if err := reg.Delete(t.Context(), "what-if"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Get(ctxFor(t), "what-if"); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := reg.Get(t.Context(), "what-if"); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("get after delete: %v", err)
 	}
 }

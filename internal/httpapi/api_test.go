@@ -20,6 +20,7 @@ import (
 
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
 	"github.com/layercake/cascade/internal/metrics"
@@ -56,17 +57,6 @@ func apiPipeline(t *testing.T, o httpapi.Options) string {
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return hs.URL
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func signal(id, region string, users int) string {
@@ -158,8 +148,8 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		{"readyz", "GET", "/readyz", "GET /readyz", nil, "", 200, "ready"},
 		{"page", "GET", "/", "GET /", nil, "", 200, "<html"},
 	}
-	eventually(t, "the pipeline to be ready", func() bool { s, _ := request(t, open, call{method: "GET", path: "/readyz"}); return s == 200 })
-	eventually(t, "api-1's tree", func() bool {
+	conformance.Eventually(t, 20*time.Second, "the pipeline to be ready", func() bool { s, _ := request(t, open, call{method: "GET", path: "/readyz"}); return s == 200 })
+	conformance.Eventually(t, 20*time.Second, "api-1's tree", func() bool {
 		s, _ := request(t, open, calls[0])
 		if s != 200 {
 			return false
@@ -202,7 +192,7 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		}
 	}
 	// Events flowed, so the counters moved.
-	eventually(t, "metrics to count events", func() bool {
+	conformance.Eventually(t, 20*time.Second, "metrics to count events", func() bool {
 		_, body := request(t, open, call{method: "GET", path: "/metrics"})
 		return regexp.MustCompile(`cascade_events_out_total\{layer="energy",scenario="base"\} [1-9]`).MatchString(body) &&
 			regexp.MustCompile(`cascade_processing_seconds_count\{layer="application",scenario="base"\} [1-9]`).MatchString(body)

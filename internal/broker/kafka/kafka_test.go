@@ -1,7 +1,6 @@
 package kafka_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -65,24 +64,6 @@ func testOptions(t *testing.T, addrs []string) kafka.Options {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func connectWith(t *testing.T, o kafka.Options) *kafka.Broker {
 	t.Helper()
 	b, err := kafka.Connect(t.Context(), o)
@@ -96,18 +77,6 @@ func connectWith(t *testing.T, o kafka.Options) *kafka.Broker {
 func connect(t *testing.T, addrs []string) *kafka.Broker {
 	t.Helper()
 	return connectWith(t, testOptions(t, addrs))
-}
-
-// eventually polls cond every 20ms until it holds or total elapses.
-func eventually(t *testing.T, total time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", total, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // admin is a client of its own (kafka-go's default transport caches metadata for 6s),
@@ -253,7 +222,7 @@ func TestTopicsCreatedWithPartitions(t *testing.T) {
 func TestExistingTopicWithOtherPartitionCount(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t, kfake.SeedTopics(2, "cascade.base.demand.chips"))
-	var logs syncBuffer
+	var logs conformance.SyncBuffer
 	o := testOptions(t, addrs)
 	o.Logger = zerolog.New(&logs)
 	b := connectWith(t, o)
@@ -490,7 +459,7 @@ func TestTwoConsumersShareALayer(t *testing.T) {
 		})
 	}
 	// Both members hold partitions before anything is published: no rebalance mid-stream.
-	eventually(t, 20*time.Second, "two members sharing 12 partitions", func() bool {
+	conformance.Eventually(t, 20*time.Second, "two members sharing 12 partitions", func() bool {
 		state, parts := groupMembers(t, addrs, group)
 		return state == "Stable" && len(parts) == 2 && parts[0] > 0 && parts[1] > 0 && parts[0]+parts[1] == 12
 	})
@@ -498,12 +467,12 @@ func TestTwoConsumersShareALayer(t *testing.T) {
 	if err := pub.Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "every message processed", func() bool {
+	conformance.Eventually(t, 20*time.Second, "every message processed", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(count) == len(msgs)
 	})
-	eventually(t, 10*time.Second, "lag 0", func() bool { n, err := pub.Lag(ctx, "base", event.Model); return err == nil && n == 0 })
+	conformance.Eventually(t, 10*time.Second, "lag 0", func() bool { n, err := pub.Lag(ctx, "base", event.Model); return err == nil && n == 0 })
 	cancel()
 	wg.Wait()
 	for id, n := range count {
@@ -565,12 +534,12 @@ func TestRebalanceMidStreamLosesNothing(t *testing.T) {
 	progress := func(what string) {
 		t.Helper()
 		n := distinct()
-		eventually(t, 20*time.Second, what, func() bool { return distinct() > n+20 })
+		conformance.Eventually(t, 20*time.Second, what, func() bool { return distinct() > n+20 })
 	}
 	stopA := start()
 	progress("the first consumer to make progress")
 	stopB := start() // joins mid-stream: a rebalance
-	eventually(t, 20*time.Second, "the group to rebalance onto two members", func() bool {
+	conformance.Eventually(t, 20*time.Second, "the group to rebalance onto two members", func() bool {
 		state, parts := groupMembers(t, addrs, event.ConsumerName("base", event.Chips))
 		return state == "Stable" && len(parts) == 2
 	})
@@ -582,8 +551,8 @@ func TestRebalanceMidStreamLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	total := int(sent.Load())
-	eventually(t, 30*time.Second, "every message processed", func() bool { return distinct() == total })
-	eventually(t, 10*time.Second, "lag 0", func() bool { n, err := pub.Lag(ctx, "base", event.Chips); return err == nil && n == 0 })
+	conformance.Eventually(t, 30*time.Second, "every message processed", func() bool { return distinct() == total })
+	conformance.Eventually(t, 10*time.Second, "lag 0", func() bool { n, err := pub.Lag(ctx, "base", event.Chips); return err == nil && n == 0 })
 	stopB()
 	mu.Lock()
 	defer mu.Unlock()
@@ -804,7 +773,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs conformance.SyncBuffer
 	for _, c := range []struct{ mech, user string }{{"plain", "plain-user"}, {"scram-sha-256", "scram256"}, {"scram-sha-512", "scram512"}} {
 		t.Run(c.mech, func(t *testing.T) {
 			o := testOptions(t, addrs)
