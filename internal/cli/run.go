@@ -136,17 +136,14 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	conf, _ := b.(interface {
 		Configure(ctx context.Context, scenario string) error
 	})
-	ro.PerScenario = func(ctx context.Context, scenario string) {
-		log := a.log.With().Str("scenario", scenario).Logger()
-		if conf != nil && s.configure {
-			if err := conf.Configure(ctx, scenario); err != nil {
-				log.Warn().Err(err).Msg("could not apply stream settings")
-			}
-		}
-		if ix != nil {
+	if conf != nil && s.configure {
+		ro.Prepare = conf.Configure
+	}
+	if ix != nil {
+		ro.PerScenario = func(ctx context.Context, scenario string) {
 			for ctx.Err() == nil {
 				if err := ix.Follow(ctx, scenario); err != nil && ctx.Err() == nil {
-					log.Warn().Err(err).Msg("indexer stopped; restarting")
+					a.log.Warn().Err(err).Str("scenario", scenario).Msg("indexer stopped; restarting")
 					select {
 					case <-ctx.Done():
 					case <-time.After(time.Second):

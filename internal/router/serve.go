@@ -49,6 +49,11 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 			}
 			sctx, cancel := context.WithCancel(ctx)
 			active[b.Scenario] = running{version: b.CoefVersion, cancel: cancel}
+			if r.opts.Prepare != nil {
+				if err := r.opts.Prepare(sctx, b.Scenario); err != nil {
+					r.log.Warn().Err(err).Str("scenario", b.Scenario).Msg("preparing the scenario failed")
+				}
+			}
 			if r.opts.PerScenario != nil {
 				wg.Go(func() { r.opts.PerScenario(sctx, b.Scenario) })
 			}
