@@ -24,9 +24,9 @@ func (a *app) calcCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "calc [FILE|-]",
 		Short: "Apply the layer transforms to signals without a broker and print each signal's tree",
-		Example: `  cascade calc signals.ndjson
+		Example: `  cascade calc examples/signals.ndjson
   echo '{"type":"cascade.signal.adoption.v1","source":"/me","data":{"app":"chat","category":"chat","region":"us","users_delta":1}}' | cascade calc
-  cascade calc --coefficients what-if.yaml --json signals.ndjson`,
+  cascade calc --coefficients what-if.yaml --json examples/signals.ndjson`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			coef, err := loadCoefficients(coefPath)

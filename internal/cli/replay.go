@@ -33,7 +33,7 @@ defaults). Signals already in the target are skipped, so a range replayed twice 
 		Example: `  cascade replay --history
   cascade replay --history --into half-util --coefficients half-util.yaml
   cascade replay --scenario base --since 2025-01-01 --until 2025-02-01 --into jan-2025
-  cascade replay signals.ndjson --speed 86400`,
+  cascade replay examples/signals.ndjson --speed 86400`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
