@@ -27,7 +27,8 @@ import (
 	"github.com/layercake/cascade/internal/tree"
 )
 
-// Options configure the server. Zero values take the documented defaults.
+// Options configure the server. Zero values take the documented defaults; a negative
+// timeout or limit is refused with ErrInvalid.
 type Options struct {
 	Listen   string        // default 127.0.0.1:8080
 	Token    string        // bearer token required on /v1/ when set
@@ -66,6 +67,9 @@ type Options struct {
 // ErrInsecure is returned for a non-loopback listen address without a token.
 var ErrInsecure = errors.New("insecure listen address")
 
+// ErrInvalid is returned for an option out of its range; the error names the option's flag.
+var ErrInvalid = errors.New("invalid HTTP option")
+
 // Server is the HTTP API.
 type Server struct {
 	b       broker.Broker
@@ -98,24 +102,31 @@ func New(b broker.Broker, o Options) (*Server, error) {
 		o.Gatherer = prometheus.DefaultGatherer
 	}
 	for _, d := range []struct {
-		v   *time.Duration
-		def time.Duration
-	}{{&o.ReadTimeout, 30 * time.Second}, {&o.WriteTimeout, 60 * time.Second}, {&o.IdleTimeout, 60 * time.Second}} {
-		if *d.v <= 0 {
+		flag string
+		v    *time.Duration
+		def  time.Duration
+	}{{"--http-read-timeout", &o.ReadTimeout, 30 * time.Second}, {"--http-write-timeout", &o.WriteTimeout, 60 * time.Second}, {"--http-idle-timeout", &o.IdleTimeout, 60 * time.Second}} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("%w: %s %v: must be positive", ErrInvalid, d.flag, *d.v)
+		}
+		if *d.v == 0 {
 			*d.v = d.def
 		}
 	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = 512
-	}
-	if o.MaxFeeds <= 0 {
-		o.MaxFeeds = 100
+	for _, n := range []struct {
+		flag string
+		v    *int
+		def  int
+	}{{"--http-max-conns", &o.MaxConns, 512}, {"--http-max-feeds", &o.MaxFeeds, 100}, {"--http-signal-burst", &o.SignalBurst, 20}} {
+		if *n.v < 0 {
+			return nil, fmt.Errorf("%w: %s %d: must be positive", ErrInvalid, n.flag, *n.v)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
 	}
 	if o.SignalRate == 0 {
 		o.SignalRate = 10
-	}
-	if o.SignalBurst <= 0 {
-		o.SignalBurst = 20
 	}
 	host, _, err := net.SplitHostPort(o.Listen)
 	if err != nil {
