@@ -31,11 +31,12 @@ type serveFlags struct {
 	httpListen string
 	apiToken   string
 	maxBody    int64
-	httpLimits httpapi.Options // timeouts, connection and feed caps, signal rate
-	indexDir   string          // where run keeps its trace indexes; empty: no indexer
+	indexDir   string // where run keeps its trace indexes; empty: no indexer
 	pprof      bool
 	memLimit   int64
 	configure  bool // apply the stream flags to every served scenario (run, demo)
+
+	httpLimits httpapi.Options // timeouts, connection and feed caps, signal rate (addHTTP)
 }
 
 // addHTTP registers the flags of the commands that serve the HTTP API.
