@@ -35,6 +35,8 @@ type serveFlags struct {
 	pprof      bool
 	memLimit   int64
 	configure  bool // apply the stream flags to every served scenario (run, demo)
+
+	httpLimits httpapi.Options // timeouts, connection and feed caps, signal rate (addHTTP)
 }
 
 // addHTTP registers the flags of the commands that serve the HTTP API.
@@ -44,6 +46,14 @@ func (s *serveFlags) addHTTP(cmd *cobra.Command) {
 	f.StringVar(&s.apiToken, "api-token", "", "bearer token required on /v1/ (required off loopback)")
 	f.Int64Var(&s.maxBody, "http-max-body", 1<<20, "largest POST /v1/signals body in bytes")
 	f.BoolVar(&s.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
+	l := &s.httpLimits
+	f.DurationVar(&l.ReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read a request, body included")
+	f.DurationVar(&l.WriteTimeout, "http-write-timeout", 60*time.Second, "longest time to write an answer (an SSE feed renews it on each write)")
+	f.DurationVar(&l.IdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open")
+	f.IntVar(&l.MaxConns, "http-max-conns", 512, "concurrent HTTP connections; more wait to be accepted")
+	f.IntVar(&l.MaxFeeds, "http-max-feeds", 100, "concurrent SSE feeds; more are answered 503")
+	f.Float64Var(&l.SignalRate, "http-signal-rate", 10, "POST /v1/signals per second per client IP, beyond which 429 (0: no limit)")
+	f.IntVar(&l.SignalBurst, "http-signal-burst", 20, "POST /v1/signals a client IP may send at once above the rate")
 }
 
 func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
@@ -115,7 +125,12 @@ func (s *serveFlags) checkHTTP() error {
 }
 
 func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) httpapi.Options {
-	return httpapi.Options{Listen: s.httpListen, Token: s.apiToken, MaxBody: s.maxBody, Gatherer: reg, Ready: ready, Pprof: s.pprof}
+	o := s.httpLimits
+	if o.SignalRate == 0 {
+		o.SignalRate = -1 // the flag's 0 is no limit; the option's is the default
+	}
+	o.Listen, o.Token, o.MaxBody, o.Gatherer, o.Ready, o.Pprof = s.httpListen, s.apiToken, s.maxBody, reg, ready, s.pprof
+	return o
 }
 
 // serve runs layers for every registered scenario, and the HTTP API when it has an address,

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -26,21 +27,39 @@ import (
 // chromiumPath is Debian's Chromium; CI installs it (apt-get install -y chromium).
 const chromiumPath = "/usr/bin/chromium"
 
-// screenshotPath is the screenshot the README shows, relative to this package.
-const screenshotPath = "../../docs/screenshot.png"
+// readmeScreenshot is the screenshot the README shows, relative to this package. The test
+// writes it only when CASCADE_SCREENSHOT_DIR names its directory (relative to the repository's
+// root): CASCADE_SCREENSHOT_DIR=docs go test ./internal/httpapi/ -run TestBrowserPage -count=1
+const readmeScreenshot = "../../docs/screenshot.png"
+
+// screenshotDir is where the test saves screenshot.png: CASCADE_SCREENSHOT_DIR, or a
+// temporary directory.
+func screenshotDir(t *testing.T) string {
+	dir := os.Getenv("CASCADE_SCREENSHOT_DIR")
+	switch {
+	case dir == "":
+		return t.TempDir()
+	case filepath.IsAbs(dir):
+		return dir
+	}
+	return filepath.Join("../..", dir)
+}
 
 // moreSignals are posted after the page's own example so that the screenshot shows several
-// regions, workloads and accelerator kinds.
+// regions, workloads and accelerator kinds, and a region whose chips take a long line.
 const moreSignals = `{"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"code-copilot","category":"coding","region":"eu","users_delta":400000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"office-helper","category":"chat","region":"cn","users_delta":1800000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"search-answers","category":"chat","region":"jp","users_delta":900000}}
+{"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"assistant","category":"reasoning","region":"us","users_delta":40000000}}
 {"specversion":"1.0","type":"cascade.signal.release.v1","source":"/cascade/test","data":{"model":"open-moe-120b","region":"us","open_weights":true,"params_total":1.168e11,"params_active":5.1e9,"reasoning":true}}
 `
 
 // TestBrowserPage drives headless Chromium against the whole pipeline in-process: it loads the
-// page, posts a signal through the page's form, sees the layer totals and the ticker move,
-// draws the signal's trace down to the grid, saves the README screenshot, checks the layout at
-// phone width, and gives the page a token when the API asks for one.
+// page under its Content-Security-Policy, posts a signal through the page's form, sees the
+// layer totals and the ticker move, draws the signal's trace down to the grid, takes the
+// screenshot, checks at desktop and phone width that no text overflows its card, and gives
+// the page a token when the API asks for one. A CSP violation, an exception or a console error
+// fails it, and so does a change to the tracked README screenshot (unless asked for).
 func TestBrowserPage(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "" {
@@ -50,6 +69,16 @@ func TestBrowserPage(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Second)
 	defer cancel()
+	shotDir := screenshotDir(t)
+	tracked, trackedErr := os.ReadFile(readmeScreenshot)
+	if os.Getenv("CASCADE_SCREENSHOT_DIR") == "" {
+		defer func() {
+			now, err := os.ReadFile(readmeScreenshot)
+			if (err == nil) != (trackedErr == nil) || !bytes.Equal(now, tracked) {
+				t.Errorf("the test changed %s; it writes screenshots only into CASCADE_SCREENSHOT_DIR", readmeScreenshot)
+			}
+		}()
+	}
 
 	b := startPipeline(ctx, t)
 	base := startAPI(t, b, "")
@@ -60,6 +89,7 @@ func TestBrowserPage(t *testing.T) {
 	var (
 		consoleMu sync.Mutex
 		problems  []string
+		csp       []string // Content-Security-Policy violations
 	)
 	consoleCtx, stopConsole := context.WithCancel(page)
 	messages := chromedp.Console(consoleCtx)
@@ -73,7 +103,12 @@ func TestBrowserPage(t *testing.T) {
 			if m.Source == "network" && strings.Contains(m.Text, "401") {
 				continue // the page's first requests behind a token
 			}
-			if m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleError {
+			switch {
+			case strings.Contains(m.Text, "Content Security Policy"):
+				consoleMu.Lock()
+				csp = append(csp, m.String())
+				consoleMu.Unlock()
+			case m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleError:
 				consoleMu.Lock()
 				problems = append(problems, m.String())
 				consoleMu.Unlock()
@@ -82,9 +117,15 @@ func TestBrowserPage(t *testing.T) {
 	}()
 
 	// Load the page at desktop size and wait for the live feed and the first totals.
-	do(t, page, "load the page",
-		chromedp.EmulateViewport(1280, 800),
-		chromedp.Navigate(base+"/"),
+	do(t, page, "desktop size", chromedp.EmulateViewport(1280, 800))
+	res, err := chromedp.Run(page, chromedp.NavigateResponse(base+"/"))
+	if err != nil {
+		t.Fatalf("load the page: %v", err)
+	}
+	if policy, _ := res.Headers["Content-Security-Policy"].(string); !strings.Contains(policy, "script-src 'self'") {
+		t.Fatalf("the page came without its Content-Security-Policy: %v", res.Headers)
+	}
+	do(t, page, "see the feed live and the first totals",
 		poll(`document.body.dataset.feed === "live" && !!document.body.dataset.totals`))
 	gridBefore := text(t, page, "#band-grid .total")
 	modelBefore := text(t, page, "#band-model .total")
@@ -125,21 +166,24 @@ func TestBrowserPage(t *testing.T) {
 		poll(`!!document.querySelector('#trace-tree li[data-layer="grid"]') &&
 			!!document.querySelector('#trace-tree li[data-layer="application"][data-id=`+jsString(id)+`]')`))
 
-	// The README screenshot: the whole page, once its animations have settled.
+	// No text sticks out of its card at desktop width.
+	noOverflow(t, page, 1280)
+
+	// The screenshot: the whole page, once its animations have settled.
 	do(t, page, "settle", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`),
 		poll(`document.getAnimations().length === 0`))
 	png, err := chromedp.Run(page, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(screenshotPath), 0o755); err != nil {
+	if err := os.MkdirAll(shotDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(screenshotPath, png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(shotDir, "screenshot.png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 
-	// Phone width: nothing overflows sideways.
+	// Phone width: nothing overflows sideways, and no text sticks out of its card.
 	do(t, page, "resize to phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	if _, err := chromedp.Run(page, chromedp.Poll[bool](`document.documentElement.clientWidth === 390 && document.documentElement.scrollWidth <= 390`,
 		chromedp.WithPollingTimeout(5*time.Second))); err != nil {
@@ -148,6 +192,7 @@ func TestBrowserPage(t *testing.T) {
 				.slice(0, 5).map((e) => e.tagName + (e.id ? "#" + e.id : "") + "." + e.className).join(", ")`))
 		t.Fatalf("the page overflows a 390 px screen: %v; %s", err, wide)
 	}
+	noOverflow(t, page, 390)
 
 	// Behind a token the page asks for it, keeps it for the tab and then reads the API.
 	secured := startAPI(t, b, "s3cret")
@@ -166,9 +211,66 @@ func TestBrowserPage(t *testing.T) {
 	<-consoleDone
 	consoleMu.Lock()
 	defer consoleMu.Unlock()
+	for _, p := range csp {
+		t.Errorf("Content-Security-Policy violation: %s", p)
+	}
 	for _, p := range problems {
 		t.Errorf("browser console: %s", p)
 	}
+}
+
+// overflowingText lists each visible text that reaches outside its card (or the header,
+// token form or footer), with both boxes. Text truncated on purpose with an ellipsis, and text
+// only for screen readers, are left out.
+const overflowingText = `(() => {
+	const out = [];
+	const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+	for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+		const text = n.textContent.trim(), el = n.parentElement;
+		if (!text || !el.checkVisibility({visibilityProperty: true})) continue;
+		const card = el.closest(".card, .top, .auth, .foot");
+		if (!card) continue;
+		let meant = false;
+		for (let a = el; a && a !== card; a = a.parentElement) {
+			const s = getComputedStyle(a);
+			if (s.textOverflow === "ellipsis" || (s.position === "absolute" && s.clip !== "auto")) meant = true;
+		}
+		if (meant) continue;
+		const range = document.createRange();
+		range.selectNodeContents(n);
+		const c = card.getBoundingClientRect();
+		for (const b of range.getClientRects()) {
+			if (b.width > 0 && (b.left < c.left - 0.5 || b.right > c.right + 0.5)) {
+				out.push(JSON.stringify(text) + " at " + Math.round(b.left) + "–" + Math.round(b.right) + " px, outside " +
+					(card.id ? "#" + card.id : "." + card.className.split(" ").join(".")) + " at " + Math.round(c.left) + "–" + Math.round(c.right) + " px");
+				break;
+			}
+		}
+	}
+	return out.join("\n");
+})()`
+
+// noOverflow fails the test with every text that sticks out of its card at this width.
+func noOverflow(t *testing.T, page context.Context, width int) {
+	t.Helper()
+	if _, err := chromedp.Run(page, chromedp.Poll[bool](overflowingText+` === ""`,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(3*time.Second))); err != nil {
+		list, _ := chromedp.Run(page, chromedp.Evaluate[string](overflowingText))
+		t.Errorf("at %d px, text overflows its card:\n%s", width, list)
+	}
+}
+
+// wideFleet is the default coefficients with four accelerator kinds in region us, so that the
+// page has long chip lines to lay out.
+func wideFleet(t *testing.T) *coefficients.Loaded {
+	t.Helper()
+	doc := strings.Replace(string(coefficients.DefaultYAML()), "      cn: {h800: 1.0}\n",
+		"      cn: {h800: 1.0}\n      us: {h100: 0.4, h200: 0.25, b200: 0.2, mi300x: 0.15}\n", 1)
+	c, err := coefficients.Parse([]byte(doc))
+	if err != nil || len(c.Set.Infrastructure.Fleet.For("us")) != 4 {
+		t.Fatalf("coefficients with a wide us fleet: %v", err)
+	}
+	return c
 }
 
 // startPipeline runs an embedded NATS JetStream and every layer's consumer for scenario base.
@@ -184,7 +286,7 @@ func startPipeline(ctx context.Context, t *testing.T) broker.Broker {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	if err := router.BindScenario(ctx, b, "base", coefficients.Default()); err != nil {
+	if err := router.BindScenario(ctx, b, "base", wideFleet(t)); err != nil {
 		t.Fatal(err)
 	}
 	rctx, stopRouter := context.WithCancel(ctx)

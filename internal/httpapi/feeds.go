@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/layercake/cascade/internal/broker"
@@ -15,37 +17,16 @@ import (
 // cursor, `event:` the type, one `data:` line the CloudEvent. Last-Event-ID resumes after a
 // cursor; `since` starts at a broker time; otherwise the feed starts with new events.
 func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	names := []string{r.PathValue("layer")}
-	if names[0] == "" {
-		names = strings.Split(q.Get("layers"), ",")
-	}
-	scenario := s.scenarioOf(r)
-	region := q.Get("region")
-	if region == "" {
-		region = "*"
-	} else if !event.ValidName(region) {
-		writeError(w, http.StatusBadRequest, "region must match "+event.NamePattern)
+	opts, err := s.feedOptions(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var subjects []string
-	for _, n := range names {
-		l, err := event.ParseLayer(strings.TrimSpace(n))
-		if err != nil || l == event.Application {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("layer %q: feeds are model, infrastructure, chips, energy and grid", n))
-			return
-		}
-		subjects = append(subjects, event.DemandSubject(scenario, l, region))
+	release, ok := s.openFeed(w)
+	if !ok {
+		return
 	}
-	opts := broker.FeedOptions{Scenario: scenario, Subjects: subjects, Cursor: r.Header.Get("Last-Event-ID")}
-	if since := q.Get("since"); since != "" && opts.Cursor == "" {
-		t, err := event.ParseSince(since, time.Now())
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		opts.Since = t
-	}
+	defer release()
 	f, err := s.b.Feed(r.Context(), opts)
 	if err != nil {
 		status := http.StatusServiceUnavailable
@@ -58,42 +39,61 @@ func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	flusher, _ := w.(http.Flusher)
+	// The request is read: lift the read deadline, which would otherwise end the stream, and
+	// renew the write deadline before each write, so that the stream lives while the client
+	// reads it and a client that stops reading is dropped within WriteTimeout.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	send := func(format string, args ...any) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, ": cascade feed\n\n")
-	if flusher != nil {
-		flusher.Flush()
+	w.WriteHeader(http.StatusOK) // buffered: send writes it with the first comment
+	if send(": cascade feed\n\n") != nil {
+		return
 	}
+	ctx, cancel := context.WithCancel(r.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // the reader is gone before the feed closes
 	type next struct {
 		d   broker.Delivery
 		err error
 	}
 	ch := make(chan next)
-	go func() {
+	wg.Go(func() {
 		for {
-			d, err := f.Next(r.Context())
+			d, err := f.Next(ctx)
 			select {
 			case ch <- next{d, err}:
-			case <-r.Context().Done():
+			case <-ctx.Done():
 				return
 			}
 			if err != nil {
 				return
 			}
 		}
-	}()
+	})
 	ping := time.NewTicker(s.opts.Ping)
 	defer ping.Stop()
 	for {
+		var err error
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
 		case <-ping.C:
-			fmt.Fprint(w, ": ping\n\n")
+			err = send(": ping\n\n")
 		case n := <-ch:
 			if n.err != nil {
 				return
@@ -103,10 +103,54 @@ func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
 			if sub, err := event.ParseSubject(m.Subject); err == nil {
 				typ = string(sub.Layer.DemandType())
 			}
-			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", n.d.Cursor(), typ, m.Data)
+			err = send("id: %s\nevent: %s\ndata: %s\n\n", n.d.Cursor(), typ, m.Data)
 		}
-		if flusher != nil {
-			flusher.Flush()
+		if err != nil {
+			return
 		}
 	}
+}
+
+// feedOptions reads a feed request's path and parameters; the error names the one at fault.
+func (s *Server) feedOptions(r *http.Request) (broker.FeedOptions, error) {
+	var opts broker.FeedOptions
+	names, param := []string{r.PathValue("layer")}, "layer"
+	takes := []string{"scenario", "region", "since"}
+	if names[0] == "" {
+		takes = append(takes, "layers")
+	}
+	q, err := params(r, takes...)
+	if err != nil {
+		return opts, err
+	}
+	if names[0] == "" {
+		names, param = strings.Split(q.Get("layers"), ","), "layers"
+	}
+	scenario, err := s.scenarioParam(q)
+	if err != nil {
+		return opts, err
+	}
+	region := q.Get("region")
+	if region == "" {
+		region = "*"
+	} else if !event.ValidName(region) {
+		return opts, fmt.Errorf("region %q: must match %s", region, event.NamePattern)
+	}
+	var subjects []string
+	for _, n := range names {
+		l, err := event.ParseLayer(strings.TrimSpace(n))
+		if err != nil || l == event.Application {
+			return opts, fmt.Errorf("%s: layer %q: feeds are model, infrastructure, chips, energy and grid", param, n)
+		}
+		subjects = append(subjects, event.DemandSubject(scenario, l, region))
+	}
+	opts = broker.FeedOptions{Scenario: scenario, Subjects: subjects, Cursor: r.Header.Get("Last-Event-ID")}
+	if since := q.Get("since"); since != "" && opts.Cursor == "" {
+		t, err := event.ParseSince(since, time.Now())
+		if err != nil {
+			return opts, fmt.Errorf("since: %w", err)
+		}
+		opts.Since = t
+	}
+	return opts, nil
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -12,17 +13,10 @@ import (
 
 // getTotals answers what `cascade totals` prints, as JSON.
 func (s *Server) getTotals(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	o := query.TotalsOptions{Scenario: s.scenarioOf(r), ByRegion: q.Get("by") == "region"}
-	for name, dst := range map[string]*time.Time{"since": &o.Since, "until": &o.Until} {
-		if v := q.Get(name); v != "" {
-			t, err := event.ParseTime(v)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, name+": "+err.Error())
-				return
-			}
-			*dst = t
-		}
+	o, err := s.totalsOptions(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	t, err := query.SumTotals(r.Context(), s.b, o)
 	if err != nil {
@@ -32,10 +26,55 @@ func (s *Server) getTotals(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t)
 }
 
+// totalsOptions reads a totals request's parameters; the error names the one at fault.
+func (s *Server) totalsOptions(r *http.Request) (query.TotalsOptions, error) {
+	var o query.TotalsOptions
+	q, err := params(r, "scenario", "by", "since", "until")
+	if err != nil {
+		return o, err
+	}
+	if o.Scenario, err = s.scenarioParam(q); err != nil {
+		return o, err
+	}
+	switch by := q.Get("by"); by {
+	case "":
+	case "region":
+		o.ByRegion = true
+	default:
+		return o, fmt.Errorf("by %q: the only grouping is region", by)
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &o.Since}, {"until", &o.Until}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := event.ParseTime(v)
+			if err != nil {
+				return o, fmt.Errorf("%s: %w", p.name, err)
+			}
+			*p.dst = t
+		}
+	}
+	if !o.Since.IsZero() && !o.Until.IsZero() && !o.Until.After(o.Since) {
+		return o, fmt.Errorf("until %s: not after since %s", q.Get("until"), q.Get("since"))
+	}
+	return o, nil
+}
+
 // getTrace answers what `cascade trace ID` prints, as JSON.
 func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	root, err := s.opts.Trace(r.Context(), s.scenarioOf(r), id)
+	q, err := params(r, "scenario")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	scenario, err := s.scenarioParam(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	root, err := s.opts.Trace(r.Context(), scenario, id)
 	if err != nil {
 		writeError(w, statusOf(err), err.Error())
 		return

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/netutil"
+	"golang.org/x/time/rate"
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/netaddr"
@@ -25,7 +27,8 @@ import (
 	"github.com/layercake/cascade/internal/tree"
 )
 
-// Options configure the server. Zero values take the documented defaults.
+// Options configure the server. Zero values take the documented defaults; a negative
+// timeout or limit is refused with ErrInvalid.
 type Options struct {
 	Listen   string        // default 127.0.0.1:8080
 	Token    string        // bearer token required on /v1/ when set
@@ -41,16 +44,39 @@ type Options struct {
 	// Trace answers /v1/trace; default: query.Trace, which scans the scenario.
 	Trace func(ctx context.Context, scenario, id string) (*tree.Node, error)
 	Log   zerolog.Logger
+
+	// ReadTimeout bounds reading a whole request, body included; default 30s. SSE feeds lift
+	// it once their request is read.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response; default 60s. SSE feeds renew it before each
+	// write, so a stream lives as long as its client reads it.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that sends no next request; default 60s.
+	IdleTimeout time.Duration
+	// MaxConns caps concurrent connections; further ones wait to be accepted; default 512.
+	MaxConns int
+	// MaxFeeds caps concurrent SSE streams; beyond it a feed answers 503; default 100.
+	MaxFeeds int
+	// SignalRate limits POST /v1/signals per client IP, in requests per second, with bursts
+	// of SignalBurst; beyond it the answer is 429 with Retry-After. Defaults 10 and 20; a
+	// negative SignalRate means no limit.
+	SignalRate  float64
+	SignalBurst int
 }
 
 // ErrInsecure is returned for a non-loopback listen address without a token.
 var ErrInsecure = errors.New("insecure listen address")
 
+// ErrInvalid is returned for an option out of its range; the error names the option's flag.
+var ErrInvalid = errors.New("invalid HTTP option")
+
 // Server is the HTTP API.
 type Server struct {
-	b    broker.Broker
-	opts Options
-	mux  *http.ServeMux
+	b       broker.Broker
+	opts    Options
+	mux     *http.ServeMux
+	feeds   chan struct{}  // one token per open SSE stream
+	signals *clientLimiter // POST /v1/signals per client IP; nil: no limit
 }
 
 // New validates the options and builds the routes.
@@ -75,6 +101,33 @@ func New(b broker.Broker, o Options) (*Server, error) {
 	if o.Gatherer == nil {
 		o.Gatherer = prometheus.DefaultGatherer
 	}
+	for _, d := range []struct {
+		flag string
+		v    *time.Duration
+		def  time.Duration
+	}{{"--http-read-timeout", &o.ReadTimeout, 30 * time.Second}, {"--http-write-timeout", &o.WriteTimeout, 60 * time.Second}, {"--http-idle-timeout", &o.IdleTimeout, 60 * time.Second}} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("%w: %s %v: must be positive", ErrInvalid, d.flag, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		flag string
+		v    *int
+		def  int
+	}{{"--http-max-conns", &o.MaxConns, 512}, {"--http-max-feeds", &o.MaxFeeds, 100}, {"--http-signal-burst", &o.SignalBurst, 20}} {
+		if *n.v < 0 {
+			return nil, fmt.Errorf("%w: %s %d: must be positive", ErrInvalid, n.flag, *n.v)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if o.SignalRate == 0 {
+		o.SignalRate = 10
+	}
 	host, _, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("--http-listen %q: %w", o.Listen, err)
@@ -82,14 +135,17 @@ func New(b broker.Broker, o Options) (*Server, error) {
 	if !netaddr.IsLoopback(host) && o.Token == "" {
 		return nil, fmt.Errorf("%w: --http-listen %s is reachable from other machines; set --api-token (or CASCADE_API_TOKEN) or listen on 127.0.0.1", ErrInsecure, o.Listen)
 	}
-	s := &Server{b: b, opts: o, mux: http.NewServeMux()}
+	s := &Server{b: b, opts: o, mux: http.NewServeMux(), feeds: make(chan struct{}, o.MaxFeeds)}
+	if o.SignalRate > 0 {
+		s.signals = newClientLimiter(rate.Limit(o.SignalRate), o.SignalBurst)
+	}
 	s.routes()
 	return s, nil
 }
 
 func (s *Server) routes() {
 	v1 := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.auth(h)) }
-	v1("POST /v1/signals", s.postSignals)
+	s.mux.Handle("POST /v1/signals", s.limit(s.auth(http.HandlerFunc(s.postSignals))))
 	v1("GET /v1/feeds/{layer}", s.getFeed)
 	v1("GET /v1/feeds", s.getFeed)
 	v1("GET /v1/scenarios", s.getScenarios)
@@ -106,7 +162,7 @@ func (s *Server) routes() {
 }
 
 // Handler is the whole API, for tests and embedding.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return secure(s.mux) }
 
 // Serve listens until ctx ends, then shuts down, letting open requests finish for a few seconds.
 // ready receives the bound address once the listener is open.
@@ -115,7 +171,15 @@ func (s *Server) Serve(ctx context.Context, ready func(addr string)) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	l = netutil.LimitListener(l, s.opts.MaxConns)
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: min(10*time.Second, s.opts.ReadTimeout),
+		ReadTimeout:       s.opts.ReadTimeout,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
 	if ready != nil {
 		ready(l.Addr().String())
 	}
@@ -160,6 +224,10 @@ func (s *Server) getReady(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) getScenarios(w http.ResponseWriter, r *http.Request) {
+	if _, err := params(r); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	list, err := s.b.Registry().List(r.Context())
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -104,6 +105,9 @@ func (c *consumer) Close() error {
 
 // feed is an ordered consumer read one message at a time.
 type feed struct {
+	js       jetstream.JetStream
+	stream   string
+	c        jetstream.Consumer
 	it       jetstream.MessagesContext
 	pending  uint64
 	untilEnd bool
@@ -138,19 +142,19 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 	if err != nil {
 		return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
 	}
-	f := &feed{it: it, untilEnd: o.UntilEnd}
+	f := &feed{js: b.js, stream: event.StreamName(o.Scenario), c: c, it: it, untilEnd: o.UntilEnd}
 	if o.UntilEnd {
 		// The end is what the stream held at open: a stream that keeps growing (a live
 		// pipeline) must not keep a read-to-the-end going for ever.
 		st, err := b.js.Stream(ctx, event.StreamName(o.Scenario))
 		if err != nil {
-			it.Stop()
+			_ = f.Close()
 			return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
 		}
 		f.last = st.CachedInfo().State.LastSeq
 		info, err := c.Info(ctx)
 		if err != nil {
-			it.Stop()
+			_ = f.Close()
 			return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
 		}
 		f.ended = info.NumPending == 0 && info.Delivered.Stream == 0
@@ -186,7 +190,19 @@ func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
 
 func (f *feed) Pending() uint64 { return f.pending }
 
+// Close stops the feed and deletes its ordered consumer on the server, which would
+// otherwise stay until its inactivity threshold (5 minutes) passed.
 func (f *feed) Close() error {
 	f.it.Stop()
+	info := f.c.CachedInfo()
+	if info == nil {
+		return nil // no consumer was created
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := f.js.DeleteConsumer(ctx, f.stream, info.Name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return wrap(fmt.Errorf("feed on %s: deleting its consumer: %w", f.stream, err))
+	}
 	return nil
 }
