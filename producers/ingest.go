@@ -180,6 +180,11 @@ func prepare(raw []byte, scenario string, now time.Time) (*event.Event, event.Pa
 	}
 	setDefault(doc, "specversion", event.SpecVersion)
 	setDefault(doc, "id", ulid.Make().String())
+	if id, ok := doc["id"].(string); ok {
+		if err := event.CheckID(id); err != nil {
+			return nil, nil, err
+		}
+	}
 	setDefault(doc, "time", now.UTC().Format(time.RFC3339Nano))
 	setDefault(doc, "datacontenttype", event.ContentType)
 	if t, ok := doc["type"].(string); ok {
@@ -284,6 +289,8 @@ type Publisher struct {
 	// AckTimeout bounds the wait for the broker: the scenario's binding, then the acks of one
 	// Publish; default DefaultAckTimeout.
 	AckTimeout time.Duration
+
+	coef *coefficients.Loaded // the scenario's, once looked up
 }
 
 // Publish prepares every item, expands its tree under the scenario's coefficients, publishes
@@ -296,10 +303,14 @@ func (p *Publisher) Publish(ctx context.Context, items []Item) ([]Result, error)
 	if p.Now != nil {
 		now = p.Now
 	}
-	coef, err := p.coefficients(ctx)
-	if err != nil {
-		return Refused(items, err), err
+	if p.coef == nil {
+		coef, err := p.coefficients(ctx)
+		if err != nil {
+			return Refused(items, err), err
+		}
+		p.coef = coef
 	}
+	coef := p.coef
 	results := make([]Result, len(items))
 	msgs := make([]broker.Message, 0, len(items))
 	for i, it := range items {
@@ -320,7 +331,7 @@ func (p *Publisher) Publish(ctx context.Context, items []Item) ([]Result, error)
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: no acknowledgement within %s", broker.ErrUnavailable, p.ackTimeout())
 		}
-		err = fmt.Errorf("not published (%d signals into %s): %w", len(msgs), p.Scenario, err)
+		err = fmt.Errorf("not acknowledged by the broker: %w", err)
 		for i := range results {
 			if results[i].OK() {
 				results[i].Error = err.Error()
@@ -353,8 +364,9 @@ func (p *Publisher) message(ctx context.Context, coef *coefficients.Loaded, it I
 	return Message(ev)
 }
 
-// coefficients returns the set signals are checked against: the scenario's registry binding,
-// or, in a dry run without a broker, the embedded defaults.
+// coefficients returns the set signals are checked against: the scenario's registry binding
+// (a scenario keeps its set, so one look-up serves every Publish), or, in a dry run without a
+// broker, the embedded defaults.
 func (p *Publisher) coefficients(ctx context.Context) (*coefficients.Loaded, error) {
 	if p.Broker == nil {
 		if !p.DryRun {

@@ -48,10 +48,11 @@ func (e *Event) validateEnvelope() error {
 		return invalid("specversion", "must be %q", SpecVersion)
 	case e.ID == "":
 		return invalid("id", "required")
-	case len(e.ID) > MaxIDBytes:
-		return invalid("id", "at most %d bytes", MaxIDBytes)
-	case strings.ContainsFunc(e.ID, unicode.IsControl):
-		return invalid("id", "must not contain control characters (%q)", e.ID)
+	}
+	if err := CheckID(e.ID); err != nil {
+		return err
+	}
+	switch {
 	case e.Source == "":
 		return invalid("source", "required")
 	case e.Type == "":
@@ -96,6 +97,19 @@ func New(parent *Event, emitter Layer, key string, t time.Time, coefVersion stri
 		CoefVersion:     coefVersion,
 		Data:            data,
 	}, nil
+}
+
+// CheckID refuses an id longer than MaxIDBytes or holding a control character: NATS carries
+// the id in the Nats-Msg-Id header, whose value folds CR and LF into spaces, so ids differing
+// only there would collide.
+func CheckID(id string) error {
+	switch {
+	case len(id) > MaxIDBytes:
+		return invalid("id", "at most %d bytes", MaxIDBytes)
+	case strings.ContainsFunc(id, unicode.IsControl):
+		return invalid("id", "must not contain control characters (%q)", id)
+	}
+	return nil
 }
 
 // CheckUTF8 refuses a body that is not valid UTF-8, which JSON requires: decoding it would
