@@ -87,7 +87,9 @@ type ExpandError struct {
 	Err   error
 }
 
-func (e *ExpandError) Error() string { return fmt.Sprintf("%s layer, event %s: %v", e.Layer, e.ID, e.Err) }
+func (e *ExpandError) Error() string {
+	return fmt.Sprintf("%s layer, event %s: %v", e.Layer, e.ID, e.Err)
+}
 
 // Unwrap returns the transform's error.
 func (e *ExpandError) Unwrap() error { return e.Err }
