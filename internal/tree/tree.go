@@ -60,17 +60,12 @@ func Expand(ctx context.Context, c *coefficients.Loaded, ev *event.Event, p even
 	if event.InputLayer(ev.Type) == "" {
 		return n, nil
 	}
-	layer := event.InputLayer(ev.Type)
-	outs, err := consumers.Derive(ctx, c, ev, p)
+	outs, err := consumers.DeriveTyped(ctx, c, ev, p)
 	if err != nil {
-		return nil, &ExpandError{Layer: layer, ID: ev.ID, Err: err}
+		return nil, &ExpandError{Layer: event.InputLayer(ev.Type), ID: ev.ID, Err: err}
 	}
 	for _, o := range outs {
-		op, err := event.DecodePayload(o.Type, o.Data)
-		if err != nil {
-			return nil, &ExpandError{Layer: layer, ID: o.ID, Err: err}
-		}
-		child, err := Expand(ctx, c, o, op)
+		child, err := Expand(ctx, c, o.Event, o.Payload)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +75,7 @@ func Expand(ctx context.Context, c *coefficients.Loaded, ev *event.Event, p even
 }
 
 // ExpandError is a transform that failed while a tree was expanded: the layer whose transform
-// it was and the event it was given (or, for an output that does not decode, the output's id).
+// it was and the event it was given.
 type ExpandError struct {
 	Layer event.Layer
 	ID    string
