@@ -289,8 +289,6 @@ type Publisher struct {
 	// AckTimeout bounds the wait for the broker: the scenario's binding, then the acks of one
 	// Publish; default DefaultAckTimeout.
 	AckTimeout time.Duration
-
-	coef *coefficients.Loaded // the scenario's, once looked up
 }
 
 // Publish prepares every item, expands its tree under the scenario's coefficients, publishes
@@ -303,14 +301,10 @@ func (p *Publisher) Publish(ctx context.Context, items []Item) ([]Result, error)
 	if p.Now != nil {
 		now = p.Now
 	}
-	if p.coef == nil {
-		coef, err := p.coefficients(ctx)
-		if err != nil {
-			return Refused(items, err), err
-		}
-		p.coef = coef
+	coef, err := p.coefficients(ctx)
+	if err != nil {
+		return Refused(items, err), err
 	}
-	coef := p.coef
 	results := make([]Result, len(items))
 	msgs := make([]broker.Message, 0, len(items))
 	for i, it := range items {
@@ -331,7 +325,7 @@ func (p *Publisher) Publish(ctx context.Context, items []Item) ([]Result, error)
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: no acknowledgement within %s", broker.ErrUnavailable, p.ackTimeout())
 		}
-		err = fmt.Errorf("not acknowledged by the broker: %w", err)
+		err = fmt.Errorf("not published: the broker did not acknowledge: %w", err)
 		for i := range results {
 			if results[i].OK() {
 				results[i].Error = err.Error()
@@ -364,9 +358,8 @@ func (p *Publisher) message(ctx context.Context, coef *coefficients.Loaded, it I
 	return Message(ev)
 }
 
-// coefficients returns the set signals are checked against: the scenario's registry binding
-// (a scenario keeps its set, so one look-up serves every Publish), or, in a dry run without a
-// broker, the embedded defaults.
+// coefficients returns the set signals are checked against: the scenario's registry binding,
+// or, in a dry run without a broker, the embedded defaults.
 func (p *Publisher) coefficients(ctx context.Context) (*coefficients.Loaded, error) {
 	if p.Broker == nil {
 		if !p.DryRun {
@@ -384,7 +377,7 @@ func (p *Publisher) coefficients(ctx context.Context) (*coefficients.Loaded, err
 		return nil, fmt.Errorf("%w: scenario %s is not registered; register it with `cascade scenario create %s --coefficients FILE` (`cascade scenario ls` lists them)", broker.ErrNotFound, p.Scenario, p.Scenario)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("scenario %s: %w", p.Scenario, err)
+		return nil, fmt.Errorf("not published: reading the binding of scenario %s: %w", p.Scenario, err)
 	}
 	return bindingCoefficients(b)
 }
