@@ -79,6 +79,7 @@ func (a *app) publishCmd() *cobra.Command {
 			out := bufio.NewWriter(a.Stdout)
 			defer out.Flush()
 			enc := json.NewEncoder(out)
+			enc.SetEscapeHTML(false)
 			failed := 0
 			// Once a batch could not be published, the lines after it are not tried: each
 			// answers with that reason instead.
