@@ -163,6 +163,26 @@ var ErrTransform = fmt.Errorf("transform")
 // stamped with provenance (causation, correlation, coefficient version) and deterministic ids.
 // Outputs whose primary quantity is exactly zero are dropped.
 func Derive(ctx context.Context, c *coefficients.Loaded, in *event.Event, p event.Payload) ([]*event.Event, error) {
+	ds, err := DeriveTyped(ctx, c, in, p)
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]*event.Event, len(ds))
+	for i, d := range ds {
+		evs[i] = d.Event
+	}
+	return evs, nil
+}
+
+// Derived is one derived event with its typed payload.
+type Derived struct {
+	Event   *event.Event
+	Payload event.Payload
+}
+
+// DeriveTyped is Derive with each output's typed payload, for callers that derive on from the
+// outputs (trees) without decoding them again.
+func DeriveTyped(ctx context.Context, c *coefficients.Loaded, in *event.Event, p event.Payload) ([]Derived, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -171,7 +191,7 @@ func Derive(ctx context.Context, c *coefficients.Loaded, in *event.Event, p even
 	if err != nil {
 		return nil, err
 	}
-	evs := make([]*event.Event, 0, len(outs))
+	ds := make([]Derived, 0, len(outs))
 	for _, o := range outs {
 		if primary(o.Payload) == 0 {
 			continue
@@ -183,9 +203,9 @@ func Derive(ctx context.Context, c *coefficients.Loaded, in *event.Event, p even
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrTransform, err)
 		}
-		evs = append(evs, ev)
+		ds = append(ds, Derived{Event: ev, Payload: o.Payload})
 	}
-	return evs, nil
+	return ds, nil
 }
 
 // primary is the quantity whose exact zero suppresses an output.

@@ -12,22 +12,32 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/tree"
 	"github.com/layercake/cascade/schemas"
 )
 
-// Item is one event of an input document with its 1-based line (or array position).
+// Item is one event of an input document with its 1-based line (or array position), or, in
+// Err, why that line cannot be one event (it is too long to be read).
 type Item struct {
 	Line int
 	Raw  []byte
+	Err  error
 }
 
-// Split reads a JSON object, a JSON array of objects, or NDJSON (blank lines skipped).
+// MaxDepth bounds how deeply objects and arrays may nest in one event.
+const MaxDepth = 64
+
+// Split reads a JSON object, a JSON array of objects, or NDJSON (blank lines skipped). NDJSON
+// is answered line by line: a line too long to be an event is an Item with Err, and the lines
+// after it are read on. Only an empty input or a JSON array that does not parse fail whole.
 func Split(body []byte) ([]Item, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -50,61 +60,131 @@ func Split(body []byte) ([]Item, error) {
 	var items []Item
 	sc := newLineScanner(bytes.NewReader(body))
 	for {
-		line, n, err := sc.next()
+		it, err := sc.next()
 		if errors.Is(err, io.EOF) {
 			return items, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		items = append(items, Item{Line: n, Raw: line})
+		items = append(items, it)
 	}
 }
+
+// maxLineBytes is the longest NDJSON line read: an event with room for whitespace around it.
+const maxLineBytes = event.MaxEventBytes + 1024
 
 // lineScanner yields the non-blank lines of NDJSON with their 1-based numbers.
 type lineScanner struct {
-	sc *bufio.Scanner
-	n  int
+	r *bufio.Reader
+	n int
 }
 
 func newLineScanner(r io.Reader) *lineScanner {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), event.MaxEventBytes+1024)
-	return &lineScanner{sc: sc}
+	return &lineScanner{r: bufio.NewReaderSize(r, 64<<10)}
 }
 
-func (l *lineScanner) next() ([]byte, int, error) {
-	for l.sc.Scan() {
+// next returns the next non-blank line; one longer than maxLineBytes comes back as an Item
+// with Err, read to its end and dropped. It returns io.EOF at the end of the input.
+func (l *lineScanner) next() (Item, error) {
+	for {
+		line, size, err := l.readLine()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return Item{}, fmt.Errorf("%w: reading NDJSON after line %d: %w", event.ErrInvalid, l.n, err)
+		}
+		if err != nil && size == 0 {
+			return Item{}, io.EOF
+		}
 		l.n++
-		if line := bytes.TrimSpace(l.sc.Bytes()); len(line) > 0 {
-			return append([]byte(nil), line...), l.n, nil
+		if line == nil && size > 0 {
+			return Item{Line: l.n, Err: oversized(size)}, nil
+		}
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			return Item{Line: l.n, Raw: t}, nil
 		}
 	}
-	if err := l.sc.Err(); err != nil {
-		return nil, l.n, fmt.Errorf("%w: reading NDJSON after line %d: %w", event.ErrInvalid, l.n, err)
+}
+
+// readLine reads through the next newline or to the end of the input and returns the line
+// and its size; a line over maxLineBytes is read to its end but not kept (nil).
+func (l *lineScanner) readLine() (line []byte, size int, err error) {
+	for {
+		frag, err := l.r.ReadSlice('\n')
+		size += len(frag)
+		if size <= maxLineBytes {
+			line = append(line, frag...)
+		} else {
+			line = nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, size, err
+		}
 	}
-	return nil, l.n, io.EOF
+}
+
+func oversized(n int) error {
+	return &event.ValidationError{Field: "event", Rule: fmt.Sprintf("over %d KiB (%d bytes)", event.MaxEventBytes>>10, n)}
+}
+
+// tooDeep reports whether objects and arrays nest deeper than MaxDepth in raw, strings aside.
+func tooDeep(raw []byte) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range raw {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > MaxDepth {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
 }
 
 // Prepare completes a signal as it enters cascade: a missing id gets a ULID, a missing time
 // now, a missing subject the payload's region; specversion, datacontenttype and dataschema
-// are filled in; the scenario is set. Then it must pass the JSON Schemas and the typed
-// validators, and be a type that some layer accepts.
+// are filled in; the scenario is set. Then it must be UTF-8, at most MaxEventBytes and
+// MaxDepth deep, pass the JSON Schemas and the typed validators, and be a type that some
+// layer accepts.
 func Prepare(raw []byte, scenario string, now time.Time) (*event.Event, error) {
+	ev, _, err := prepare(raw, scenario, now)
+	return ev, err
+}
+
+func prepare(raw []byte, scenario string, now time.Time) (*event.Event, event.Payload, error) {
 	if len(raw) > event.MaxEventBytes {
-		return nil, &event.ValidationError{Field: "event", Rule: fmt.Sprintf("oversized: %d bytes, at most %d", len(raw), event.MaxEventBytes)}
+		return nil, nil, oversized(len(raw))
+	}
+	if err := event.CheckUTF8(raw); err != nil {
+		return nil, nil, err
+	}
+	if tooDeep(raw) {
+		return nil, nil, &event.ValidationError{Field: "event", Rule: fmt.Sprintf("nesting deeper than %d", MaxDepth)}
 	}
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, &event.DecodeError{Err: err}
+		return nil, nil, &event.DecodeError{Err: err}
 	}
 	if doc == nil {
-		return nil, &event.DecodeError{Err: errors.New("not a JSON object")}
+		return nil, nil, &event.DecodeError{Err: errors.New("not a JSON object")}
 	}
 	setDefault(doc, "specversion", event.SpecVersion)
 	setDefault(doc, "id", ulid.Make().String())
+	if id, ok := doc["id"].(string); ok {
+		if err := event.CheckID(id); err != nil {
+			return nil, nil, err
+		}
+	}
 	setDefault(doc, "time", now.UTC().Format(time.RFC3339Nano))
 	setDefault(doc, "datacontenttype", event.ContentType)
 	if t, ok := doc["type"].(string); ok {
@@ -118,20 +198,33 @@ func Prepare(raw []byte, scenario string, now time.Time) (*event.Event, error) {
 	doc["scenario"] = scenario
 	full, err := json.Marshal(doc)
 	if err != nil {
-		return nil, &event.DecodeError{Err: err}
+		return nil, nil, &event.DecodeError{Err: err}
 	}
 	if err := schemas.ValidateEvent(full); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ev, _, err := event.Decode(full)
+	ev, p, err := event.Decode(full)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if event.InputLayer(ev.Type) == "" {
-		return nil, &event.ValidationError{Field: "type", Rule: fmt.Sprintf("%s is never accepted as input", ev.Type)}
+		return nil, nil, &event.ValidationError{Field: "type", Rule: fmt.Sprintf("%s is never accepted as input", ev.Type)}
 	}
 	ev.CorrelationID = ev.ID
-	return ev, nil
+	return ev, p, nil
+}
+
+// representable expands the signal's whole tree with the transforms: a signal is refused at
+// ingest when some layer below it would make an event it cannot represent, rather than
+// leaving a partial tree and a dead letter behind. The error names that layer and field.
+func representable(ctx context.Context, c *coefficients.Loaded, ev *event.Event, p event.Payload) error {
+	_, err := tree.Expand(ctx, c, ev, p)
+	var xe *tree.ExpandError
+	var ve *event.ValidationError
+	if errors.As(err, &xe) && errors.As(err, &ve) {
+		return fmt.Errorf("%s layer: %w", xe.Layer, ve)
+	}
+	return err
 }
 
 func setDefault(doc map[string]any, key string, v any) {
@@ -165,6 +258,15 @@ type Result struct {
 // OK reports whether the line was taken.
 func (r Result) OK() bool { return r.Error == "" }
 
+// Refused answers every item with err: why none of them was published.
+func Refused(items []Item, err error) []Result {
+	results := make([]Result, len(items))
+	for i, it := range items {
+		results[i] = failed(it.Line, err)
+	}
+	return results
+}
+
 func failed(line int, err error) Result {
 	r := Result{Line: line, Error: err.Error()}
 	var ve *event.ValidationError
@@ -174,45 +276,124 @@ func failed(line int, err error) Result {
 	return r
 }
 
-// Publisher publishes signals into one scenario.
+// DefaultAckTimeout is how long a Publisher waits for the broker's acknowledgements.
+const DefaultAckTimeout = 10 * time.Second
+
+// Publisher publishes signals into one registered scenario.
 type Publisher struct {
 	Broker   broker.Broker
 	Scenario string
-	DryRun   bool             // validate only
-	Now      func() time.Time // default time.Now
+	// DryRun validates only; without a Broker, against the embedded default coefficients.
+	DryRun bool
+	Now    func() time.Time // default time.Now
+	// AckTimeout bounds the wait for the broker: the scenario's binding, then the acks of one
+	// Publish; default DefaultAckTimeout.
+	AckTimeout time.Duration
 }
 
-// Publish prepares every item, publishes the valid ones in one acknowledged batch and answers
-// each line. The error is the broker's, when the batch could not be published at all.
+// Publish prepares every item, expands its tree under the scenario's coefficients, publishes
+// the valid ones in one acknowledged batch and answers each line. When the valid lines could
+// not be published, the error says why and so does each of their answers: the scenario is not
+// registered (matching broker.ErrNotFound; then every line answers so), or the broker failed or
+// did not acknowledge in time (matching broker.ErrUnavailable when that may pass).
 func (p *Publisher) Publish(ctx context.Context, items []Item) ([]Result, error) {
 	now := time.Now
 	if p.Now != nil {
 		now = p.Now
 	}
+	coef, err := p.coefficients(ctx)
+	if err != nil {
+		return Refused(items, err), err
+	}
 	results := make([]Result, len(items))
 	msgs := make([]broker.Message, 0, len(items))
 	for i, it := range items {
-		ev, err := Prepare(it.Raw, p.Scenario, now())
-		if err != nil {
-			results[i] = failed(it.Line, err)
-			continue
-		}
-		m, err := Message(ev)
+		m, err := p.message(ctx, coef, it, now())
 		if err != nil {
 			results[i] = failed(it.Line, err)
 			continue
 		}
 		msgs = append(msgs, m)
-		results[i] = Result{Line: it.Line, ID: ev.ID}
+		results[i] = Result{Line: it.Line, ID: m.ID}
 	}
 	if p.DryRun || len(msgs) == 0 {
 		return results, nil
 	}
-	if err := p.Broker.EnsureScenario(ctx, p.Scenario); err != nil {
-		return nil, err
-	}
-	if err := p.Broker.Publish(ctx, msgs); err != nil {
-		return nil, fmt.Errorf("publish %d signals: %w", len(msgs), err)
+	actx, cancel := context.WithTimeout(ctx, p.ackTimeout())
+	defer cancel()
+	if err := p.Broker.Publish(actx, msgs); err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: no acknowledgement within %s", broker.ErrUnavailable, p.ackTimeout())
+		}
+		err = fmt.Errorf("not published: the broker did not acknowledge: %w", err)
+		for i := range results {
+			if results[i].OK() {
+				results[i].Error = err.Error()
+			}
+		}
+		return results, err
 	}
 	return results, nil
+}
+
+func (p *Publisher) ackTimeout() time.Duration {
+	if p.AckTimeout > 0 {
+		return p.AckTimeout
+	}
+	return DefaultAckTimeout
+}
+
+// message prepares one item and checks its tree; it returns the signal's broker message.
+func (p *Publisher) message(ctx context.Context, coef *coefficients.Loaded, it Item, now time.Time) (broker.Message, error) {
+	if it.Err != nil {
+		return broker.Message{}, it.Err
+	}
+	ev, pl, err := prepare(it.Raw, p.Scenario, now)
+	if err != nil {
+		return broker.Message{}, err
+	}
+	if err := representable(ctx, coef, ev, pl); err != nil {
+		return broker.Message{}, err
+	}
+	return Message(ev)
+}
+
+// coefficients returns the set signals are checked against: the scenario's registry binding,
+// or, in a dry run without a broker, the embedded defaults.
+func (p *Publisher) coefficients(ctx context.Context) (*coefficients.Loaded, error) {
+	if p.Broker == nil {
+		if !p.DryRun {
+			return nil, errors.New("producers: a Publisher needs a Broker unless it is a dry run")
+		}
+		return coefficients.Default(), nil
+	}
+	if !event.ValidName(p.Scenario) {
+		return nil, &event.ValidationError{Field: "scenario", Rule: "must match " + event.NamePattern}
+	}
+	gctx, cancel := context.WithTimeout(ctx, p.ackTimeout())
+	defer cancel()
+	b, err := p.Broker.Registry().Get(gctx, p.Scenario)
+	if errors.Is(err, broker.ErrNotFound) {
+		return nil, fmt.Errorf("%w: scenario %s is not registered; register it with `cascade scenario create %s --coefficients FILE` (`cascade scenario ls` lists them)", broker.ErrNotFound, p.Scenario, p.Scenario)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("not published: reading the binding of scenario %s: %w", p.Scenario, err)
+	}
+	return bindingCoefficients(b)
+}
+
+// parsed caches coefficient sets by coefversion, which names one document: parsing and
+// validating a set costs far more than checking a signal.
+var parsed sync.Map
+
+func bindingCoefficients(b broker.Binding) (*coefficients.Loaded, error) {
+	if c, ok := parsed.Load(b.CoefVersion); ok {
+		return c.(*coefficients.Loaded), nil
+	}
+	c, err := coefficients.Parse(b.Document)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", b.Scenario, err)
+	}
+	parsed.Store(b.CoefVersion, c)
+	return c, nil
 }

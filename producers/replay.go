@@ -236,13 +236,16 @@ func (s *LineSource) Next(context.Context) (*event.Event, error) {
 	if s.scanner == nil {
 		s.scanner = newLineScanner(s.R)
 	}
-	line, n, err := s.scanner.next()
+	it, err := s.scanner.next()
 	if err != nil {
 		return nil, err
 	}
-	ev, err := Prepare(line, s.Scenario, time.Now())
+	if it.Err != nil {
+		return nil, fmt.Errorf("line %d: %w", it.Line, it.Err)
+	}
+	ev, err := Prepare(it.Raw, s.Scenario, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("line %d: %w", n, err)
+		return nil, fmt.Errorf("line %d: %w", it.Line, err)
 	}
 	return ev, nil
 }

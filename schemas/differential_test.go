@@ -376,7 +376,12 @@ var envelopeMutations = []mutation{
 		case 5:
 			e["scenario"] = pick(r, []string{"Base", "a_b", "high", strings.Repeat("s", 33)})
 		default:
-			e[pick(r, []string{"id", "source"})] = pick(r, []string{"", "x", strings.Repeat("i", 256), strings.Repeat("i", 257)})
+			values := []string{"", "x", strings.Repeat("i", 256), strings.Repeat("i", 257)}
+			key := pick(r, []string{"id", "source"})
+			if key == "id" {
+				values = append(values, "collide\nx", "collide\rx", "collide\x7fx")
+			}
+			e[key] = pick(r, values)
 		}
 		return "envelope value"
 	},

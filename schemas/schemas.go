@@ -108,6 +108,9 @@ func ValidateEvent(body []byte) error {
 	if len(body) > event.MaxEventBytes {
 		return &event.ValidationError{Field: "event", Rule: fmt.Sprintf("oversized: %d bytes, at most %d", len(body), event.MaxEventBytes)}
 	}
+	if err := event.CheckUTF8(body); err != nil {
+		return err
+	}
 	// Numbers decode to float64, as the typed decoders read them, so that both judge the
 	// same values (1e400 is refused, 1e-400 is 0).
 	var doc any

@@ -43,8 +43,12 @@ func (a *app) calcCmd() *cobra.Command {
 			}
 			failed := 0
 			for _, it := range items {
-				ev, err := producers.Prepare(it.Raw, a.g.scenario, timeNow())
+				var ev *event.Event
 				var n *tree.Node
+				err := it.Err
+				if err == nil {
+					ev, err = producers.Prepare(it.Raw, a.g.scenario, timeNow())
+				}
 				if err == nil {
 					var p event.Payload
 					if p, err = event.DecodePayload(ev.Type, ev.Data); err == nil {

@@ -140,16 +140,22 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 }
 
+// exponent matches Go's exponent notation (1.646e+08), which tables and trees must not print.
+var exponent = regexp.MustCompile(`\de[+-]\d`)
+
 func TestCalcPrintsTheTreeDownToTheGrid(t *testing.T) {
 	t.Parallel()
 	code, out, stderr := run(t.Context(), adoptionUS, nil, "calc")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"signal.adoption.v1 [us deepseek (chat)]", "demand.model.v1", "FLOP/s", "accelerators", "MW facility", "TWh/yr", "tCO2/yr"} {
+	for _, want := range []string{"signal.adoption.v1 [us deepseek (chat)] 2.60 M weekly users", "demand.model.v1", "FLOP/s", "accelerators", "MW facility", "TWh/yr", "tCO2/yr"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("calc output lacks %q:\n%s", want, out)
 		}
+	}
+	if exponent.MatchString(out) {
+		t.Errorf("calc prints exponent notation, not SI prefixes:\n%s", out)
 	}
 }
 
@@ -244,8 +250,11 @@ func TestHistoryWalkThrough(t *testing.T) {
 			t.Errorf("totals --json does not follow schemas/totals.json: %v\n%s", err, doc)
 		}
 	}
-	if code, out, _ := run(t.Context(), "", env, "totals", "--by", "region"); code != 0 || !strings.Contains(out, "tCO2/yr") || !strings.Contains(out, "h800") {
-		t.Fatalf("totals: %d %s", code, out)
+	if code, out, _ := run(t.Context(), "", env, "totals", "--by", "region"); code != 0 || !strings.Contains(out, "tCO2/yr") || !strings.Contains(out, "h800") || exponent.MatchString(out) {
+		t.Fatalf("totals (SI prefixes, no exponents): %d %s", code, out)
+	}
+	if code, out, _ := run(t.Context(), "", env, "totals", "--scenario", "half-util", "--vs", "base"); code != 0 || !regexp.MustCompile(`\d [kMGTPEZ] `).MatchString(out) || exponent.MatchString(out) {
+		t.Fatalf("totals --vs (SI prefixes, no exponents): %d %s", code, out)
 	}
 	if code, _, _ := run(t.Context(), "", env, "replay", "--history", "--into", "half-util", "--coefficients", "/nonexistent.yaml"); code != 2 {
 		t.Fatalf("replay with a missing coefficients file: exit %d, want 2", code)

@@ -180,7 +180,7 @@ func printLayers(w io.Writer, sum *totals.Sum) {
 			layers[r.Layer] = l
 		}
 		if r.Layer == event.Chips {
-			l.parts = append(l.parts, r.Key+" "+tree.Number(r.Quantities[0].Value)+" "+r.Quantities[0].Unit)
+			l.parts = append(l.parts, r.Key+" "+tree.Quantity(r.Quantities[0].Value, r.Quantities[0].Unit))
 			continue
 		}
 		if l.q == nil {
@@ -200,7 +200,7 @@ func printLayers(w io.Writer, sum *totals.Sum) {
 		} else if l != nil {
 			parts := make([]string, len(l.q))
 			for i, q := range l.q {
-				parts[i] = tree.Number(q.Value) + " " + q.Unit
+				parts[i] = tree.Quantity(q.Value, q.Unit)
 			}
 			line = strings.Join(parts, ", ")
 		}

@@ -29,6 +29,7 @@ func (a *app) publishCmd() *cobra.Command {
 	var generate int
 	var seed uint64
 	var dryRun, printOnly bool
+	var ackTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "publish [FILE|-]",
 		Short: "Validate signals (JSON, NDJSON or a JSON array) and publish them; one answer line per event",
@@ -66,7 +67,7 @@ func (a *app) publishCmd() *cobra.Command {
 				}
 				return out.Flush()
 			}
-			p := &producers.Publisher{Scenario: a.g.scenario, DryRun: dryRun}
+			p := &producers.Publisher{Scenario: a.g.scenario, DryRun: dryRun, AckTimeout: ackTimeout}
 			if !dryRun {
 				b, err := a.connect(cmd.Context())
 				if err != nil {
@@ -78,12 +79,19 @@ func (a *app) publishCmd() *cobra.Command {
 			out := bufio.NewWriter(a.Stdout)
 			defer out.Flush()
 			enc := json.NewEncoder(out)
+			enc.SetEscapeHTML(false)
 			failed := 0
+			// Once a batch could not be published, the lines after it are not tried: each
+			// answers with that reason instead.
+			var stopped error
 			const chunk = 1000
 			for start := 0; start < len(items); start += chunk {
-				results, err := p.Publish(cmd.Context(), items[start:min(start+chunk, len(items))])
-				if err != nil {
-					return err
+				part := items[start:min(start+chunk, len(items))]
+				var results []producers.Result
+				if stopped != nil {
+					results = producers.Refused(part, stopped)
+				} else {
+					results, stopped = p.Publish(cmd.Context(), part)
 				}
 				for _, r := range results {
 					if !r.OK() {
@@ -94,6 +102,9 @@ func (a *app) publishCmd() *cobra.Command {
 					}
 				}
 			}
+			if stopped != nil {
+				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d events not taken: %w", failed, len(items), stopped)}
+			}
 			if failed > 0 {
 				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d events refused", failed, len(items))}
 			}
@@ -102,7 +113,8 @@ func (a *app) publishCmd() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&generate, "generate", 0, "publish N generated synthetic signals instead of reading input")
 	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed for --generate (same seed, same signals and ids)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only; publish nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only, against the embedded default coefficients; publish nothing")
+	cmd.Flags().DurationVar(&ackTimeout, "ack-timeout", producers.DefaultAckTimeout, "how long to wait for the broker to acknowledge each batch of 1,000 lines")
 	cmd.Flags().BoolVar(&printOnly, "print", false, "with --generate, print the signals as NDJSON instead of publishing them")
 	return cmd
 }

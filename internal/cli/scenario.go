@@ -12,6 +12,7 @@ import (
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/router"
 )
 
 // withBroker runs fn with a connection made from the global flags.
@@ -25,7 +26,37 @@ func (a *app) withBroker(ctx context.Context, fn func(broker.Broker) error) erro
 }
 
 func (a *app) scenarioCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "scenario", Short: "List, show and remove scenarios and their coefficient bindings"}
+	cmd := &cobra.Command{Use: "scenario", Short: "Create, list, show and remove scenarios and their coefficient bindings"}
+	var coefPath string
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Register a scenario with a coefficient set, so that signals may be published into it",
+		Example: `  cascade scenario create half-util --coefficients half-util.yaml
+  cascade publish --scenario half-util signals.ndjson`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if !event.ValidName(name) {
+				return usageError("scenario %q must match %s", name, event.NamePattern)
+			}
+			coef, err := loadCoefficients(coefPath)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
+				if err := router.BindScenario(cmd.Context(), b, name, coef); err != nil {
+					if errors.Is(err, broker.ErrConflict) {
+						return fmt.Errorf("%w\na scenario keeps the coefficients it was registered with: create one under a new NAME", err)
+					}
+					return err
+				}
+				fmt.Fprintf(a.Stdout, "scenario %s registered with coefficients %s\n", name, coef.CoefVersion)
+				return nil
+			})
+		},
+	}
+	create.Flags().StringVar(&coefPath, "coefficients", "", "coefficient file (default: the embedded defaults)")
+	cmd.AddCommand(create)
 	cmd.AddCommand(&cobra.Command{
 		Use:     "ls",
 		Short:   "List scenarios with their coefficient versions",

@@ -160,6 +160,10 @@ func testBadInput(t *testing.T, h Harness) {
 		{"no id", "cascade.base.signal.application.us", strings.Replace(env(adoption, "", "us", `{"app":"a","category":"chat","region":"us","users_delta":5}`), `"id":"",`, "", 1), "validate", "id: required"},
 		{"grid as input", "cascade.base.signal.energy.us", env(string(event.TypeDemandGrid), "bad-grid", "us", `{"region":"us","avg_mw":1,"generation_mw":1,"twh_per_year":1,"co2_t_per_year":1}`), "validate", "not accepted"},
 		{"oversized", "cascade.base.signal.application.us", env(adoption, "bad-big", "us", `{"app":"`+strings.Repeat("x", event.MaxEventBytes)+`","category":"chat","region":"us","users_delta":5}`), "validate", "oversized"},
+		{"newline in id", "cascade.base.signal.application.us", env(adoption, `collide\nx`, "us", `{"app":"a","category":"chat","region":"us","users_delta":5}`), "validate", "id: must not contain control characters"},
+		{"carriage return in id", "cascade.base.signal.application.us", env(adoption, `collide\rx`, "us", `{"app":"a","category":"chat","region":"us","users_delta":5}`), "validate", "id: must not contain control characters"},
+		{"id over 256 bytes", "cascade.base.signal.application.us", env(adoption, strings.Repeat("i", event.MaxIDBytes+1), "us", `{"app":"a","category":"chat","region":"us","users_delta":5}`), "validate", "id: at most 256 bytes"},
+		{"invalid UTF-8", "cascade.base.signal.application.us", env(adoption, "bad-utf8", "us", "{\"app\":\"caf\xe9\",\"category\":\"chat\",\"region\":\"us\",\"users_delta\":5}"), "decode", "invalid UTF-8 at byte"},
 	}
 	var msgs []broker.Message
 	for i, c := range cases {

@@ -3,18 +3,27 @@ package event
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxEventBytes bounds one event on the wire.
 const MaxEventBytes = 256 << 10
 
-// Decode parses and validates one event as read from a broker: id and time must be present,
-// the type known, the subject a region equal to the payload's region. It returns the event
-// and its typed payload; every error is a *DecodeError or matches ErrInvalid.
+// MaxIDBytes bounds an event id.
+const MaxIDBytes = 256
+
+// Decode parses and validates one event as read from a broker: UTF-8 throughout, id and time
+// present, the type known, the subject a region equal to the payload's region. It returns the
+// event and its typed payload; every error is a *DecodeError or matches ErrInvalid.
 func Decode(body []byte) (*Event, Payload, error) {
 	if len(body) > MaxEventBytes {
 		return nil, nil, invalid("event", "oversized: %d bytes, at most %d", len(body), MaxEventBytes)
+	}
+	if err := CheckUTF8(body); err != nil {
+		return nil, nil, err
 	}
 	var e Event
 	if err := json.Unmarshal(body, &e); err != nil {
@@ -39,8 +48,11 @@ func (e *Event) validateEnvelope() error {
 		return invalid("specversion", "must be %q", SpecVersion)
 	case e.ID == "":
 		return invalid("id", "required")
-	case len(e.ID) > 256:
-		return invalid("id", "at most 256 characters")
+	}
+	if err := CheckID(e.ID); err != nil {
+		return err
+	}
+	switch {
 	case e.Source == "":
 		return invalid("source", "required")
 	case e.Type == "":
@@ -85,4 +97,33 @@ func New(parent *Event, emitter Layer, key string, t time.Time, coefVersion stri
 		CoefVersion:     coefVersion,
 		Data:            data,
 	}, nil
+}
+
+// CheckID refuses an id longer than MaxIDBytes or holding a control character: NATS carries
+// the id in the Nats-Msg-Id header, whose value folds CR and LF into spaces, so ids differing
+// only there would collide.
+func CheckID(id string) error {
+	switch {
+	case len(id) > MaxIDBytes:
+		return invalid("id", "at most %d bytes", MaxIDBytes)
+	case strings.ContainsFunc(id, unicode.IsControl):
+		return invalid("id", "must not contain control characters (%q)", id)
+	}
+	return nil
+}
+
+// CheckUTF8 refuses a body that is not valid UTF-8, which JSON requires: decoding it would
+// silently turn the bad bytes into U+FFFD. The error is a *DecodeError naming the offset.
+func CheckUTF8(body []byte) error {
+	if utf8.Valid(body) {
+		return nil
+	}
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n == 1 {
+			return &DecodeError{Err: fmt.Errorf("invalid UTF-8 at byte %d", i)}
+		}
+		i += n
+	}
+	return nil
 }

@@ -133,6 +133,7 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		{"nothing valid", "POST", "/v1/signals", "POST /v1/signals", ndjson, "{\"type\":\"nope\"}\n", 400, `"line":1,"error"`},
 		{"oversized", "POST", "/v1/signals", "POST /v1/signals", ndjson, strings.Repeat(signal("big", "us", 1)+"\n", 40), 413, "nothing was published"},
 		{"wrong content type", "POST", "/v1/signals", "POST /v1/signals", map[string]string{"Content-Type": "text/plain"}, "x", 415, "Content-Type"},
+		{"signals, unregistered scenario", "POST", "/v1/signals?scenario=nosuch", "POST /v1/signals", json, signal("api-5", "us", 1), 404, "scenario nosuch is not registered"},
 		{"feed, bad layer", "GET", "/v1/feeds/application", "GET /v1/feeds/{layer}", nil, "", 400, "feeds are"},
 		{"feed, unknown scenario", "GET", "/v1/feeds/grid?scenario=nope", "GET /v1/feeds/{layer}", nil, "", 404, "not found"},
 		{"feeds, bad region", "GET", "/v1/feeds?layers=grid&region=NO", "GET /v1/feeds", nil, "", 400, "region"},

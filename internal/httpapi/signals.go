@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -46,6 +47,10 @@ func (s *Server) postSignals(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &producers.Publisher{Broker: s.b, Scenario: s.scenarioOf(r)}
 	results, err := p.Publish(r.Context(), items)
+	if errors.Is(err, broker.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return

@@ -60,16 +60,12 @@ func Expand(ctx context.Context, c *coefficients.Loaded, ev *event.Event, p even
 	if event.InputLayer(ev.Type) == "" {
 		return n, nil
 	}
-	outs, err := consumers.Derive(ctx, c, ev, p)
+	outs, err := consumers.DeriveTyped(ctx, c, ev, p)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ev.ID, err)
+		return nil, &ExpandError{Layer: event.InputLayer(ev.Type), ID: ev.ID, Err: err}
 	}
 	for _, o := range outs {
-		op, err := event.DecodePayload(o.Type, o.Data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", o.ID, err)
-		}
-		child, err := Expand(ctx, c, o, op)
+		child, err := Expand(ctx, c, o.Event, o.Payload)
 		if err != nil {
 			return nil, err
 		}
@@ -77,6 +73,21 @@ func Expand(ctx context.Context, c *coefficients.Loaded, ev *event.Event, p even
 	}
 	return n, nil
 }
+
+// ExpandError is a transform that failed while a tree was expanded: the layer whose transform
+// it was and the event it was given.
+type ExpandError struct {
+	Layer event.Layer
+	ID    string
+	Err   error
+}
+
+func (e *ExpandError) Error() string {
+	return fmt.Sprintf("%s layer, event %s: %v", e.Layer, e.ID, e.Err)
+}
+
+// Unwrap returns the transform's error.
+func (e *ExpandError) Unwrap() error { return e.Err }
 
 // Render writes the tree, one event per line, with quantities and units.
 func Render(w io.Writer, n *Node) error {
@@ -114,9 +125,7 @@ func Line(ev *event.Event, p event.Payload) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(Number(q.Value))
-		b.WriteString(" ")
-		b.WriteString(q.Unit)
+		b.WriteString(Quantity(q.Value, q.Unit))
 	}
 	b.WriteString("  @")
 	b.WriteString(ev.Time.UTC().Format("2006-01-02T15:04:05Z"))
@@ -125,15 +134,72 @@ func Line(ev *event.Event, p event.Payload) string {
 	return b.String()
 }
 
-// Number formats a quantity with 4 significant digits, in exponent form when very large or small.
+// prefixes are the SI prefixes Number uses, largest first.
+var prefixes = []struct {
+	factor float64
+	symbol string
+}{{1e24, "Y"}, {1e21, "Z"}, {1e18, "E"}, {1e15, "P"}, {1e12, "T"}, {1e9, "G"}, {1e6, "M"}, {1e3, "k"}}
+
+// Number formats a value for people as the web page does (num in web/app.js): three
+// significant digits with an SI prefix (1.646e8 is "165 M", 1e21 "1.00 Z"), whole numbers
+// below 1,000 as they are, a power of ten below 0.001 or from 1e27 ("3.94×10⁻⁴"), "0" for the
+// rounding noise of sums that cancel (below 1e-12), and "—" for what is not a finite number.
+// Negative values take a leading "-".
 func Number(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "—"
+	}
 	a := math.Abs(v)
-	if a != 0 && (a >= 1e6 || a < 1e-3) {
-		return strconv.FormatFloat(v, 'e', 3, 64)
+	sign := ""
+	if v < 0 {
+		sign = "-"
 	}
-	decimals := 0
-	if a != 0 {
-		decimals = max(0, 3-int(math.Floor(math.Log10(a))))
+	switch {
+	case a < 1e-12:
+		return "0"
+	case a >= 1e27:
+		return sign + powerOfTen(a)
 	}
-	return strconv.FormatFloat(v, 'f', decimals, 64)
+	for _, p := range prefixes {
+		if a >= p.factor*0.9995 {
+			return sign + three(a/p.factor) + " " + p.symbol
+		}
+	}
+	switch {
+	case a == math.Trunc(a):
+		return sign + strconv.FormatFloat(a, 'f', 0, 64)
+	case a >= 1:
+		return sign + three(a)
+	case a >= 0.001:
+		return sign + strconv.FormatFloat(a, 'g', 3, 64)
+	}
+	return sign + powerOfTen(a)
+}
+
+// Quantity is a value with its unit, as Number writes it: "165 M tokens/day".
+func Quantity(v float64, unit string) string {
+	if unit == "" {
+		return Number(v)
+	}
+	return Number(v) + " " + unit
+}
+
+// three writes x (in [0.9995, 999.5)) with three significant digits.
+func three(x float64) string {
+	switch {
+	case x >= 99.95:
+		return strconv.FormatFloat(x, 'f', 0, 64)
+	case x >= 9.995:
+		return strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(x, 'f', 2, 64)
+}
+
+var superscript = strings.NewReplacer("-", "⁻", "+", "", "0", "⁰", "1", "¹", "2", "²", "3", "³", "4", "⁴", "5", "⁵", "6", "⁶", "7", "⁷", "8", "⁸", "9", "⁹")
+
+// powerOfTen writes a as 3.94×10⁻⁴.
+func powerOfTen(a float64) string {
+	m, e, _ := strings.Cut(strconv.FormatFloat(a, 'e', 2, 64), "e")
+	exp, _ := strconv.Atoi(e)
+	return m + "×10" + superscript.Replace(strconv.Itoa(exp))
 }
