@@ -4,8 +4,10 @@
 // cascade.<s>.demand.<layer>, cascade.<s>.dlq.<layer>), created with Options.Partitions and
 // Options.Replication; the full subject travels in the cascade-subject header and the event id
 // in cascade-id, the key is Message.Key (the correlation id, so one tree stays in one
-// partition and load spreads evenly), the value the message body. The scenario registry is the
-// compacted topic cascade.scenarios.
+// partition and load spreads evenly), the value the message body, marked content-type
+// application/cloudevents+json (the CloudEvents Kafka binding's structured mode). Records
+// from other producers may be in binary mode (ce_* headers) and may lack cascade's headers:
+// see toMessage. The scenario registry is the compacted topic cascade.scenarios.
 //
 // Guarantees: kafka-go has no transactions, so delivery is at least once. A consumer killed
 // after writing derived events and before committing its inputs writes them again when its
