@@ -432,9 +432,9 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 	return nil
 }
 
-// toMessage turns a Kafka record's parts into a broker message. A binary-mode record (ce_*
-// headers, the value its data; CloudEvents Kafka binding) becomes the structured event it
-// stands for. A record without the cascade-subject header, as an outside producer writes it,
+// toMessage turns a Kafka record's parts into a broker message; the binding's headers
+// (content-type, ce_*) are not kept in its Header. A binary-mode record (ce_* headers, the
+// value its data; CloudEvents Kafka binding) becomes the structured event it stands for. A record without the cascade-subject header, as an outside producer writes it,
 // is routed as cascade publish routes a signal: by its type and data.region.
 func toMessage(topic string, key, value []byte, headers []kafka.Header) broker.Message {
 	m := broker.Message{Subject: topic, Key: string(key), Data: value}
@@ -447,15 +447,14 @@ func toMessage(topic string, key, value []byte, headers []kafka.Header) broker.M
 			m.Subject, hasSubject = string(h.Value), true
 		case h.Key == HeaderID:
 			m.ID = string(h.Value)
+		case strings.EqualFold(h.Key, HeaderContentType):
+			contentType = string(h.Value)
 		case isCE && name != "":
 			if ce == nil {
 				ce = map[string]string{}
 			}
 			ce[name] = string(h.Value)
 		default:
-			if strings.EqualFold(h.Key, HeaderContentType) {
-				contentType = string(h.Value)
-			}
 			if m.Header == nil {
 				m.Header = map[string]string{}
 			}
