@@ -198,7 +198,10 @@ func sse(t *testing.T, url, lastID string, n int) (ids, data []string) {
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	resp := exchangeStream(t, req)
+	resp, err := specClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("feed: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +33,13 @@ func sdkSignal(t *testing.T, id string) cloudevents.Event {
 }
 
 // The CloudEvents SDK posts signals in binary mode (its default: ce-* headers, the body the
-// data) and in structured mode; both are taken and processed. A charset other than UTF-8 is
-// refused by name, in the Content-Type and in datacontenttype.
+// data) and in structured mode; both are taken and processed, and the feeds' events decode
+// with the SDK. A charset other than UTF-8 is refused by name, in the Content-Type and in
+// datacontenttype.
 func TestSignalsFromCloudEventsSDK(t *testing.T) {
 	t.Parallel()
 	base := apiPipeline(t, httpapi.Options{})
-	client, err := cloudevents.NewClientHTTP(cehttp.WithTarget(base + "/v1/signals"))
+	client, err := cloudevents.NewClientHTTP(cehttp.WithTarget(base+"/v1/signals"), cehttp.WithClient(*specClient(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +61,17 @@ func TestSignalsFromCloudEventsSDK(t *testing.T) {
 			s, body := request(t, base, call{method: "GET", path: "/v1/trace/" + id})
 			return s == 200 && strings.Contains(body, "cascade.demand.grid.v1") && strings.Contains(body, `"sourceurl":"https://example.com/news"`)
 		})
+	}
+	// What the feeds carry decodes with the SDK as valid CloudEvents.
+	_, data := sse(t, base+"/v1/feeds/grid?since=2000-01-01", "", 4)
+	for _, d := range data {
+		var e cloudevents.Event
+		if err := json.Unmarshal([]byte(d), &e); err != nil {
+			t.Fatalf("SDK decode of %s: %v", d, err)
+		}
+		if err := e.Validate(); err != nil || e.Type() != string(event.TypeDemandGrid) || e.DataContentType() != "application/json" {
+			t.Errorf("feed event %s: %v", d, err)
+		}
 	}
 	for _, c := range []call{
 		{name: "utf-16 body", method: "POST", path: "/v1/signals", header: map[string]string{"Content-Type": "application/json; charset=utf-16"}, body: signal("u16", "us", 1), want: 415, contains: `charset \"utf-16\"`},
