@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,8 +84,8 @@ func readRecords(t *testing.T, addrs []string, topic string, want int) []kgo.Mes
 }
 
 // Signals reach cascade on Kafka as the CloudEvents SDK sends them (binary mode, its default,
-// and structured mode), and as kcat produces them (structured JSON, no headers at all); every
-// record cascade writes decodes with the SDK as a structured-mode event, ids as derived.
+// and structured mode), and every record cascade writes carries content-type
+// application/cloudevents+json and decodes with the SDK as a structured-mode event.
 func TestKafkaCloudEventsBindings(t *testing.T) {
 	t.Parallel()
 	addrs := kafkaPipeline(t)
@@ -108,17 +109,9 @@ func TestKafkaCloudEventsBindings(t *testing.T) {
 		t.Fatalf("structured send: %v", res)
 	}
 
-	// kcat -P -t cascade.base.signal.application: the CloudEvent JSON, no headers.
-	raw, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": "kcat-1", "source": "/kcat", "type": event.TypeAdoption, "subject": "de", "time": "2025-02-01T00:00:00Z", "data": adoptionData("de")})
-	w := &kgo.Writer{Addr: kgo.TCP(addrs...), Topic: topic, RequiredAcks: kgo.RequireAll, AllowAutoTopicCreation: false}
-	if err := w.WriteMessages(t.Context(), kgo.Message{Value: raw}); err != nil {
-		t.Fatal(err)
-	}
-	_ = w.Close()
-
 	// Each adoption gives two grid events in the default fleet.
 	roots := map[string]int{}
-	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", 6) {
+	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", 4) {
 		headers := map[string][]byte{}
 		ct := ""
 		for _, h := range m.Headers {
@@ -147,9 +140,50 @@ func TestKafkaCloudEventsBindings(t *testing.T) {
 		}
 		roots[corr]++
 	}
-	for _, id := range []string{"sdk-binary", "sdk-structured", "kcat-1"} {
+	for _, id := range []string{"sdk-binary", "sdk-structured"} {
 		if roots[id] != 2 {
 			t.Errorf("signal %s: %d grid events, want 2 (roots seen %v)", id, roots[id], roots)
 		}
+	}
+}
+
+// A CloudEvent produced as kcat does (the JSON as the value, no headers at all) is routed by
+// its type and data.region, as cascade publish routes it; one whose type another layer takes
+// is dead-lettered, the error naming its type.
+func TestKafkaRecordsWithoutCascadeHeaders(t *testing.T) {
+	t.Parallel()
+	addrs := kafkaPipeline(t)
+	record := func(id, typ string, data map[string]any) kgo.Message {
+		raw, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": id, "source": "/kcat", "type": typ, "subject": data["region"], "time": "2025-02-01T00:00:00Z", "data": data})
+		return kgo.Message{Key: []byte(id), Value: raw}
+	}
+	w := &kgo.Writer{Addr: kgo.TCP(addrs...), Topic: "cascade.base.signal.application", RequiredAcks: kgo.RequireAll}
+	defer w.Close()
+	if err := w.WriteMessages(t.Context(),
+		record("kcat-1", string(event.TypeAdoption), adoptionData("de")),
+		record("kcat-chips", string(event.TypeDemandChips), map[string]any{"region": "de", "accelerator": "h100", "units": 10}),
+	); err != nil {
+		t.Fatal(err)
+	}
+	roots := map[string]int{}
+	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", 2) {
+		var e event.Event
+		if err := json.Unmarshal(m.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		roots[e.CorrelationID]++
+	}
+	if roots["kcat-1"] != 2 || len(roots) != 1 {
+		t.Errorf("grid events by root: %v, want 2 of kcat-1", roots)
+	}
+	dlq := readRecords(t, addrs, "cascade.base.dlq.application", 1)
+	var cause string
+	for _, h := range dlq[0].Headers {
+		if h.Key == "Cascade-Error" {
+			cause = string(h.Value)
+		}
+	}
+	if len(dlq) != 1 || !strings.Contains(cause, "cascade.demand.chips.v1 is not accepted by layer application") {
+		t.Errorf("dead letters %d, the first saying %q", len(dlq), cause)
 	}
 }
