@@ -434,8 +434,9 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 
 // toMessage turns a Kafka record's parts into a broker message; the binding's headers
 // (content-type, ce_*) are not kept in its Header. A binary-mode record (ce_* headers, the
-// value its data; CloudEvents Kafka binding) becomes the structured event it stands for. A record without the cascade-subject header, as an outside producer writes it,
-// is routed as cascade publish routes a signal: by its type and data.region.
+// value its data; CloudEvents Kafka binding) becomes the structured event it stands for. A
+// record without the cascade-subject header, as an outside producer writes it, is routed as
+// cascade publish routes a signal: by its type and data.region.
 func toMessage(topic string, key, value []byte, headers []kafka.Header) broker.Message {
 	m := broker.Message{Subject: topic, Key: string(key), Data: value}
 	var ce map[string]string
