@@ -187,6 +187,11 @@ func prepare(raw []byte, scenario string, now time.Time) (*event.Event, event.Pa
 	}
 	setDefault(doc, "time", now.UTC().Format(time.RFC3339Nano))
 	setDefault(doc, "datacontenttype", event.ContentType)
+	if ct, ok := doc["datacontenttype"].(string); ok {
+		if err := event.CheckDataContentType(ct); err != nil {
+			return nil, nil, err
+		}
+	}
 	if t, ok := doc["type"].(string); ok {
 		setDefault(doc, "dataschema", event.Type(t).DataSchema())
 	}

@@ -372,7 +372,7 @@ var envelopeMutations = []mutation{
 		case 3:
 			e["time"] = pick(r, []string{"yesterday", "2025-02-30T00:00:00Z", "2025-01-01T00:00:00", "2025-01-01 00:00:00Z", "2025-01-01T24:00:00Z", "2025-01-01T00:00:00+01:00", "2025-01-01T00:00:00.5Z"})
 		case 4:
-			e["datacontenttype"] = pick(r, []string{"text/plain", "application/json", "application/cloudevents+json"})
+			e["datacontenttype"] = pick(r, []string{"text/plain", "application/json", "application/cloudevents+json", "application/json; charset=utf-8", "application/json;charset=UTF-8", "application/json; charset=utf-16"})
 		case 5:
 			e["scenario"] = pick(r, []string{"Base", "a_b", "high", strings.Repeat("s", 33)})
 		default:

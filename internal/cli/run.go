@@ -141,7 +141,9 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ro := router.Options{Batch: s.batch, Metrics: metrics.New(reg)}
+	m := metrics.New(reg)
+	metrics.RegisterBuildInfo(reg, Version)
+	ro := router.Options{Batch: s.batch, Metrics: m}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ix := a.indexer(ctx, &wg, b, s.indexDir)
@@ -154,17 +156,22 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	if conf != nil && s.configure {
 		ro.Prepare = conf.Configure
 	}
+	// Beside each served scenario's layers: the trace indexer, and the demand gauges where
+	// /metrics is served.
+	followers := map[string]func(ctx context.Context, scenario string) error{}
 	if ix != nil {
+		followers["indexer"] = ix.Follow
+	}
+	if s.httpListen != "" {
+		followers["demand gauges"] = func(ctx context.Context, scenario string) error { return m.FollowDemand(ctx, b, scenario) }
+	}
+	if len(followers) > 0 {
 		ro.PerScenario = func(ctx context.Context, scenario string) {
-			for ctx.Err() == nil {
-				if err := ix.Follow(ctx, scenario); err != nil && ctx.Err() == nil {
-					a.log.Warn().Err(err).Str("scenario", scenario).Msg("indexer stopped; restarting")
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-					}
-				}
+			var fwg sync.WaitGroup
+			for what, follow := range followers {
+				fwg.Go(func() { a.keepFollowing(ctx, what, scenario, follow) })
 			}
+			fwg.Wait()
 		}
 	}
 	r := router.New(b, a.log, ro)
@@ -200,6 +207,20 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	err := r.Serve(ctx, layers, s.poll)
 	a.log.Info().Msg("drained; stopped")
 	return err
+}
+
+// keepFollowing runs follow (what names it in the log) until ctx ends, restarting it a second
+// after it stops.
+func (a *app) keepFollowing(ctx context.Context, what, scenario string, follow func(ctx context.Context, scenario string) error) {
+	for ctx.Err() == nil {
+		if err := follow(ctx, scenario); err != nil && ctx.Err() == nil {
+			a.log.Warn().Err(err).Str("scenario", scenario).Msg(what + " stopped; restarting")
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
 }
 
 func (a *app) consumeCmd() *cobra.Command {

@@ -63,10 +63,11 @@ func (e *Event) validateEnvelope() error {
 		return invalid("subject", "must be a region matching %s", NamePattern)
 	case e.Time.IsZero():
 		return invalid("time", "required")
-	case e.DataContentType != "" && e.DataContentType != ContentType:
-		return invalid("datacontenttype", "must be %q", ContentType)
 	case e.Scenario != "" && !ValidName(e.Scenario):
 		return invalid("scenario", "must match %s", NamePattern)
+	}
+	if err := CheckDataContentType(e.DataContentType); err != nil {
+		return err
 	}
 	e.Time = e.Time.UTC()
 	return nil

@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"gopkg.in/yaml.v3"
 
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
@@ -80,45 +77,28 @@ func request(t *testing.T, base string, c call) (int, string) {
 	for k, v := range c.header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := exchange(t, req)
 	return resp.StatusCode, string(b)
 }
 
-// openAPI reads docs/openapi.yaml into route -> documented statuses.
-func openAPI(t *testing.T) map[string]map[string]bool {
+// openAPI reads the routes of docs/openapi.yaml ("GET /v1/totals").
+func openAPI(t *testing.T) map[string]bool {
 	t.Helper()
-	raw, err := os.ReadFile("../../docs/openapi.yaml")
+	doc, err := loadSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Paths map[string]map[string]struct {
-			Responses map[string]any `yaml:"responses"`
-		} `yaml:"paths"`
-	}
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("docs/openapi.yaml: %v", err)
-	}
-	out := map[string]map[string]bool{}
-	for path, ops := range doc.Paths {
-		for method, op := range ops {
-			route := strings.ToUpper(method) + " " + path
-			out[route] = map[string]bool{}
-			for status := range op.Responses {
-				out[route][status] = true
-			}
+	out := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			out[method+" "+path] = true
 		}
 	}
 	return out
 }
 
-// Every status the handlers give is exercised here and documented in docs/openapi.yaml, and
-// every documented route is served.
+// Every status the handlers give is exercised here, each exchange is held to docs/openapi.yaml
+// (request, status, Content-Type and body; see exchange), and every documented route is served.
 func TestHandlersAgainstOpenAPI(t *testing.T) {
 	t.Parallel()
 	open := apiPipeline(t, httpapi.Options{MaxBody: 4096})
@@ -179,9 +159,6 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		if status != c.want || !strings.Contains(body, c.contains) {
 			t.Errorf("%s: %s %s → %d %q; want %d containing %q", c.name, c.method, c.path, status, trim(body), c.want, c.contains)
 		}
-		if !spec[c.route][fmt.Sprint(status)] {
-			t.Errorf("%s: %s answered %d, which docs/openapi.yaml does not document", c.name, c.route, status)
-		}
 		seen[c.route] = true
 	}
 	// With a token: /v1/ needs it, the probes, metrics and page stay open.
@@ -196,9 +173,6 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		status, body := request(t, locked, c)
 		if status != c.want || !strings.Contains(body, c.contains) {
 			t.Errorf("token %s: %d %q, want %d", c.name, status, trim(body), c.want)
-		}
-		if !spec[c.route][fmt.Sprint(status)] {
-			t.Errorf("token %s: %s answered %d, undocumented", c.name, c.route, status)
 		}
 	}
 	for route := range spec {
@@ -239,7 +213,7 @@ func sse(t *testing.T, url, lastID string, n int) (ids, data []string) {
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := specClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

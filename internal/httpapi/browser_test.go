@@ -382,7 +382,7 @@ func postSignals(ctx context.Context, t *testing.T, base, ndjson string) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
-	res, err := http.DefaultClient.Do(req)
+	res, err := specClient(t).Do(req)
 	if err != nil {
 		t.Fatalf("post signals: %v", err)
 	}

@@ -1,11 +1,19 @@
 // Package metrics holds cascade's Prometheus instruments: events in and out per scenario and
-// layer, dead letters, processing time and consumer lag.
+// layer, dead letters, processing time, consumer lag, the demand each scenario places on each
+// layer and region, and the build.
 package metrics
 
 import (
+	"context"
+	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/totals"
 )
 
 // Metrics are the pipeline's instruments. A nil *Metrics records nothing.
@@ -15,6 +23,10 @@ type Metrics struct {
 	DLQ        *prometheus.CounterVec
 	Processing *prometheus.HistogramVec
 	Pending    *prometheus.GaugeVec
+	// Demand is each scenario's totals by region (what `cascade totals --by region` shows):
+	// one series per layer, region, key (model, workload, accelerator or category) and
+	// quantity, kept by FollowDemand.
+	Demand *prometheus.GaugeVec
 }
 
 // New creates the instruments and registers them with reg.
@@ -38,9 +50,82 @@ func New(reg prometheus.Registerer) *Metrics {
 		Pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cascade_consumer_pending", Help: "Messages waiting for or held by a layer consumer (lag).",
 		}, labels),
+		Demand: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cascade_demand",
+			Help: "Demand summed over all events of the scenario, as cascade totals --by region shows it (grid avg_mw in MW, chips units by accelerator, model tokens_per_day, ...).",
+		}, []string{"scenario", "layer", "region", "key", "quantity", "unit"}),
 	}
-	reg.MustRegister(m.In, m.Out, m.DLQ, m.Processing, m.Pending)
+	reg.MustRegister(m.In, m.Out, m.DLQ, m.Processing, m.Pending, m.Demand)
 	return m
+}
+
+// RegisterBuildInfo registers cascade_build_info, always 1, labelled with cascade's version
+// and the Go version it was built with.
+func RegisterBuildInfo(reg prometheus.Registerer, version string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "cascade_build_info",
+		Help:        "Always 1; the labels say which build of cascade runs.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	reg.MustRegister(g)
+}
+
+// Start creates a layer's series at zero when it starts serving a scenario, dead letters of
+// each of kinds included, so that rates and alerts work before the first event.
+func (m *Metrics) Start(scenario, layer string, kinds ...string) {
+	if m == nil {
+		return
+	}
+	m.In.WithLabelValues(scenario, layer)
+	m.Out.WithLabelValues(scenario, layer)
+	m.Processing.WithLabelValues(scenario, layer)
+	m.Pending.WithLabelValues(scenario, layer)
+	for _, k := range kinds {
+		m.DLQ.WithLabelValues(scenario, layer, k)
+	}
+}
+
+// demandEvery bounds how long the demand gauges lag behind a feed that is never caught up.
+const demandEvery = time.Second
+
+// FollowDemand keeps scenario's demand gauges equal to its totals by region until ctx ends:
+// it reads the scenario's demand feeds and signals from the start, so the gauges are right
+// after a restart too, and sums them as totals does. The gauges are set whenever the feed is
+// caught up, and at least every second while it is not. It removes the scenario's gauges when
+// it returns; the error is the broker's.
+func (m *Metrics) FollowDemand(ctx context.Context, b broker.Broker, scenario string) error {
+	if m == nil {
+		return nil
+	}
+	defer m.Demand.DeletePartialMatch(prometheus.Labels{"scenario": scenario})
+	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: scenario, Subjects: totals.Subjects(scenario), FromStart: true})
+	if err != nil {
+		return fmt.Errorf("demand gauges of %s: %w", scenario, err)
+	}
+	defer f.Close()
+	sum := totals.New(true)
+	dirty, last := false, time.Now()
+	for {
+		d, err := f.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("demand gauges of %s: %w", scenario, err)
+		}
+		if ev, p, err := event.Decode(d.Message().Data); err == nil && sum.AddStored(d.Message().Subject, ev, p) {
+			dirty = true
+		}
+		if dirty && (f.Pending() == 0 || time.Since(last) >= demandEvery) {
+			for _, r := range sum.Rows() {
+				for _, q := range r.Quantities {
+					m.Demand.WithLabelValues(scenario, string(r.Layer), r.Region, r.Key, q.Name, q.Unit).Set(q.Value)
+				}
+			}
+			dirty, last = false, time.Now()
+		}
+	}
 }
 
 // Batch records one processed batch.

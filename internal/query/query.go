@@ -50,19 +50,9 @@ func scan(ctx context.Context, b broker.Broker, scenario string, subjects []stri
 // event-time range.
 func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, error) {
 	sum := totals.New(o.ByRegion)
-	subjects := []string{"cascade." + o.Scenario + ".demand.>", "cascade." + o.Scenario + ".signal.*.*"}
-	err := scan(ctx, b, o.Scenario, subjects, func(d broker.Delivery, ev *event.Event, p event.Payload) error {
-		if !event.InRange(ev.Time, o.Since, o.Until) {
-			return nil
-		}
-		s, _ := event.ParseSubject(d.Message().Subject)
-		switch ev.Type {
-		case event.TypeRelease:
-			return nil // a release's demand is all in its derived events
-		case event.TypeAdoption:
-			sum.Add(ev, p, false) // users, on the application row
-		default:
-			sum.Add(ev, p, s.Kind == "signal")
+	err := scan(ctx, b, o.Scenario, totals.Subjects(o.Scenario), func(d broker.Delivery, ev *event.Event, p event.Payload) error {
+		if event.InRange(ev.Time, o.Since, o.Until) {
+			sum.AddStored(d.Message().Subject, ev, p)
 		}
 		return nil
 	})

@@ -113,6 +113,7 @@ func (r *Router) Layer(ctx context.Context, scenario string, layer event.Layer, 
 	defer cons.Close()
 	r.count(r.consuming, scenario, 1)
 	defer r.count(r.consuming, scenario, -1)
+	r.opts.Metrics.Start(scenario, string(layer), string(KindDecode), string(KindValidate), string(KindTransform))
 	log.Info().Str("coefversion", coef.CoefVersion).Msg("layer consuming")
 	go r.samplePending(ctx, scenario, layer)
 	for {

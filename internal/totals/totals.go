@@ -140,6 +140,27 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 	return true
 }
 
+// Subjects are the subjects whose events totals sum in scenario s: every demand feed and
+// every signal.
+func Subjects(s string) []string {
+	return []string{"cascade." + s + ".demand.>", "cascade." + s + ".signal.*.*"}
+}
+
+// AddStored counts ev as stored on subject (one of Subjects): a release's demand is all in
+// its derived events, so it is not counted; an adoption counts its users on the application
+// layer; other signals are demand injected at their layer. It returns false for an event
+// not counted.
+func (s *Sum) AddStored(subject string, ev *event.Event, p event.Payload) bool {
+	switch ev.Type {
+	case event.TypeRelease:
+		return false
+	case event.TypeAdoption:
+		return s.Add(ev, p, false)
+	}
+	subj, _ := event.ParseSubject(subject)
+	return s.Add(ev, p, subj.Kind == "signal")
+}
+
 // Rows returns the rows in layer order, then region, then key.
 func (s *Sum) Rows() []Row {
 	order := map[event.Layer]int{}

@@ -4,8 +4,10 @@
 // cascade.<s>.demand.<layer>, cascade.<s>.dlq.<layer>), created with Options.Partitions and
 // Options.Replication; the full subject travels in the cascade-subject header and the event id
 // in cascade-id, the key is Message.Key (the correlation id, so one tree stays in one
-// partition and load spreads evenly), the value the message body. The scenario registry is the
-// compacted topic cascade.scenarios.
+// partition and load spreads evenly), the value the message body, marked content-type
+// application/cloudevents+json (the CloudEvents Kafka binding's structured mode). Records
+// from other producers may be in binary mode (ce_* headers) and may lack cascade's headers:
+// see toMessage. The scenario registry is the compacted topic cascade.scenarios.
 //
 // Guarantees: kafka-go has no transactions, so delivery is at least once. A consumer killed
 // after writing derived events and before committing its inputs writes them again when its
@@ -20,6 +22,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +48,13 @@ const (
 	HeaderSubject = "cascade-subject"
 	// HeaderID carries the message id (the event id).
 	HeaderID = "cascade-id"
+	// HeaderContentType says the value is a structured-mode CloudEvent (CloudEvents Kafka
+	// binding), so that SDK receivers decode it as one.
+	HeaderContentType = "content-type"
 )
+
+// StructuredContentType is the content-type header of every record cascade writes.
+const StructuredContentType = "application/cloudevents+json"
 
 // RegistryTopic is the compacted topic holding scenario bindings.
 const RegistryTopic = "cascade.scenarios"
@@ -397,14 +406,16 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 		if m.Key != "" {
 			km.Key = []byte(m.Key)
 		}
-		km.Headers = make([]kafka.Header, 0, len(m.Header)+2)
-		km.Headers = append(km.Headers, kafka.Header{Key: HeaderSubject, Value: []byte(m.Subject)})
+		km.Headers = make([]kafka.Header, 0, len(m.Header)+3)
+		km.Headers = append(km.Headers, kafka.Header{Key: HeaderContentType, Value: []byte(StructuredContentType)}, kafka.Header{Key: HeaderSubject, Value: []byte(m.Subject)})
 		if m.ID != "" {
 			km.Headers = append(km.Headers, kafka.Header{Key: HeaderID, Value: []byte(m.ID)})
 		}
 		keys := make([]string, 0, len(m.Header))
 		for k := range m.Header {
-			keys = append(keys, k)
+			if !strings.EqualFold(k, HeaderContentType) {
+				keys = append(keys, k)
+			}
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
@@ -421,15 +432,29 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 	return nil
 }
 
-// toMessage turns a Kafka record's parts into a broker message.
+// toMessage turns a Kafka record's parts into a broker message; the binding's headers
+// (content-type, ce_*) are not kept in its Header. A binary-mode record (ce_* headers, the
+// value its data; CloudEvents Kafka binding) becomes the structured event it stands for. A
+// record without the cascade-subject header, as an outside producer writes it, is routed as
+// cascade publish routes a signal: by its type and data.region.
 func toMessage(topic string, key, value []byte, headers []kafka.Header) broker.Message {
 	m := broker.Message{Subject: topic, Key: string(key), Data: value}
+	var ce map[string]string
+	contentType, hasSubject := "", false
 	for _, h := range headers {
-		switch h.Key {
-		case HeaderSubject:
-			m.Subject = string(h.Value)
-		case HeaderID:
+		name, isCE := strings.CutPrefix(strings.ToLower(h.Key), "ce_")
+		switch {
+		case h.Key == HeaderSubject:
+			m.Subject, hasSubject = string(h.Value), true
+		case h.Key == HeaderID:
 			m.ID = string(h.Value)
+		case strings.EqualFold(h.Key, HeaderContentType):
+			contentType = string(h.Value)
+		case isCE && name != "":
+			if ce == nil {
+				ce = map[string]string{}
+			}
+			ce[name] = string(h.Value)
 		default:
 			if m.Header == nil {
 				m.Header = map[string]string{}
@@ -437,7 +462,42 @@ func toMessage(topic string, key, value []byte, headers []kafka.Header) broker.M
 			m.Header[h.Key] = string(h.Value)
 		}
 	}
+	if ce["specversion"] != "" && !strings.HasPrefix(contentType, "application/cloudevents") {
+		// Undecodable data stays as it came, for the consumer to dead-letter.
+		if structured, err := event.FromBinary(ce, contentType, value); err == nil {
+			m.Data = structured
+		}
+	}
+	if !hasSubject {
+		var id string
+		m.Subject, id = routeSignal(topic, m.Data)
+		if m.ID == "" {
+			m.ID = id
+		}
+	}
 	return m
+}
+
+// routeSignal is the subject and event id of a record that came without cascade's headers.
+// On a signal topic the subject is the signal subject of its type's layer and its data.region
+// in the topic's scenario; elsewhere, or when the body names no input type or valid region,
+// it is the topic, which the consumer refuses by name.
+func routeSignal(topic string, body []byte) (subject, id string) {
+	var ev struct {
+		ID   string     `json:"id"`
+		Type event.Type `json:"type"`
+		Data struct {
+			Region string `json:"region"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(body, &ev) != nil {
+		return topic, ""
+	}
+	p := strings.Split(topic, ".")
+	if len(p) != 4 || p[2] != "signal" || event.InputLayer(ev.Type) == "" || !event.ValidName(ev.Data.Region) {
+		return topic, ev.ID
+	}
+	return event.SignalSubject(p[1], event.InputLayer(ev.Type), ev.Data.Region), ev.ID
 }
 
 // wrap marks errors that may pass (network trouble, leader elections, timeouts, a topic not
