@@ -52,8 +52,8 @@ func (s *serveFlags) addHTTP(cmd *cobra.Command) {
 	f.DurationVar(&l.IdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle keep-alive connection stays open")
 	f.IntVar(&l.MaxConns, "http-max-conns", 512, "concurrent HTTP connections; more wait to be accepted")
 	f.IntVar(&l.MaxFeeds, "http-max-feeds", 100, "concurrent SSE feeds; more are answered 503")
-	f.Float64Var(&l.SignalRate, "http-signal-rate", 10, "POST /v1/signals per second per client IP, beyond which 429 (0: no limit)")
-	f.IntVar(&l.SignalBurst, "http-signal-burst", 20, "POST /v1/signals a client IP may send at once above the rate")
+	f.Float64Var(&l.SignalRate, "http-signal-rate", 50, "POST /v1/signals per second per client IP, beyond which 429 (0: no limit)")
+	f.IntVar(&l.SignalBurst, "http-signal-burst", 100, "POST /v1/signals a client IP may send at once above the rate")
 }
 
 func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {

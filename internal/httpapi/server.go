@@ -58,7 +58,7 @@ type Options struct {
 	// MaxFeeds caps concurrent SSE streams; beyond it a feed answers 503; default 100.
 	MaxFeeds int
 	// SignalRate limits POST /v1/signals per client IP, in requests per second, with bursts
-	// of SignalBurst; beyond it the answer is 429 with Retry-After. Defaults 10 and 20; a
+	// of SignalBurst; beyond it the answer is 429 with Retry-After. Defaults 50 and 100; a
 	// negative SignalRate means no limit.
 	SignalRate  float64
 	SignalBurst int
@@ -117,7 +117,7 @@ func New(b broker.Broker, o Options) (*Server, error) {
 		flag string
 		v    *int
 		def  int
-	}{{"--http-max-conns", &o.MaxConns, 512}, {"--http-max-feeds", &o.MaxFeeds, 100}, {"--http-signal-burst", &o.SignalBurst, 20}} {
+	}{{"--http-max-conns", &o.MaxConns, 512}, {"--http-max-feeds", &o.MaxFeeds, 100}, {"--http-signal-burst", &o.SignalBurst, 100}} {
 		if *n.v < 0 {
 			return nil, fmt.Errorf("%w: %s %d: must be positive", ErrInvalid, n.flag, *n.v)
 		}
@@ -126,7 +126,7 @@ func New(b broker.Broker, o Options) (*Server, error) {
 		}
 	}
 	if o.SignalRate == 0 {
-		o.SignalRate = 10
+		o.SignalRate = 50
 	}
 	host, _, err := net.SplitHostPort(o.Listen)
 	if err != nil {
