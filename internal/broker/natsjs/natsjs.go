@@ -325,5 +325,8 @@ func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 	return d.msg.NakWithDelay(delay)
 }
 
+// MaxPayload is the largest message the server accepts, headers included.
+func (b *Broker) MaxPayload() int { return int(b.nc.MaxPayload()) }
+
 // Connected reports whether the connection to the server is up.
 func (b *Broker) Connected() bool { return b.nc.IsConnected() }
