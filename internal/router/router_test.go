@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/layercake/cascade/internal/broker"
@@ -18,6 +20,7 @@ import (
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/metrics"
 	"github.com/layercake/cascade/internal/router"
 )
 
@@ -50,20 +53,30 @@ func signal(id string) broker.Message {
 }
 
 // serveApplication runs the application layer of scenario t until the test ends and returns
-// its log.
-func serveApplication(t *testing.T, b broker.Broker) *conformance.SyncBuffer {
+// its log and its metrics.
+func serveApplication(t *testing.T, b broker.Broker) (*conformance.SyncBuffer, *metrics.Metrics) {
 	t.Helper()
 	coef := coefficients.Default()
 	if err := router.BindScenario(t.Context(), b, "t", coef); err != nil {
 		t.Fatal(err)
 	}
 	logs := &conformance.SyncBuffer{}
-	r := router.New(b, zerolog.New(logs), router.Options{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+	m := metrics.New(prometheus.NewRegistry())
+	r := router.New(b, zerolog.New(logs), router.Options{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Metrics: m})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Layer(ctx, "t", event.Application, coef) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return logs
+	return logs, m
+}
+
+// dlq is the dead letters counted for the application layer of scenario t.
+func dlq(m *metrics.Metrics) float64 {
+	var n float64
+	for _, k := range []router.Kind{router.KindDecode, router.KindValidate, router.KindTransform, router.KindPublish} {
+		n += testutil.ToFloat64(m.DLQ.WithLabelValues("t", string(event.Application), string(k)))
+	}
+	return n
 }
 
 // A raw signal a little under the broker's 1 MiB limit is dead-lettered with its body cut to
@@ -84,7 +97,7 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	if err := b.Publish(t.Context(), msgs); err != nil {
 		t.Fatal(err)
 	}
-	logs := serveApplication(t, b)
+	logs, m := serveApplication(t, b)
 
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -131,6 +144,9 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	if out < 5 {
 		t.Errorf("%d model events from 5 good signals", out)
 	}
+	if n := dlq(m); n != 1 {
+		t.Errorf("dlq metric %v, want 1", n)
+	}
 	if n := strings.Count(logs.String(), "retrying"); n > 3 {
 		t.Errorf("%d retries of a permanent failure:\n%s", n, logs.String())
 	}
@@ -165,7 +181,7 @@ func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 	if err := b.Publish(t.Context(), msgs); err != nil {
 		t.Fatal(err)
 	}
-	logs := serveApplication(t, b)
+	logs, m := serveApplication(t, b)
 	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() bool {
 		info, err := st.Info(t.Context(), jetstream.WithSubjectFilter("cascade.t.demand.model.>"))
 		if err != nil {
@@ -185,4 +201,7 @@ func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 		ci, err := c.Info(t.Context())
 		return err == nil && ci.NumPending+uint64(ci.NumAckPending) <= 1 && strings.Contains(logs.String(), "dead letter cannot be published")
 	})
+	if n := dlq(m); n != 0 {
+		t.Errorf("dlq metric %v for a dead letter the broker refused, want 0", n)
+	}
 }
