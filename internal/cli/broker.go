@@ -33,6 +33,23 @@ func (a *app) connect(ctx context.Context) (broker.Broker, error) {
 	return natsjs.Connect(ctx, a.natsOptions())
 }
 
+// join connects to the outside broker named by the global flags, after logging on one line
+// which one it is (credentials redacted).
+func (a *app) join(ctx context.Context) (broker.Broker, error) {
+	if a.g.kafkaBrokers != "" {
+		brokers := netaddr.Redact(a.g.kafkaBrokers)
+		a.log.Info().Str("broker", "kafka").Str("brokers", brokers).Msg("broker: external Kafka at " + brokers)
+		return a.connect(ctx)
+	}
+	url := netaddr.Redact(a.g.natsURL)
+	msg := "broker: external NATS at " + url
+	if url != a.g.natsURL {
+		msg += " (credentials redacted)"
+	}
+	a.log.Info().Str("broker", "nats").Str("url", url).Msg(msg)
+	return a.connect(ctx)
+}
+
 // embedded is a broker started by this process, with what it takes to stop it. It embeds the
 // adapter itself, so its optional abilities (Get, Respond, Connected) stay visible.
 type embedded struct {
@@ -56,18 +73,8 @@ func (e *embedded) Close() error {
 // as so says (the credentials come from the global flags) with its store in so.DataDir, which
 // is locked against a second process. It logs on one line which broker it uses.
 func (a *app) brokerFor(ctx context.Context, cmd *cobra.Command, so natsjs.ServerOptions) (broker.Broker, error) {
-	if a.g.kafkaBrokers != "" {
-		a.log.Info().Str("broker", "kafka").Str("brokers", netaddr.Redact(a.g.kafkaBrokers)).Msg("broker: external Kafka at " + netaddr.Redact(a.g.kafkaBrokers))
-		return a.connect(ctx)
-	}
-	if changed(cmd, "nats-url") {
-		url := netaddr.Redact(a.g.natsURL)
-		msg := "broker: external NATS at " + url
-		if url != a.g.natsURL {
-			msg += " (credentials redacted)"
-		}
-		a.log.Info().Str("broker", "nats").Str("url", url).Msg(msg)
-		return a.connect(ctx)
+	if a.g.kafkaBrokers != "" || changed(cmd, "nats-url") {
+		return a.join(ctx)
 	}
 	if err := os.MkdirAll(so.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)

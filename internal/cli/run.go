@@ -212,7 +212,7 @@ func (a *app) consumeCmd() *cobra.Command {
 			if err != nil || l == event.Grid {
 				return usageError("--layer %q: want application, model, infrastructure, chips or energy", layer)
 			}
-			b, err := a.connect(cmd.Context())
+			b, err := a.join(cmd.Context())
 			if err != nil {
 				return err
 			}
