@@ -193,9 +193,10 @@ func startRun(t *testing.T) string {
 	t.Helper()
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir() // before the cleanup that stops run, so removed after it
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
+		run(ctx, "", nil, "run", "--data-dir", dir, "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	url := "nats://127.0.0.1:" + port
@@ -296,9 +297,10 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 	defer cancel()
 	done := make(chan int, 1)
 	var stderr string
+	dir := t.TempDir()
 	go func() {
 		var code int
-		code, _, stderr = run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--http-listen", "", "--scenario-poll", "100ms", "--log-format", "json")
+		code, _, stderr = run(ctx, "", nil, "run", "--data-dir", dir, "--nats-listen", "127.0.0.1:"+port, "--http-listen", "", "--scenario-poll", "100ms", "--log-format", "json")
 		done <- code
 	}()
 	var b *natsjs.Broker

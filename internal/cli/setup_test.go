@@ -91,8 +91,9 @@ func TestBrokerURLCredentialsAreRedacted(t *testing.T) {
 		defer cancel()
 		logs := &conformance.SyncBuffer{}
 		done := make(chan int, 1)
+		dir := t.TempDir()
 		go func() {
-			done <- cli.Main{Stdin: strings.NewReader(""), Stdout: &conformance.SyncBuffer{}, Stderr: logs, Args: []string{"run", "--data-dir", t.TempDir(), "--http-listen", "", "--log-format", "json"},
+			done <- cli.Main{Stdin: strings.NewReader(""), Stdout: &conformance.SyncBuffer{}, Stderr: logs, Args: []string{"run", "--data-dir", dir, "--http-listen", "", "--log-format", "json"},
 				Getenv: func(k string) string {
 					if k == "CASCADE_NATS_URL" {
 						return "nats://svc:" + secret + "@" + addr
