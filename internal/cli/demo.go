@@ -45,6 +45,9 @@ func (a *app) demoCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
+			if err := s.checkToken(cmd); err != nil {
+				return err
+			}
 			so := natsjs.ServerOptions{DataDir: dir, Listen: s.natsListen, ConfigFile: s.natsConfig}
 			b, err := a.brokerFor(ctx, cmd, so)
 			if err != nil && !changed(cmd, "nats-listen") && !changed(cmd, "nats-url") {

@@ -109,8 +109,8 @@ func (a *app) runCmd() *cobra.Command {
 // checkHTTP refuses, before anything starts, a blank --api-token, an HTTP address reachable
 // from other machines without a token, and an address already in use.
 func (s *serveFlags) checkHTTP(cmd *cobra.Command) error {
-	if changed(cmd, "api-token") && strings.TrimSpace(s.apiToken) == "" {
-		return usageError("--api-token is empty or blank; give a token or leave the flag out")
+	if err := s.checkToken(cmd); err != nil {
+		return err
 	}
 	if s.httpListen == "" {
 		return nil
@@ -123,6 +123,14 @@ func (s *serveFlags) checkHTTP(cmd *cobra.Command) error {
 		return fmt.Errorf("--http-listen %s: %w", s.httpListen, err)
 	}
 	return l.Close()
+}
+
+// checkToken refuses an --api-token that was given empty or blank.
+func (s *serveFlags) checkToken(cmd *cobra.Command) error {
+	if changed(cmd, "api-token") && strings.TrimSpace(s.apiToken) == "" {
+		return usageError("--api-token is empty or blank; give a token or leave the flag out")
+	}
+	return nil
 }
 
 func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) httpapi.Options {

@@ -38,12 +38,16 @@ func TestRunRefusesIncompleteCredentials(t *testing.T) {
 		{"empty api token", nil, []string{"--api-token", ""}, "--api-token"},
 		{"blank api token", nil, []string{"--api-token", " \t "}, "--api-token"},
 		{"blank api token in the environment", map[string]string{"CASCADE_API_TOKEN": "   "}, nil, "--api-token"},
+		{"demo with a blank api token", nil, []string{"--api-token", " "}, "--api-token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			args := append([]string{"run", "--data-dir", t.TempDir(), "--http-listen", "127.0.0.1:0"}, c.args...)
+			if strings.HasPrefix(c.name, "demo") {
+				args = append([]string{"demo", "--http-listen", "127.0.0.1:0"}, c.args...)
+			}
 			code, _, stderr := run(ctx, "", c.env, args...)
 			if code != 2 || !strings.Contains(stderr, c.want) {
 				t.Fatalf("exit %d, want 2 naming %s: %s", code, c.want, stderr)
