@@ -21,7 +21,20 @@ const (
 	HeaderOriginalSubject = "Cascade-Original-Subject"
 	HeaderOriginalMsgID   = "Cascade-Original-Msg-Id"
 	HeaderDeliveries      = "Cascade-Deliveries"
+	// HeaderTruncated, on a dead letter whose body was cut to fit the broker's largest
+	// message, gives the original body's size in bytes.
+	HeaderTruncated = "Cascade-Truncated"
 )
+
+// DefaultMaxPayload is the largest message NATS and Kafka take by default (1 MiB), assumed
+// of a broker that is not a PayloadLimiter.
+const DefaultMaxPayload = 1 << 20
+
+// PayloadLimiter is implemented by brokers that know the largest message they accept,
+// headers included.
+type PayloadLimiter interface {
+	MaxPayload() int
+}
 
 // Sentinel errors, matched with errors.Is through any wrapping.
 var (

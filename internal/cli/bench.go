@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/router"
@@ -36,7 +37,7 @@ each pipeline event is one consume, one transform and at least one acknowledged 
 				return err
 			}
 			defer os.RemoveAll(dir)
-			b, err := a.brokerFor(ctx, cmd, dir, "127.0.0.1:-1")
+			b, err := a.brokerFor(ctx, cmd, natsjs.ServerOptions{DataDir: dir, Listen: "127.0.0.1:-1"})
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/netaddr"
 )
 
 func (a *app) natsOptions() natsjs.Options {
@@ -29,6 +31,23 @@ func (a *app) connect(ctx context.Context) (broker.Broker, error) {
 		return a.kafka.connect(ctx, a.g.kafkaBrokers, a.log)
 	}
 	return natsjs.Connect(ctx, a.natsOptions())
+}
+
+// join connects to the outside broker named by the global flags, after logging on one line
+// which one it is (credentials redacted).
+func (a *app) join(ctx context.Context) (broker.Broker, error) {
+	if a.g.kafkaBrokers != "" {
+		brokers := netaddr.Redact(a.g.kafkaBrokers)
+		a.log.Info().Str("broker", "kafka").Str("brokers", brokers).Msg("broker: external Kafka at " + brokers)
+		return a.connect(ctx)
+	}
+	url := netaddr.Redact(a.g.natsURL)
+	msg := "broker: external NATS at " + url
+	if url != a.g.natsURL {
+		msg += " (credentials redacted)"
+	}
+	a.log.Info().Str("broker", "nats").Str("url", url).Msg(msg)
+	return a.connect(ctx)
 }
 
 // embedded is a broker started by this process, with what it takes to stop it. It embeds the
@@ -51,21 +70,26 @@ func (e *embedded) Close() error {
 
 // brokerFor returns the broker of a command that may embed one (run, demo, bench): an
 // outside broker when --nats-url or --kafka-brokers was given, else an embedded nats-server
-// on listen with its store in dataDir, which is locked against a second process.
-func (a *app) brokerFor(ctx context.Context, cmd *cobra.Command, dataDir, listen string) (broker.Broker, error) {
-	if changed(cmd, "nats-url") || a.g.kafkaBrokers != "" {
-		return a.connect(ctx)
+// as so says (the credentials come from the global flags) with its store in so.DataDir, which
+// is locked against a second process. It logs on one line which broker it uses.
+func (a *app) brokerFor(ctx context.Context, cmd *cobra.Command, so natsjs.ServerOptions) (broker.Broker, error) {
+	if a.g.kafkaBrokers != "" || changed(cmd, "nats-url") {
+		return a.join(ctx)
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(so.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	unlock, err := lockDir(dataDir)
+	unlock, err := lockDir(so.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: dataDir, Listen: listen, User: a.g.natsUser, Password: a.g.natsPassword, Token: a.g.natsToken})
+	so.User, so.Password, so.Token = a.g.natsUser, a.g.natsPassword, a.g.natsToken
+	ns, err := natsjs.StartServer(so)
 	if err != nil {
 		unlock()
+		if errors.Is(err, natsjs.ErrInvalidOption) {
+			return nil, &ExitError{Code: 2, Err: err}
+		}
 		return nil, err
 	}
 	o := a.natsOptions()
@@ -76,7 +100,8 @@ func (a *app) brokerFor(ctx context.Context, cmd *cobra.Command, dataDir, listen
 		unlock()
 		return nil, err
 	}
-	a.log.Info().Str("url", ns.ClientURL()).Str("data_dir", dataDir).Msg("embedded NATS JetStream server ready")
+	a.log.Info().Str("broker", "nats-embedded").Str("url", ns.ClientURL()).Str("data_dir", so.DataDir).
+		Msgf("broker: embedded NATS JetStream, store %s, clients on %s", so.DataDir, ns.ClientURL())
 	return &embedded{Broker: b, server: ns, unlock: unlock}, nil
 }
 

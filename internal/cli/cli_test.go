@@ -15,9 +15,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/cli"
+	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/schemas"
 )
 
@@ -194,9 +199,10 @@ func startRun(t *testing.T) string {
 	t.Helper()
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir() // before the cleanup that stops run, so removed after it
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
+		run(ctx, "", nil, "run", "--data-dir", dir, "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	url := "nats://127.0.0.1:" + port
@@ -287,5 +293,58 @@ func TestSubscribeFollowsAFeed(t *testing.T) {
 	}
 	if code, _, stderr := run(t.Context(), "", env, "subscribe", "application"); code != 2 || !strings.Contains(stderr, "feeds are") {
 		t.Fatalf("subscribe application: %d %s", code, stderr)
+	}
+}
+
+// Removing a scenario that run serves leaves nothing behind that outlives run's context:
+// after `scenario rm`, an interrupt still ends run within seconds.
+func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	url := "nats://127.0.0.1:" + port
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan int, 1)
+	var stderr string
+	dir := t.TempDir()
+	go func() {
+		var code int
+		code, _, stderr = run(ctx, "", nil, "run", "--data-dir", dir, "--nats-listen", "127.0.0.1:"+port, "--http-listen", "", "--scenario-poll", "100ms", "--log-format", "json")
+		done <- code
+	}()
+	var b *natsjs.Broker
+	conformance.Eventually(t, 20*time.Second, "the embedded broker", func() bool {
+		var err error
+		b, err = natsjs.Connect(t.Context(), natsjs.Options{URL: url, ConnectWait: time.Second})
+		return err == nil
+	})
+	defer b.Close()
+	if err := router.BindScenario(t.Context(), b, "doomed", coefficients.Default()); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Served: the five layer consumers and the indexer's ordered consumer are open.
+	conformance.Eventually(t, 20*time.Second, "run serving scenario doomed", func() bool {
+		st, err := js.Stream(t.Context(), event.StreamName("doomed"))
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(t.Context())
+		return err == nil && info.State.Consumers >= len(event.ConsumerLayers)+1
+	})
+	if code, out, errs := run(t.Context(), "", nil, "scenario", "rm", "doomed", "--nats-url", url); code != 0 {
+		t.Fatalf("scenario rm: exit %d: %s %s", code, out, errs)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("run exited %d: %s", code, stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop within 10s of its interrupt after scenario rm")
 	}
 }

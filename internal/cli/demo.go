@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/internal/totals"
@@ -44,10 +45,15 @@ func (a *app) demoCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			b, err := a.brokerFor(ctx, cmd, dir, s.natsListen)
+			if err := s.checkToken(cmd); err != nil {
+				return err
+			}
+			so := natsjs.ServerOptions{DataDir: dir, Listen: s.natsListen, ConfigFile: s.natsConfig}
+			b, err := a.brokerFor(ctx, cmd, so)
 			if err != nil && !changed(cmd, "nats-listen") && !changed(cmd, "nats-url") {
 				a.log.Warn().Err(err).Msg("default port busy; the demo broker takes a free one")
-				b, err = a.brokerFor(ctx, cmd, dir, "127.0.0.1:-1")
+				so.Listen = "127.0.0.1:-1"
+				b, err = a.brokerFor(ctx, cmd, so)
 			}
 			if err != nil {
 				return err
@@ -57,14 +63,17 @@ func (a *app) demoCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.Stdout, "cascade demo: scenario %s, coefficients %s; Ctrl-C stops\n", a.g.scenario, coef.CoefVersion)
+			if s.httpListen != "" {
+				if _, port, _ := net.SplitHostPort(s.httpListen); !changed(cmd, "http-listen") || port == "0" {
+					s.httpListen = freeOr(s.httpListen)
+				}
+				fmt.Fprintf(a.Stdout, "web page: %s\n", pageURL(s.httpListen))
+			}
 
 			run, stop := context.WithCancel(ctx)
 			defer stop()
 			var wg sync.WaitGroup
 			s.indexDir, s.configure = filepath.Join(dir, "index"), true
-			if s.httpListen != "" && !changed(cmd, "http-listen") {
-				s.httpListen = freeOr(s.httpListen)
-			}
 			wg.Go(func() {
 				if err := a.serve(run, b, event.ConsumerLayers, s); err != nil {
 					a.log.Error().Err(err).Msg("pipeline stopped")
@@ -208,12 +217,27 @@ func printLayers(w io.Writer, sum *totals.Sum) {
 	}
 }
 
-// freeOr returns addr when it can be listened on now, else a free port on loopback.
+// freeOr returns addr with its port made concrete when it can be listened on now, else a free
+// port on loopback, so that the page's address is known before it is served.
 func freeOr(addr string) string {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "127.0.0.1:0"
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "127.0.0.1:0"
+		}
 	}
-	l.Close()
-	return addr
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// pageURL is the web page's address for a browser on this machine.
+func pageURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

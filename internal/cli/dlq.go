@@ -31,12 +31,16 @@ func (a *app) dlqCmd() *cobra.Command {
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
 				return a.deadLetters(cmd.Context(), b, layer, func(d broker.Delivery) error {
 					m := d.Message()
-					return enc.Encode(map[string]any{
+					line := map[string]any{
 						"seq": d.Seq(), "time": d.Time().UTC(), "layer": m.Header[broker.HeaderLayer],
 						"kind": m.Header[broker.HeaderErrorKind], "error": m.Header[broker.HeaderError],
 						"subject": m.Header[broker.HeaderOriginalSubject], "msg_id": m.Header[broker.HeaderOriginalMsgID],
 						"deliveries": m.Header[broker.HeaderDeliveries], "body": string(m.Data),
-					})
+					}
+					if n := m.Header[broker.HeaderTruncated]; n != "" {
+						line["truncated_from"] = n
+					}
+					return enc.Encode(line)
 				})
 			})
 		},
@@ -46,14 +50,20 @@ func (a *app) dlqCmd() *cobra.Command {
 		Short: "Re-publish dead letters to their original subjects (after fixing coefficients, say)",
 		Long: `Re-publishes each dead letter's original bytes to its original subject. Each dead letter is
 re-driven under the id redrive:<dlq sequence>, so running redrive twice within the de-dup window
-publishes it once.`,
+publishes it once. Dead letters whose bodies were cut to fit the broker (Cascade-Truncated) are
+skipped.`,
 		Example: "  cascade dlq redrive --layer chips",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
 				var msgs []broker.Message
+				cut := 0
 				err := a.deadLetters(cmd.Context(), b, layer, func(d broker.Delivery) error {
 					m := d.Message()
+					if m.Header[broker.HeaderTruncated] != "" {
+						cut++ // its body is incomplete
+						return nil
+					}
 					msgs = append(msgs, broker.Message{Subject: m.Header[broker.HeaderOriginalSubject], ID: "redrive:" + d.Cursor(), Key: m.Key, Data: m.Data})
 					return nil
 				})
@@ -66,6 +76,9 @@ publishes it once.`,
 					}
 				}
 				fmt.Fprintf(a.Stdout, "re-drove %d dead letters\n", len(msgs))
+				if cut > 0 {
+					fmt.Fprintf(a.Stdout, "skipped %d dead letters whose bodies were cut to fit the broker (%s)\n", cut, broker.HeaderTruncated)
+				}
 				return nil
 			})
 		},

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
 	"github.com/layercake/cascade/internal/lineage"
@@ -24,6 +27,7 @@ import (
 type serveFlags struct {
 	dataDir      string
 	natsListen   string
+	natsConfig   string // nats-server config file with the embedded broker's authorization
 	coefficients string
 	batch        int
 	poll         time.Duration
@@ -61,6 +65,7 @@ func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
 	if embeds {
 		f.StringVar(&s.dataDir, "data-dir", "cascade-data", "embedded broker's store (locked while running)")
 		f.StringVar(&s.natsListen, "nats-listen", "127.0.0.1:4222", "embedded broker's client address")
+		f.StringVar(&s.natsConfig, "nats-server-config", "", "nats-server config file whose authorization and accounts the embedded broker uses (then --nats-user/--nats-password/--nats-token/--nats-creds are this process's own login)")
 	}
 	f.IntVar(&s.batch, "batch", 256, "events per consumer batch")
 	f.Int64Var(&s.memLimit, "memory-limit", 0, "soft memory limit in bytes for this process, embedded broker included (Go's GOMEMLIMIT; 0: none)")
@@ -81,11 +86,11 @@ func (a *app) runCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			if err := s.checkHTTP(); err != nil {
+			if err := s.checkHTTP(cmd); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			b, err := a.brokerFor(ctx, cmd, s.dataDir, s.natsListen)
+			b, err := a.brokerFor(ctx, cmd, natsjs.ServerOptions{DataDir: s.dataDir, Listen: s.natsListen, ConfigFile: s.natsConfig})
 			if err != nil {
 				return err
 			}
@@ -111,15 +116,29 @@ func (a *app) runCmd() *cobra.Command {
 	return cmd
 }
 
-// checkHTTP refuses an HTTP address reachable from other machines without a token, before
-// anything starts.
-func (s *serveFlags) checkHTTP() error {
+// checkHTTP refuses, before anything starts, a blank --api-token, an HTTP address reachable
+// from other machines without a token, and an address already in use.
+func (s *serveFlags) checkHTTP(cmd *cobra.Command) error {
+	if err := s.checkToken(cmd); err != nil {
+		return err
+	}
 	if s.httpListen == "" {
 		return nil
 	}
-	_, err := httpapi.New(nil, s.httpOptions(nil, nil))
-	if err != nil {
+	if _, err := httpapi.New(nil, s.httpOptions(nil, nil)); err != nil {
 		return &ExitError{Code: 2, Err: err}
+	}
+	l, err := net.Listen("tcp", s.httpListen)
+	if err != nil {
+		return fmt.Errorf("--http-listen %s: %w", s.httpListen, err)
+	}
+	return l.Close()
+}
+
+// checkToken refuses an --api-token that was given empty or blank.
+func (s *serveFlags) checkToken(cmd *cobra.Command) error {
+	if changed(cmd, "api-token") && strings.TrimSpace(s.apiToken) == "" {
+		return usageError("--api-token is empty or blank; give a token or leave the flag out")
 	}
 	return nil
 }
@@ -237,7 +256,7 @@ func (a *app) consumeCmd() *cobra.Command {
 			if err != nil || l == event.Grid {
 				return usageError("--layer %q: want application, model, infrastructure, chips or energy", layer)
 			}
-			b, err := a.connect(cmd.Context())
+			b, err := a.join(cmd.Context())
 			if err != nil {
 				return err
 			}

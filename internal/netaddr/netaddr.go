@@ -1,4 +1,5 @@
-// Package netaddr holds the address checks shared by cascade's listeners.
+// Package netaddr holds the address checks shared by cascade's listeners and the redaction
+// of credentials in addresses that reach a log or an error.
 package netaddr
 
 import "net"

@@ -1,17 +1,21 @@
 // Package router runs layer consumers: it fetches a batch, derives each event's demand with
 // the layer transform, publishes every output and waits for the broker's acks, and only then
-// acknowledges the inputs. Permanent failures become dead letters; transient ones are retried
-// with capped back-off for as long as they last.
+// acknowledges the inputs. Permanent failures become dead letters (cut to fit the broker's
+// largest message); transient ones (broker unavailable, timeouts) are retried with capped,
+// jittered back-off for as long as they last.
 package router
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/layercake/cascade/consumers"
@@ -81,7 +85,12 @@ const (
 	KindDecode    Kind = "decode"
 	KindValidate  Kind = "validate"
 	KindTransform Kind = "transform"
+	// KindPublish: the input's outputs were refused by the broker for good (too large, say).
+	KindPublish Kind = "publish"
 )
+
+// Kinds lists every dead-letter kind, for series that start at zero.
+var Kinds = []Kind{KindDecode, KindValidate, KindTransform, KindPublish}
 
 // Classify returns the dead-letter kind of a permanent error.
 func Classify(err error) Kind {
@@ -113,7 +122,11 @@ func (r *Router) Layer(ctx context.Context, scenario string, layer event.Layer, 
 	defer cons.Close()
 	r.count(r.consuming, scenario, 1)
 	defer r.count(r.consuming, scenario, -1)
-	r.opts.Metrics.Start(scenario, string(layer), string(KindDecode), string(KindValidate), string(KindTransform))
+	kinds := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		kinds[i] = string(k)
+	}
+	r.opts.Metrics.Start(scenario, string(layer), kinds...)
 	log.Info().Str("coefversion", coef.CoefVersion).Msg("layer consuming")
 	go r.samplePending(ctx, scenario, layer)
 	for {
@@ -170,37 +183,104 @@ func (r *Router) samplePending(ctx context.Context, scenario string, layer event
 	}
 }
 
+// unit is one input of a batch with what it produced: its derived messages, or its dead
+// letter when it failed permanently.
+type unit struct {
+	d    broker.Delivery
+	msgs []broker.Message
+	kind Kind // set when msgs is the input's dead letter
+	skip bool // neither acknowledged nor counted: left for redelivery
+}
+
 // process derives, publishes and acknowledges one batch. It survives ctx's end for up to
-// DrainTimeout so that a shutdown does not leave done work unacknowledged.
+// DrainTimeout so that a shutdown does not leave done work unacknowledged. When the batch's
+// publish fails permanently it is published again input by input, and an input whose own
+// outputs cannot be published goes to the dead-letter subject, so one poison input never
+// holds up the rest.
 func (r *Router) process(ctx context.Context, log zerolog.Logger, scenario string, layer event.Layer, coef *coefficients.Loaded, batch []broker.Delivery) {
 	start := time.Now()
 	work, cancel := drainContext(ctx, r.opts.DrainTimeout)
 	defer cancel()
+	limit := r.maxPayload()
+	units := make([]unit, len(batch))
 	var out []broker.Message
-	derived := 0
-	for _, d := range batch {
+	for i, d := range batch {
+		units[i].d = d
 		msgs, err := r.handle(work, scenario, layer, coef, d)
 		if err != nil {
 			kind := Classify(err)
-			m := d.Message()
-			log.Warn().Err(err).Str("kind", string(kind)).Str("event_id", m.ID).Uint64("seq", d.Seq()).Msg("dead letter")
-			r.opts.Metrics.DeadLetter(scenario, string(layer), string(kind))
-			out = append(out, deadLetter(scenario, layer, d, kind, err))
-			continue
+			log.Warn().Err(err).Str("kind", string(kind)).Str("event_id", d.Message().ID).Uint64("seq", d.Seq()).Msg("dead letter")
+			msgs = []broker.Message{deadLetter(scenario, layer, d, kind, err, limit)}
+			units[i].kind = kind
 		}
-		derived += len(msgs)
+		units[i].msgs = msgs
 		out = append(out, msgs...)
 	}
-	if err := r.retry(work, log, "publish", func(ctx context.Context) error { return r.b.Publish(ctx, out) }); err != nil {
+	err := r.publish(work, log, out)
+	if err != nil && work.Err() == nil {
+		if len(units) > 1 {
+			log.Warn().Err(err).Int("events", len(batch)).Msg("batch publish failed permanently; publishing input by input")
+		}
+		for i := range units {
+			uerr := err
+			if len(units) > 1 {
+				uerr = r.publish(work, log, units[i].msgs)
+			}
+			if err = r.settle(work, log, scenario, layer, &units[i], uerr, limit); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
 		log.Warn().Err(err).Int("events", len(batch)).Msg("shutdown before outputs were acknowledged; inputs left for redelivery")
 		return
 	}
-	for _, d := range batch {
-		if err := d.Ack(work); err != nil {
-			log.Warn().Err(err).Uint64("seq", d.Seq()).Msg("ack failed; the input will be redelivered and its outputs de-duplicated")
+	derived := 0
+	for _, u := range units {
+		switch {
+		case u.skip:
+			continue
+		case u.kind != "":
+			r.opts.Metrics.DeadLetter(scenario, string(layer), string(u.kind))
+		default:
+			derived += len(u.msgs)
+		}
+		if err := u.d.Ack(work); err != nil {
+			log.Warn().Err(err).Uint64("seq", u.d.Seq()).Msg("ack failed; the input will be redelivered and its outputs de-duplicated")
 		}
 	}
 	r.opts.Metrics.Batch(scenario, string(layer), len(batch), derived, time.Since(start))
+}
+
+// settle decides an input whose messages were published with result err: when that failed
+// permanently, the input's dead letter is published instead, and when even that fails the
+// input is handed back for a later redelivery. It returns an error only when ctx ends first.
+func (r *Router) settle(ctx context.Context, log zerolog.Logger, scenario string, layer event.Layer, u *unit, err error, limit int) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	m := u.d.Message()
+	if u.kind == "" {
+		log.Warn().Err(err).Str("kind", string(KindPublish)).Str("event_id", m.ID).Uint64("seq", u.d.Seq()).Msg("dead letter")
+		u.kind, u.msgs = KindPublish, []broker.Message{deadLetter(scenario, layer, u.d, KindPublish, err, limit)}
+		if err = r.publish(ctx, log, u.msgs); err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	log.Error().Err(err).Str("event_id", m.ID).Uint64("seq", u.d.Seq()).Msg("dead letter cannot be published; the input is left for redelivery")
+	u.skip = true
+	_ = u.d.Nak(ctx, r.opts.RetryMax)
+	return nil
+}
+
+// maxPayload is the largest message the broker takes, headers included.
+func (r *Router) maxPayload() int {
+	if l, ok := r.b.(broker.PayloadLimiter); ok {
+		if n := l.MaxPayload(); n > 0 {
+			return n
+		}
+	}
+	return broker.DefaultMaxPayload
 }
 
 // drainContext is ctx without its cancellation, cancelled instead timeout after ctx ends.
@@ -213,26 +293,43 @@ func drainContext(ctx context.Context, timeout time.Duration) (context.Context, 
 	return work, func() { stop(); cancel() }
 }
 
-// retry runs op until it succeeds, backing off between transient failures; it gives up only
-// when ctx ends.
-func (r *Router) retry(ctx context.Context, log zerolog.Logger, what string, op func(context.Context) error) error {
-	wait := r.opts.RetryMin
-	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(what + " failed; retrying")
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, r.opts.RetryMax)
+// Transient reports whether err may pass when the operation is tried again: the broker did not
+// answer or did not answer in time. Everything else is permanent.
+func Transient(err error) bool {
+	return errors.Is(err, broker.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// publish publishes msgs, retrying transient failures; it returns a permanent failure at
+// once, or ctx's error when ctx ends first.
+func (r *Router) publish(ctx context.Context, log zerolog.Logger, msgs []broker.Message) error {
+	if len(msgs) == 0 {
+		return nil
 	}
+	return r.retry(ctx, log, "publish", func(ctx context.Context) error {
+		err := r.b.Publish(ctx, msgs)
+		if err != nil && ctx.Err() == nil && !Transient(err) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+}
+
+// retry runs op until it succeeds or fails permanently (backoff.Permanent), backing off with
+// jitter between other failures, from RetryMin up to RetryMax; it gives up when ctx ends.
+func (r *Router) retry(ctx context.Context, log zerolog.Logger, what string, op func(context.Context) error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = r.opts.RetryMin, r.opts.RetryMax
+	attempt := 0
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempt++
+		return struct{}{}, op(ctx)
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, wait time.Duration) {
+		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg(what + " failed; retrying")
+	}))
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // handle turns one delivery into the messages of its derived events, or a permanent error.
@@ -285,15 +382,20 @@ func checkRoute(subject, scenario string, layer event.Layer, ev *event.Event) er
 	return nil
 }
 
-func deadLetter(scenario string, layer event.Layer, d broker.Delivery, kind Kind, cause error) broker.Message {
+// maxErrorHeader bounds the Cascade-Error header of a dead letter.
+const maxErrorHeader = 1 << 10
+
+// deadLetter is the dead letter of d. Its body is the input's bytes, cut to fit limit (the
+// broker's largest message, headers included) with HeaderTruncated giving the original size.
+func deadLetter(scenario string, layer event.Layer, d broker.Delivery, kind Kind, cause error, limit int) broker.Message {
 	m := d.Message()
-	return broker.Message{
+	msg := broker.Message{
 		Subject: event.DLQSubject(scenario, layer),
 		ID:      "dlq:" + string(layer) + ":" + strconv.FormatUint(d.Seq(), 10),
 		Key:     m.Key,
 		Data:    m.Data,
 		Header: map[string]string{
-			broker.HeaderError:           cause.Error(),
+			broker.HeaderError:           cut(cause.Error(), maxErrorHeader),
 			broker.HeaderErrorKind:       string(kind),
 			broker.HeaderLayer:           string(layer),
 			broker.HeaderOriginalSubject: m.Subject,
@@ -301,4 +403,35 @@ func deadLetter(scenario string, layer event.Layer, d broker.Delivery, kind Kind
 			broker.HeaderDeliveries:      strconv.Itoa(d.Deliveries()),
 		},
 	}
+	msg.Header[broker.HeaderTruncated] = strconv.Itoa(len(m.Data))
+	room := limit - headerBytes(msg)
+	if len(m.Data) <= room {
+		delete(msg.Header, broker.HeaderTruncated)
+		return msg
+	}
+	msg.Data = m.Data[:max(room, 0)]
+	return msg
+}
+
+// headerBytes bounds what msg's id, key and headers take of a message on either broker, with
+// room for the framing.
+func headerBytes(msg broker.Message) int {
+	const framing = 1 << 10
+	n := framing + len("Nats-Msg-Id") + len(msg.ID) + len(msg.Key) + len(msg.Subject)
+	for k, v := range msg.Header {
+		n += len(k) + len(v) + 4
+	}
+	return n
+}
+
+// cut shortens s to at most n bytes, on a rune boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -40,6 +40,7 @@ import (
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/netaddr"
 )
 
 // Header names cascade sets on every Kafka record.
@@ -121,11 +122,11 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		var ke kafka.Error
 		switch {
 		case errors.Is(err, kafka.SASLAuthenticationFailed) || errors.Is(err, kafka.UnsupportedSASLMechanism) || errors.Is(err, kafka.IllegalSASLState):
-			return nil, fmt.Errorf("kafka at %s refused the SASL %s login of user %q: %w", strings.Join(o.Brokers, ","), o.SASLMechanism, o.SASLUser, err)
+			return nil, fmt.Errorf("kafka at %s refused the SASL %s login of user %q: %w", netaddr.Redact(strings.Join(o.Brokers, ",")), o.SASLMechanism, o.SASLUser, err)
 		case !temporary(err) && (errors.As(err, &ke) || isTLSError(err)):
-			return nil, fmt.Errorf("kafka at %s: %w", strings.Join(o.Brokers, ","), err)
+			return nil, fmt.Errorf("kafka at %s: %w", netaddr.Redact(strings.Join(o.Brokers, ",")), err)
 		}
-		return nil, fmt.Errorf("%w: no Kafka broker answers at %s (%w); check --kafka-brokers", broker.ErrUnavailable, strings.Join(o.Brokers, ","), err)
+		return nil, fmt.Errorf("%w: no Kafka broker answers at %s (%w); check --kafka-brokers", broker.ErrUnavailable, netaddr.Redact(strings.Join(o.Brokers, ",")), err)
 	}
 	b := &Broker{
 		opts:   o,

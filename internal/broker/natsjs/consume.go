@@ -103,6 +103,10 @@ func (c *consumer) Close() error {
 	return nil
 }
 
+// feedResetAttempts bounds how often a feed's ordered consumer is recreated after it was lost
+// (1s, 2s apart) before Next fails.
+const feedResetAttempts = 3
+
 // feed is an ordered consumer read one message at a time.
 type feed struct {
 	js       jetstream.JetStream
@@ -117,7 +121,9 @@ type feed struct {
 
 // Feed opens an ordered consumer on the scenario's stream.
 func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: o.Subjects, DeliverPolicy: jetstream.DeliverNewPolicy}
+	// A bounded number of resets: nats.go's default is unlimited, and a reset holds the lock
+	// Stop needs, so a feed on a deleted stream would never stop (or let its process stop).
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: o.Subjects, DeliverPolicy: jetstream.DeliverNewPolicy, MaxResetAttempts: feedResetAttempts}
 	switch {
 	case o.Cursor != "":
 		seq, err := strconv.ParseUint(o.Cursor, 10, 64)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/netaddr"
 )
 
 // ErrInvalidOption is matched by every option error.
@@ -137,7 +138,12 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, o.URL, err)
+		url := netaddr.Redact(o.URL)
+		err = &redacted{err: err, url: o.URL}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			return nil, fmt.Errorf("NATS server at %s: authorization failed (%w); check --nats-user/--nats-password, --nats-token or --nats-creds", url, err)
+		}
+		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, url, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -146,6 +152,16 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 	}
 	return &Broker{nc: nc, js: js, opts: o, streams: map[string]bool{}}, nil
 }
+
+// redacted is an error of nats.go with the credentials of the URL it was given taken out of
+// its message.
+type redacted struct {
+	err error
+	url string
+}
+
+func (e *redacted) Error() string { return netaddr.RedactIn(e.err.Error(), e.url) }
+func (e *redacted) Unwrap() error { return e.err }
 
 // Conn exposes the underlying connection (for health checks).
 func (b *Broker) Conn() *nats.Conn { return b.nc }
@@ -324,6 +340,9 @@ func (d *delivery) Ack(context.Context) error {
 func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
 	return d.msg.NakWithDelay(delay)
 }
+
+// MaxPayload is the largest message the server accepts, headers included.
+func (b *Broker) MaxPayload() int { return int(b.nc.MaxPayload()) }
 
 // Connected reports whether the connection to the server is up.
 func (b *Broker) Connected() bool { return b.nc.IsConnected() }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,16 +16,21 @@ import (
 type ServerOptions struct {
 	DataDir  string // JetStream file store; required
 	Listen   string // host:port; default 127.0.0.1:4222; port -1 picks a free one
-	User     string // client auth: user and password, or a token
+	User     string // client auth: user and password (both or neither), or a token
 	Password string
 	Token    string
+	// ConfigFile is a nats-server configuration file whose authorization and accounts
+	// sections (users, passwords, tokens, nkeys, per-account JetStream) replace User, Password
+	// and Token; nothing else of it is used.
+	ConfigFile string
 	// MaxPayload bounds one message; default 1 MiB, the server's own default.
 	MaxPayload int32
 }
 
 // StartServer starts an embedded nats-server with JetStream and waits until it accepts
-// clients. A non-loopback address without auth is refused: anyone on the network could
-// publish signals or read feeds.
+// clients. A user without a password (or a password without a user) or a blank token is
+// refused; so is a non-loopback address without a complete credential: anyone on the network
+// could publish signals or read feeds. A busy address is reported at once.
 func StartServer(o ServerOptions) (*server.Server, error) {
 	if o.DataDir == "" {
 		return nil, fmt.Errorf("%w: embedded server needs a data dir", ErrInvalidOption)
@@ -40,21 +46,30 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --nats-listen port %q: %w", ErrInvalidOption, portStr, err)
 	}
-	if !netaddr.IsLoopback(host) && o.Token == "" && o.User == "" {
-		return nil, fmt.Errorf("%w: --nats-listen %s is reachable from other machines; set --nats-token or --nats-user/--nats-password, or listen on 127.0.0.1", ErrInvalidOption, o.Listen)
-	}
 	opts := &server.Options{
-		ServerName:    "cascade",
-		Host:          host,
-		Port:          port,
-		JetStream:     true,
-		StoreDir:      o.DataDir,
-		Username:      o.User,
-		Password:      o.Password,
-		Authorization: o.Token,
-		MaxPayload:    o.MaxPayload,
-		NoSigs:        true,
-		NoLog:         true,
+		ServerName: "cascade",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   o.DataDir,
+		MaxPayload: o.MaxPayload,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	secured, err := o.auth(opts)
+	if err != nil {
+		return nil, err
+	}
+	if !netaddr.IsLoopback(host) && !secured {
+		return nil, fmt.Errorf("%w: --nats-listen %s is reachable from other machines; set --nats-user with --nats-password, --nats-token or --nats-server-config, or listen on 127.0.0.1", ErrInvalidOption, o.Listen)
+	}
+	if port > 0 {
+		// nats-server reports a busy port only by never becoming ready.
+		l, err := net.Listen("tcp", net.JoinHostPort(host, portStr))
+		if err != nil {
+			return nil, fmt.Errorf("--nats-listen %s: %w", o.Listen, err)
+		}
+		_ = l.Close()
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -66,4 +81,36 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats-server on %s did not start within 10s (is the port in use?)", o.Listen)
 	}
 	return ns, nil
+}
+
+// auth sets the server's client authentication on opts and reports whether every client must
+// present a credential.
+func (o ServerOptions) auth(opts *server.Options) (bool, error) {
+	if o.ConfigFile != "" {
+		file, err := server.ProcessConfigFile(o.ConfigFile)
+		if err != nil {
+			return false, fmt.Errorf("%w: --nats-server-config: %w", ErrInvalidOption, err)
+		}
+		opts.Username, opts.Password, opts.Authorization = file.Username, file.Password, file.Authorization
+		opts.Users, opts.Nkeys, opts.Accounts, opts.AuthTimeout = file.Users, file.Nkeys, file.Accounts, file.AuthTimeout
+		if file.NoAuthUser != "" {
+			return false, fmt.Errorf("%w: --nats-server-config %s: no_auth_user lets clients in without a credential; remove it", ErrInvalidOption, o.ConfigFile)
+		}
+		if opts.Username == "" && opts.Authorization == "" && len(opts.Users) == 0 && len(opts.Nkeys) == 0 {
+			return false, fmt.Errorf("%w: --nats-server-config %s holds no authorization (users, token or nkeys)", ErrInvalidOption, o.ConfigFile)
+		}
+		return true, nil
+	}
+	switch {
+	case o.User != "" && o.Password == "":
+		return false, fmt.Errorf("%w: --nats-user %q without --nats-password", ErrInvalidOption, o.User)
+	case o.User == "" && o.Password != "":
+		return false, fmt.Errorf("%w: --nats-password without --nats-user", ErrInvalidOption)
+	case o.Token != "" && strings.TrimSpace(o.Token) == "":
+		return false, fmt.Errorf("%w: --nats-token is blank", ErrInvalidOption)
+	case strings.TrimSpace(o.User) == "" && o.User != "", o.Password != "" && strings.TrimSpace(o.Password) == "":
+		return false, fmt.Errorf("%w: --nats-user and --nats-password must not be blank", ErrInvalidOption)
+	}
+	opts.Username, opts.Password, opts.Authorization = o.User, o.Password, o.Token
+	return o.User != "" || o.Token != "", nil
 }

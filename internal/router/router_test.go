@@ -1,0 +1,207 @@
+package router_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/conformance"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/metrics"
+	"github.com/layercake/cascade/internal/router"
+)
+
+// start runs an embedded server with JetStream and connects to it.
+func start(t *testing.T) (*natsjs.Broker, *nats.Conn) {
+	t.Helper()
+	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL(), ConnectWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return b, nc
+}
+
+func signal(id string) broker.Message {
+	return broker.Message{
+		Subject: event.SignalSubject("t", event.Application, "us"), ID: id,
+		Data: fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":"/t","type":"cascade.signal.adoption.v1","subject":"us","time":"2025-01-27T00:00:00Z","datacontenttype":"application/json","data":{"app":"a","category":"chat","region":"us","users_delta":1000}}`, id),
+	}
+}
+
+// serveApplication runs the application layer of scenario t until the test ends and returns
+// its log and its metrics.
+func serveApplication(t *testing.T, b broker.Broker) (*conformance.SyncBuffer, *metrics.Metrics) {
+	t.Helper()
+	coef := coefficients.Default()
+	if err := router.BindScenario(t.Context(), b, "t", coef); err != nil {
+		t.Fatal(err)
+	}
+	logs := &conformance.SyncBuffer{}
+	m := metrics.New(prometheus.NewRegistry())
+	r := router.New(b, zerolog.New(logs), router.Options{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Metrics: m})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Layer(ctx, "t", event.Application, coef) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return logs, m
+}
+
+// dlq is the dead letters counted for the application layer of scenario t.
+func dlq(m *metrics.Metrics) float64 {
+	var n float64
+	for _, k := range []router.Kind{router.KindDecode, router.KindValidate, router.KindTransform, router.KindPublish} {
+		n += testutil.ToFloat64(m.DLQ.WithLabelValues("t", string(event.Application), string(k)))
+	}
+	return n
+}
+
+// A raw signal a little under the broker's 1 MiB limit is dead-lettered with its body cut to
+// fit (its dead letter with headers would be over the limit), and the good signals behind it
+// are processed, without a storm of retries.
+func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
+	t.Parallel()
+	b, nc := start(t)
+	if err := b.EnsureScenario(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	raw := bytes.Repeat([]byte("x"), b.MaxPayload()-64)
+	poison := broker.Message{Subject: event.SignalSubject("t", event.Application, "us"), ID: "poison", Data: raw}
+	msgs := []broker.Message{poison}
+	for i := range 5 {
+		msgs = append(msgs, signal("good-"+strconv.Itoa(i)))
+	}
+	if err := b.Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	logs, m := serveApplication(t, b)
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl *jetstream.RawStreamMsg
+	conformance.Eventually(t, 10*time.Second, "the dead letter", func() bool {
+		st, err := js.Stream(t.Context(), event.StreamName("t"))
+		if err != nil {
+			return false
+		}
+		dl, err = st.GetLastMsgForSubject(t.Context(), event.DLQSubject("t", event.Application))
+		return err == nil
+	})
+	if got := dl.Header.Get(broker.HeaderTruncated); got != strconv.Itoa(len(raw)) {
+		t.Errorf("%s = %q, want the original size %d", broker.HeaderTruncated, got, len(raw))
+	}
+	if len(dl.Data) == 0 || len(dl.Data) >= len(raw) || !bytes.Equal(dl.Data, raw[:len(dl.Data)]) {
+		t.Errorf("dead letter body: %d bytes, want a prefix of the %d-byte input", len(dl.Data), len(raw))
+	}
+	if dl.Header.Get(broker.HeaderErrorKind) != string(router.KindValidate) || dl.Header.Get(broker.HeaderOriginalMsgID) != "poison" {
+		t.Errorf("dead letter headers %v", dl.Header)
+	}
+	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() bool {
+		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(t.Context())
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.AckFloor.Stream >= uint64(len(msgs))
+	})
+	st, err := js.Stream(t.Context(), event.StreamName("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter("cascade.t.demand.model.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out uint64
+	for _, n := range info.State.Subjects {
+		out += n
+	}
+	if out < 5 {
+		t.Errorf("%d model events from 5 good signals", out)
+	}
+	if n := dlq(m); n != 1 {
+		t.Errorf("dlq metric %v, want 1", n)
+	}
+	if n := strings.Count(logs.String(), "retrying"); n > 3 {
+		t.Errorf("%d retries of a permanent failure:\n%s", n, logs.String())
+	}
+}
+
+// When a batch's publish fails for good, its inputs are published one by one: an input whose
+// dead letter the stream refuses is handed back, and the good inputs of its batch go through.
+func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
+	t.Parallel()
+	b, nc := start(t)
+	if err := b.EnsureScenario(t.Context(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(t.Context(), event.StreamName("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgSize = 2048 // takes the poison input, not its dead letter with headers
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	poison := broker.Message{Subject: event.SignalSubject("t", event.Application, "us"), ID: "poison", Data: bytes.Repeat([]byte("x"), 1900)}
+	msgs := []broker.Message{poison}
+	for i := range 5 {
+		msgs = append(msgs, signal("good-"+strconv.Itoa(i)))
+	}
+	if err := b.Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	logs, m := serveApplication(t, b)
+	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() bool {
+		info, err := st.Info(t.Context(), jetstream.WithSubjectFilter("cascade.t.demand.model.>"))
+		if err != nil {
+			return false
+		}
+		var out uint64
+		for _, n := range info.State.Subjects {
+			out += n
+		}
+		return out >= 5
+	})
+	conformance.Eventually(t, 10*time.Second, "the poison input handed back, the good ones acknowledged", func() bool {
+		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(t.Context())
+		return err == nil && ci.NumPending+uint64(ci.NumAckPending) <= 1 && strings.Contains(logs.String(), "dead letter cannot be published")
+	})
+	if n := dlq(m); n != 0 {
+		t.Errorf("dlq metric %v for a dead letter the broker refused, want 0", n)
+	}
+}
