@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/conformance"
 )
 
 // startBroker runs a bare in-process nats-server with JetStream: no scenario is registered.
@@ -32,15 +33,7 @@ func startBroker(t *testing.T) (*server.Server, map[string]string) {
 // streamMessages counts the messages of a scenario's stream; -1 when there is no stream.
 func streamMessages(t *testing.T, url, stream string) int {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := conformance.JetStream(t, url)
 	st, err := js.Stream(t.Context(), stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return -1

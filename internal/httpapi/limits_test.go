@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
@@ -294,15 +291,7 @@ func TestSecurityHeaders(t *testing.T) {
 func TestFeedReleasesConsumersAndGoroutines(t *testing.T) {
 	b, natsURL := feedBroker(t)
 	addr := serve(t, b, httpapi.Options{})
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := conformance.JetStream(t, natsURL)
 	consumers := func() int {
 		st, err := js.Stream(t.Context(), event.StreamName("base"))
 		if err != nil {

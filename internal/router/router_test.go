@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -25,7 +24,7 @@ import (
 )
 
 // start runs an embedded server with JetStream and connects to it.
-func start(t *testing.T) (*natsjs.Broker, *nats.Conn) {
+func start(t *testing.T) (*natsjs.Broker, jetstream.JetStream) {
 	t.Helper()
 	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
 	if err != nil {
@@ -37,12 +36,7 @@ func start(t *testing.T) (*natsjs.Broker, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return b, nc
+	return b, conformance.JetStream(t, ns.ClientURL())
 }
 
 func signal(id string) broker.Message {
@@ -84,7 +78,7 @@ func dlq(m *metrics.Metrics) float64 {
 // are processed, without a storm of retries.
 func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	t.Parallel()
-	b, nc := start(t)
+	b, js := start(t)
 	if err := b.EnsureScenario(t.Context(), "t"); err != nil {
 		t.Fatal(err)
 	}
@@ -99,10 +93,6 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	}
 	logs, m := serveApplication(t, b)
 
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dl *jetstream.RawStreamMsg
 	conformance.Eventually(t, 10*time.Second, "the dead letter", func() bool {
 		st, err := js.Stream(t.Context(), event.StreamName("t"))
@@ -156,12 +146,8 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 // dead letter the stream refuses is handed back, and the good inputs of its batch go through.
 func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 	t.Parallel()
-	b, nc := start(t)
+	b, js := start(t)
 	if err := b.EnsureScenario(t.Context(), "t"); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
 		t.Fatal(err)
 	}
 	st, err := js.Stream(t.Context(), event.StreamName("t"))

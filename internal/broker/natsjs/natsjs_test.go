@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
@@ -84,12 +81,7 @@ func TestEnsureScenarioKeepsTheServersSettings(t *testing.T) {
 	if err := client.EnsureScenario(t.Context(), "base"); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := conformance.JetStream(t, url)
 	st, err := js.Stream(t.Context(), "CASCADE_BASE")
 	if err != nil {
 		t.Fatal(err)

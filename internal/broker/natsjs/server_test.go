@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/conformance"
 )
 
 // A broker listening off loopback lets in only clients with its credential, whether given as
@@ -51,15 +51,7 @@ func TestEmbeddedServerOffLoopbackRequiresTheCredential(t *testing.T) {
 					t.Fatalf("a client without the credential: %v, want an authorization error", err)
 				}
 			}
-			nc, err := nats.Connect(url, c.good...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			js := conformance.JetStream(t, url, c.good...)
 			if _, err := js.AccountInfo(t.Context()); err != nil {
 				t.Fatalf("JetStream for the authorized client: %v", err)
 			}
