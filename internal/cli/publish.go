@@ -77,7 +77,6 @@ func (a *app) publishCmd() *cobra.Command {
 				p.Broker = b
 			}
 			out := bufio.NewWriter(a.Stdout)
-			defer out.Flush()
 			enc := json.NewEncoder(out)
 			enc.SetEscapeHTML(false)
 			failed := 0
@@ -101,6 +100,9 @@ func (a *app) publishCmd() *cobra.Command {
 						return err
 					}
 				}
+			}
+			if err := out.Flush(); err != nil {
+				return fmt.Errorf("writing the answers: %w", err)
 			}
 			if stopped != nil {
 				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d events not taken: %w", failed, len(items), stopped)}

@@ -64,12 +64,12 @@ func testCrash(t *testing.T, h Harness) {
 	// A fresh chips process takes over; the inputs the dead one never acknowledged come back
 	// after AckWait and their outputs, already stored, are de-duplicated by id.
 	serve(t, connect(t), []event.Layer{event.Chips})
-	got := waitDemand(t, b, s, len(want))
+	waitDemand(t, b, s, len(want))
 	Eventually(t, h.AckWait*3+5*time.Second, "redeliveries to settle", func() bool {
 		p, err := b.Lag(t.Context(), s, event.Chips)
 		return err == nil && p == 0
 	})
-	got = readAll(t, b, s, "cascade."+s+".demand.>")
+	got := readAll(t, b, s, "cascade."+s+".demand.>")
 	seen := map[string]int{}
 	sums := map[event.Type]float64{}
 	for _, m := range got {
