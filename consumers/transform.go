@@ -138,19 +138,8 @@ func Energy(c *coefficients.Set, d *event.DemandEnergy) []Output {
 
 // Outputs applies the transform for the payload's type and returns its raw outputs.
 func Outputs(c *coefficients.Set, p event.Payload) ([]Output, error) {
-	switch p := p.(type) {
-	case *event.Adoption:
-		return Application(c, p), nil
-	case *event.Release:
-		return ModelRelease(c, p), nil
-	case *event.DemandModel:
-		return ModelDemand(c, p), nil
-	case *event.DemandInfrastructure:
-		return Infrastructure(c, p), nil
-	case *event.DemandChips:
-		return Chips(c, p)
-	case *event.DemandEnergy:
-		return Energy(c, p), nil
+	if f, ok := formulas[p.EventType()]; ok {
+		return f(c, p)
 	}
 	return nil, &event.ValidationError{Field: "type", Rule: fmt.Sprintf("%s is not accepted as input", p.EventType())}
 }
@@ -193,7 +182,7 @@ func DeriveTyped(ctx context.Context, c *coefficients.Loaded, in *event.Event, p
 	}
 	ds := make([]Derived, 0, len(outs))
 	for _, o := range outs {
-		if primary(o.Payload) == 0 {
+		if event.Primary(o.Payload) == 0 {
 			continue
 		}
 		if err := o.Payload.Validate(); err != nil {
@@ -206,21 +195,4 @@ func DeriveTyped(ctx context.Context, c *coefficients.Loaded, in *event.Event, p
 		ds = append(ds, Derived{Event: ev, Payload: o.Payload})
 	}
 	return ds, nil
-}
-
-// primary is the quantity whose exact zero suppresses an output.
-func primary(p event.Payload) float64 {
-	switch p := p.(type) {
-	case *event.DemandModel:
-		return p.TokensPerDay
-	case *event.DemandInfrastructure:
-		return p.FlopPerS
-	case *event.DemandChips:
-		return p.Units
-	case *event.DemandEnergy:
-		return p.ITMW
-	case *event.DemandGrid:
-		return p.AvgMW
-	}
-	return 1
 }

@@ -36,7 +36,7 @@ const (
 )
 
 // Types lists every event type in cascade order.
-var Types = []Type{TypeAdoption, TypeRelease, TypeDemandModel, TypeDemandInfrastructure, TypeDemandChips, TypeDemandEnergy, TypeDemandGrid}
+var Types = Pipeline.types()
 
 // Short is the type without its "cascade." prefix, as used in schema file names.
 func (t Type) Short() string { return strings.TrimPrefix(string(t), "cascade.") }

@@ -20,59 +20,33 @@ const (
 	Grid           Layer = "grid"
 )
 
-// ConsumerLayers are the five layers that run a consumer, top to bottom.
-var ConsumerLayers = []Layer{Application, Model, Infrastructure, Chips, Energy}
+// AllLayers are every layer of Pipeline, top to bottom.
+var AllLayers = Pipeline.layers(func(LayerSpec) bool { return true })
+
+// ConsumerLayers are the layers that run a consumer, top to bottom.
+var ConsumerLayers = Pipeline.layers(func(l LayerSpec) bool { return l.Emits != "" })
 
 // FeedLayers are the layers that receive derived demand, top to bottom.
-var FeedLayers = []Layer{Model, Infrastructure, Chips, Energy, Grid}
+var FeedLayers = Pipeline.layers(func(l LayerSpec) bool { return l.Demand != "" })
 
 // ParseLayer accepts any layer name, feed or consumer.
 func ParseLayer(s string) (Layer, error) {
-	for _, l := range []Layer{Application, Model, Infrastructure, Chips, Energy, Grid} {
-		if string(l) == s {
-			return l, nil
-		}
+	if _, ok := pipeline.layers[Layer(s)]; ok {
+		return Layer(s), nil
 	}
-	return "", fmt.Errorf("%w: unknown layer %q (want application, model, infrastructure, chips, energy or grid)", ErrInvalid, s)
+	return "", fmt.Errorf("%w: unknown layer %q (want %s)", ErrInvalid, s, JoinLayers(AllLayers, "or"))
 }
 
-// Emits is the layer on which this layer's consumer places demand.
-func (l Layer) Emits() Layer {
-	switch l {
-	case Application:
-		return Model
-	case Model:
-		return Infrastructure
-	case Infrastructure:
-		return Chips
-	case Chips:
-		return Energy
-	case Energy:
-		return Grid
-	}
-	return ""
-}
+// Emits is the layer on which this layer's consumer places demand; "" for the terminal layer.
+func (l Layer) Emits() Layer { return pipeline.layers[l].Emits }
 
-// DemandType is the event type of demand placed on l.
-func (l Layer) DemandType() Type { return Type("cascade.demand." + string(l) + ".v1") }
+// DemandType is the event type of demand placed on l; "" for the top layer, on which no
+// demand is placed.
+func (l Layer) DemandType() Type { return pipeline.layers[l].Demand }
 
-// InputLayer is the layer whose consumer reads events of type t, or "" for demand.grid,
-// which no layer accepts.
-func InputLayer(t Type) Layer {
-	switch t {
-	case TypeAdoption:
-		return Application
-	case TypeRelease, TypeDemandModel:
-		return Model
-	case TypeDemandInfrastructure:
-		return Infrastructure
-	case TypeDemandChips:
-		return Chips
-	case TypeDemandEnergy:
-		return Energy
-	}
-	return ""
-}
+// InputLayer is the layer whose consumer reads events of type t, or "" for the terminal
+// layer's demand, which no layer accepts.
+func InputLayer(t Type) Layer { return pipeline.input[t] }
 
 // Source is the CloudEvents source of events derived by l's consumer.
 func (l Layer) Source() string { return "/cascade/consumers/" + string(l) }
@@ -90,16 +64,18 @@ const DefaultScenario = "base"
 
 // SignalSubject is where signals entering layer l in region r of scenario s are published.
 func SignalSubject(s string, l Layer, r string) string {
-	return "cascade." + s + ".signal." + string(l) + "." + r
+	return Subject{Scenario: s, Kind: KindSignal, Layer: l, Region: r}.String()
 }
 
 // DemandSubject is where derived demand placed on l in region r of scenario s is published.
 func DemandSubject(s string, l Layer, r string) string {
-	return "cascade." + s + ".demand." + string(l) + "." + r
+	return Subject{Scenario: s, Kind: KindDemand, Layer: l, Region: r}.String()
 }
 
 // DLQSubject is where layer l of scenario s parks what it cannot process.
-func DLQSubject(s string, l Layer) string { return "cascade." + s + ".dlq." + string(l) }
+func DLQSubject(s string, l Layer) string {
+	return Subject{Scenario: s, Kind: KindDLQ, Layer: l}.String()
+}
 
 // StreamName is the JetStream stream holding scenario s.
 func StreamName(s string) string {
@@ -111,16 +87,53 @@ func ConsumerName(s string, l Layer) string { return "cascade-" + s + "-" + stri
 
 // InputSubjects are the wildcard subjects layer l's consumer reads in scenario s.
 func InputSubjects(s string, l Layer) []string {
-	return []string{"cascade." + s + ".signal." + string(l) + ".*", "cascade." + s + ".demand." + string(l) + ".*"}
+	return []string{SignalSubject(s, l, Any), DemandSubject(s, l, Any)}
 }
 
+// The kinds of subject.
+const (
+	KindSignal = "signal"
+	KindDemand = "demand"
+	KindDLQ    = "dlq"
+)
+
+// Any, as a Subject's layer or region, matches any one token.
+const Any = "*"
+
 // Subject is the routing of one subject: its scenario, kind (signal, demand or dlq), layer and
-// region (empty for dlq).
+// region (empty for dlq). It is also the one builder of subject names and filters: String
+// renders it, an empty Kind, Layer or Region matching anything.
 type Subject struct {
 	Scenario string
 	Kind     string
 	Layer    Layer
 	Region   string
+}
+
+// String is the subject "cascade.<scenario>.<kind>.<layer>.<region>" ("cascade.<s>.dlq.<layer>"
+// for dead letters). An empty Kind renders the filter of the whole scenario
+// ("cascade.<s>.>"); an empty Layer or Region matches any one token ("*").
+func (s Subject) String() string {
+	if s.Kind == "" {
+		return "cascade." + s.Scenario + ".>"
+	}
+	if s.Kind == KindDLQ {
+		return s.Topic()
+	}
+	return s.Topic() + "." + orAny(s.Region)
+}
+
+// Topic is the subject without its region, "cascade.<scenario>.<kind>.<layer>": the Kafka
+// topic holding it, and the whole subject of a dead letter.
+func (s Subject) Topic() string {
+	return "cascade." + s.Scenario + "." + s.Kind + "." + orAny(string(s.Layer))
+}
+
+func orAny(token string) string {
+	if token == "" {
+		return Any
+	}
+	return token
 }
 
 // ParseSubject splits a cascade subject into its tokens.

@@ -116,22 +116,8 @@ func (p *DemandGrid) RegionName() string           { return p.Region }
 // newPayload returns an empty payload of type t with its required numbers set to NaN, so that
 // Validate can tell an absent number from a zero (JSON cannot carry NaN).
 func newPayload(t Type) Payload {
-	n := math.NaN()
-	switch t {
-	case TypeAdoption:
-		return &Adoption{UsersDelta: n}
-	case TypeRelease:
-		return &Release{ParamsTotal: n, ParamsActive: n}
-	case TypeDemandModel:
-		return &DemandModel{TokensPerDay: n}
-	case TypeDemandInfrastructure:
-		return &DemandInfrastructure{FlopPerS: n}
-	case TypeDemandChips:
-		return &DemandChips{Units: n}
-	case TypeDemandEnergy:
-		return &DemandEnergy{ITMW: n, FacilityMW: n}
-	case TypeDemandGrid:
-		return &DemandGrid{AvgMW: n, GenerationMW: n, TWhPerYear: n, CO2TPerYear: n}
+	if s, ok := pipeline.payloads[t]; ok {
+		return s.New()
 	}
 	return nil
 }

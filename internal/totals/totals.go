@@ -77,30 +77,7 @@ func (r *recent) add(id string) bool {
 }
 
 // Key is the row key of a demand payload: the model, the accelerator or the workload.
-func Key(p event.Payload) string {
-	switch p := p.(type) {
-	case *event.Adoption:
-		return p.Category
-	case *event.DemandModel:
-		return p.Model
-	case *event.DemandChips:
-		return p.Accelerator
-	case *event.DemandInfrastructure:
-		return p.Workload
-	case *event.DemandEnergy:
-		return orUnspecified(p.Workload)
-	case *event.DemandGrid:
-		return orUnspecified(p.Workload)
-	}
-	return ""
-}
-
-func orUnspecified(w string) string {
-	if w == "" {
-		return "unspecified"
-	}
-	return w
-}
+func Key(p event.Payload) string { return event.TotalsKey(p) }
 
 // Add counts ev on the layer its type places demand on (adoption signals on application, as
 // weekly users per category); injected says it is demand that arrived as a signal. It
@@ -110,11 +87,7 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 		return false
 	}
 	s.events++
-	layer := event.InputLayer(ev.Type)
-	if ev.Type == event.TypeDemandGrid {
-		layer = event.Grid
-	}
-	k := rowKey{layer: layer, key: Key(p)}
+	k := rowKey{layer: event.LayerOf(ev.Type), key: Key(p)}
 	if injected {
 		k.key = Injected + ":" + k.key
 	}
@@ -143,7 +116,7 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 // Subjects are the subjects whose events totals sum in scenario s: every demand feed and
 // every signal.
 func Subjects(s string) []string {
-	return []string{"cascade." + s + ".demand.>", "cascade." + s + ".signal.*.*"}
+	return []string{event.Subject{Scenario: s, Kind: event.KindDemand}.String(), event.Subject{Scenario: s, Kind: event.KindSignal}.String()}
 }
 
 // AddStored counts ev as stored on subject (one of Subjects): a release's demand is all in
@@ -158,13 +131,13 @@ func (s *Sum) AddStored(subject string, ev *event.Event, p event.Payload) bool {
 		return s.Add(ev, p, false)
 	}
 	subj, _ := event.ParseSubject(subject)
-	return s.Add(ev, p, subj.Kind == "signal")
+	return s.Add(ev, p, subj.Kind == event.KindSignal)
 }
 
 // Rows returns the rows in layer order, then region, then key.
 func (s *Sum) Rows() []Row {
 	order := map[event.Layer]int{}
-	for i, l := range []event.Layer{event.Application, event.Model, event.Infrastructure, event.Chips, event.Energy, event.Grid} {
+	for i, l := range event.AllLayers {
 		order[l] = i
 	}
 	out := make([]Row, 0, len(s.rows))

@@ -1,0 +1,157 @@
+package consumers_test
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/layercake/cascade/consumers"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// TestREADMEShowsTopology keeps the README's subjects diagram and formula table equal to what
+// the topology value renders.
+func TestREADMEShowsTopology(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := strings.Split(string(raw), "\n")
+	start := func(marker string) int {
+		for i, l := range readme {
+			if l == marker {
+				return i
+			}
+		}
+		t.Fatalf("README has no line %q", marker)
+		return 0
+	}
+	// The diagram is the code block after the section heading.
+	diagram := start("## The five layers and their subjects") + 1
+	for readme[diagram] != "```" {
+		diagram++
+	}
+	compare(t, readme, diagram+1, consumers.SubjectsDiagram(event.Pipeline, consumers.Stages))
+	compare(t, readme, start("| layer | derives | formula |"), consumers.FormulaTable(consumers.Stages))
+}
+
+// compare fails naming the first README line, from line from (0-based), that differs from want.
+func compare(t *testing.T, readme []string, from int, want string) {
+	t.Helper()
+	for i, w := range strings.Split(strings.TrimSuffix(want, "\n"), "\n") {
+		got := ""
+		if from+i < len(readme) {
+			got = readme[from+i]
+		}
+		if got != w {
+			t.Errorf("README.md:%d differs from the topology:\n got: %q\nwant: %q", from+i+1, got, w)
+			return
+		}
+	}
+}
+
+// clone copies t deeply enough to break it without touching event.Pipeline.
+func clone(t event.Topology) event.Topology {
+	c := event.Topology{Layers: make([]event.LayerSpec, len(t.Layers)), Payloads: append([]event.PayloadSpec(nil), t.Payloads...)}
+	for i, l := range t.Layers {
+		l.Signals = append([]event.Type(nil), l.Signals...)
+		c.Layers[i] = l
+	}
+	return c
+}
+
+func layer(t event.Topology, l event.Layer) *event.LayerSpec {
+	for i := range t.Layers {
+		if t.Layers[i].Layer == l {
+			return &t.Layers[i]
+		}
+	}
+	panic("no layer " + l)
+}
+
+func payload(t event.Topology, typ event.Type) *event.PayloadSpec {
+	for i := range t.Payloads {
+		if t.Payloads[i].Type == typ {
+			return &t.Payloads[i]
+		}
+	}
+	panic("no payload " + typ)
+}
+
+// TestValidateCatchesBrokenTopology breaks copies of the pipeline one way each and expects
+// Validate to name the fault.
+func TestValidateCatchesBrokenTopology(t *testing.T) {
+	t.Parallel()
+	if err := consumers.Validate(event.Pipeline, consumers.Stages); err != nil {
+		t.Fatalf("the pipeline itself: %v", err)
+	}
+	cases := []struct {
+		name   string
+		break_ func(t *event.Topology, s *[]consumers.Stage)
+		want   string
+	}{
+		{"type accepted by two layers", func(t *event.Topology, _ *[]consumers.Stage) {
+			l := layer(*t, event.Chips)
+			l.Signals = append(l.Signals, event.TypeRelease)
+		}, "cascade.signal.release.v1 is accepted by 2 layers"},
+		{"payload entering no layer", func(t *event.Topology, s *[]consumers.Stage) {
+			layer(*t, event.Model).Signals = nil
+		}, "payload cascade.signal.release.v1 enters no layer"},
+		{"emits onto an unknown layer", func(t *event.Topology, _ *[]consumers.Stage) {
+			layer(*t, event.Energy).Emits = "moon"
+		}, `layer energy emits onto "moon"`},
+		{"emits upwards", func(t *event.Topology, _ *[]consumers.Stage) {
+			layer(*t, event.Chips).Emits = event.Model
+		}, `layer chips emits onto "model", which is not a layer below it`},
+		{"two terminal layers", func(t *event.Topology, _ *[]consumers.Stage) {
+			layer(*t, event.Energy).Emits = ""
+		}, "2 terminal layers"},
+		{"accepted type without payload", func(t *event.Topology, _ *[]consumers.Stage) {
+			t.Payloads = t.Payloads[:len(t.Payloads)-1]
+		}, "type cascade.demand.grid.v1 has no payload"},
+		{"payload declared twice", func(t *event.Topology, _ *[]consumers.Stage) {
+			t.Payloads = append(t.Payloads, t.Payloads[0])
+		}, "payload cascade.signal.adoption.v1 declared 2 times"},
+		{"payload without quantities", func(t *event.Topology, _ *[]consumers.Stage) {
+			payload(*t, event.TypeDemandEnergy).Quantities = nil
+		}, "payload cascade.demand.energy.v1 lacks"},
+		{"primary not a quantity", func(t *event.Topology, _ *[]consumers.Stage) {
+			payload(*t, event.TypeDemandChips).Primary = "watts"
+		}, `primary "watts" is not its first quantity`},
+		{"required number not NaN", func(t *event.Topology, _ *[]consumers.Stage) {
+			payload(*t, event.TypeDemandGrid).New = func() event.Payload { return &event.DemandGrid{} }
+		}, "New leaves required avg_mw at 0, want NaN"},
+		{"constructor of another type", func(t *event.Topology, _ *[]consumers.Stage) {
+			payload(*t, event.TypeDemandGrid).New = func() event.Payload { return &event.DemandEnergy{} }
+		}, "payload cascade.demand.grid.v1: New returns another type"},
+		{"accepted type without formula", func(_ *event.Topology, s *[]consumers.Stage) {
+			(*s)[1].Formulas = (*s)[1].Formulas[:1]
+		}, "stage model: 0 formulas for cascade.demand.model.v1, want 1"},
+		{"formula for a type the layer does not accept", func(_ *event.Topology, s *[]consumers.Stage) {
+			(*s)[0].Formulas = append((*s)[0].Formulas, (*s)[2].Formulas...)
+		}, "stage application: formula for cascade.demand.infrastructure.v1, which the layer does not accept"},
+		{"stage missing", func(_ *event.Topology, s *[]consumers.Stage) {
+			*s = (*s)[:4]
+		}, "4 stages for 5 consumer layers"},
+		{"stages out of order", func(_ *event.Topology, s *[]consumers.Stage) {
+			(*s)[3], (*s)[4] = (*s)[4], (*s)[3]
+		}, "stage 4 is energy, want chips"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			top := clone(event.Pipeline)
+			stages := append([]consumers.Stage(nil), consumers.Stages...)
+			for i := range stages {
+				stages[i].Formulas = append([]consumers.Formula(nil), stages[i].Formulas...)
+			}
+			c.break_(&top, &stages)
+			err := consumers.Validate(top, stages)
+			if !errors.Is(err, event.ErrTopology) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Validate = %v, want an ErrTopology containing %q", err, c.want)
+			}
+		})
+	}
+}
