@@ -153,7 +153,9 @@ var Pipeline = Topology{
 			Key:   func(p *DemandEnergy) string { return orUnspecified(p.Workload) },
 		}.Spec(),
 		PayloadOf[*DemandGrid]{
-			New:     func() *DemandGrid { return &DemandGrid{AvgMW: nan, GenerationMW: nan, TWhPerYear: nan, CO2TPerYear: nan} },
+			New: func() *DemandGrid {
+				return &DemandGrid{AvgMW: nan, GenerationMW: nan, TWhPerYear: nan, CO2TPerYear: nan}
+			},
 			Primary: "avg_mw",
 			Quantities: func(p *DemandGrid) []Quantity {
 				return []Quantity{{"avg_mw", p.AvgMW, "MW avg"}, {"generation_mw", p.GenerationMW, "MW generation"},
