@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -253,8 +254,8 @@ func (a *app) consumeCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := event.ParseLayer(layer)
-			if err != nil || l == event.Grid {
-				return usageError("--layer %q: want application, model, infrastructure, chips or energy", layer)
+			if err != nil || !slices.Contains(event.ConsumerLayers, l) {
+				return usageError("--layer %q: want %s", layer, event.JoinLayers(event.ConsumerLayers, "or"))
 			}
 			b, err := a.join(cmd.Context())
 			if err != nil {
@@ -265,7 +266,7 @@ func (a *app) consumeCmd() *cobra.Command {
 		},
 	}
 	s.add(cmd, false)
-	cmd.Flags().StringVar(&layer, "layer", "", "layer to run (required)")
+	cmd.Flags().StringVar(&layer, "layer", "", "layer to run: "+event.JoinLayers(event.ConsumerLayers, "or")+" (required)")
 	_ = cmd.MarkFlagRequired("layer")
 	return cmd
 }

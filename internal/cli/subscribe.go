@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -16,15 +17,15 @@ func (a *app) subscribeCmd() *cobra.Command {
 	var count int
 	cmd := &cobra.Command{
 		Use:   "subscribe LAYER",
-		Short: "Print the demand feed of a layer (model, infrastructure, chips, energy or grid) as NDJSON CloudEvents",
+		Short: "Print the demand feed of a layer (" + event.JoinLayers(event.FeedLayers, "or") + ") as NDJSON CloudEvents",
 		Example: `  cascade subscribe chips
   cascade subscribe grid --region us --from-start
   cascade subscribe energy --since 1h --count 100`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := event.ParseLayer(args[0])
-			if err != nil || l == event.Application {
-				return usageError("layer %q: feeds are model, infrastructure, chips, energy and grid", args[0])
+			if err != nil || !slices.Contains(event.FeedLayers, l) {
+				return usageError("layer %q: feeds are %s", args[0], event.JoinLayers(event.FeedLayers, "and"))
 			}
 			if region == "" {
 				region = "*"

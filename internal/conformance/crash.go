@@ -69,7 +69,7 @@ func testCrash(t *testing.T, h Harness) {
 		p, err := b.Lag(t.Context(), s, event.Chips)
 		return err == nil && p == 0
 	})
-	got := readAll(t, b, s, "cascade."+s+".demand.>")
+	got := readAll(t, b, s, event.Subject{Scenario: s, Kind: event.KindDemand}.String())
 	seen := map[string]int{}
 	sums := map[event.Type]float64{}
 	for _, m := range got {

@@ -135,7 +135,7 @@ func waitDemand(t *testing.T, b broker.Broker, s string, n int) []stored {
 	t.Helper()
 	var got []stored
 	Eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() bool {
-		got = readAll(t, b, s, "cascade."+s+".demand.>")
+		got = readAll(t, b, s, event.Subject{Scenario: s, Kind: event.KindDemand}.String())
 		return len(got) >= n
 	})
 	return got

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -139,8 +140,8 @@ func (s *Server) feedOptions(r *http.Request) (broker.FeedOptions, error) {
 	var subjects []string
 	for _, n := range names {
 		l, err := event.ParseLayer(strings.TrimSpace(n))
-		if err != nil || l == event.Application {
-			return opts, fmt.Errorf("%s: layer %q: feeds are model, infrastructure, chips, energy and grid", param, n)
+		if err != nil || !slices.Contains(event.FeedLayers, l) {
+			return opts, fmt.Errorf("%s: layer %q: feeds are %s", param, n, event.JoinLayers(event.FeedLayers, "and"))
 		}
 		subjects = append(subjects, event.DemandSubject(scenario, l, region))
 	}

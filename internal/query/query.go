@@ -80,7 +80,7 @@ var ErrNoEvent = errors.New("no such event")
 func Trace(ctx context.Context, b broker.Broker, scenario, id string) (*tree.Node, error) {
 	nodes := map[string]*tree.Node{}
 	var corr string
-	all := []string{"cascade." + scenario + ".demand.>", "cascade." + scenario + ".signal.*.*"}
+	all := []string{event.Subject{Scenario: scenario, Kind: event.KindDemand}.String(), event.Subject{Scenario: scenario, Kind: event.KindSignal}.String()}
 	// First find the event to learn its tree's correlation id, then gather the tree.
 	err := scan(ctx, b, scenario, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
 		if ev.ID == id {

@@ -263,10 +263,10 @@ func topicOf(subject string) (string, error) {
 func scenarioTopics(s string) []string {
 	var out []string
 	for _, l := range event.ConsumerLayers {
-		out = append(out, "cascade."+s+".signal."+string(l))
+		out = append(out, event.Subject{Scenario: s, Kind: event.KindSignal, Layer: l}.Topic())
 	}
 	for _, l := range event.FeedLayers {
-		out = append(out, "cascade."+s+".demand."+string(l))
+		out = append(out, event.Subject{Scenario: s, Kind: event.KindDemand, Layer: l}.Topic())
 	}
 	for _, l := range event.ConsumerLayers {
 		out = append(out, event.DLQSubject(s, l))
@@ -277,9 +277,9 @@ func scenarioTopics(s string) []string {
 // layerTopics are the topics layer l's consumer reads in scenario s: its signal topic and,
 // below the application layer, its demand topic.
 func layerTopics(s string, l event.Layer) []string {
-	out := []string{"cascade." + s + ".signal." + string(l)}
-	if l != event.Application {
-		out = append(out, "cascade."+s+".demand."+string(l))
+	out := []string{event.Subject{Scenario: s, Kind: event.KindSignal, Layer: l}.Topic()}
+	if l.DemandType() != "" {
+		out = append(out, event.Subject{Scenario: s, Kind: event.KindDemand, Layer: l}.Topic())
 	}
 	return out
 }

@@ -179,7 +179,7 @@ func (b *Broker) streamConfig(s string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        event.StreamName(s),
 		Description: "cascade scenario " + s,
-		Subjects:    []string{"cascade." + s + ".>"},
+		Subjects:    []string{event.Subject{Scenario: s}.String()},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      b.opts.MaxAge,
