@@ -35,6 +35,15 @@ func TestREADMEShowsTopology(t *testing.T) {
 	}
 	compare(t, readme, diagram+1, consumers.SubjectsDiagram(event.Pipeline, consumers.Stages))
 	compare(t, readme, start("| layer | derives | formula |"), consumers.FormulaTable(consumers.Stages))
+	// The commands' sections list the layers they take.
+	for _, phrase := range []string{
+		"One layer (" + event.JoinLayers(event.ConsumerLayers, "or") + ") for every scenario.",
+		"demand feed (" + event.JoinLayers(event.FeedLayers, "or") + ")",
+	} {
+		if !strings.Contains(string(raw), phrase) {
+			t.Errorf("README.md does not say %q", phrase)
+		}
+	}
 }
 
 // compare fails naming the first README line, from line from (0-based), that differs from want.
