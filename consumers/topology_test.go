@@ -1,8 +1,10 @@
 package consumers_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -125,7 +127,7 @@ func TestValidateCatchesBrokenTopology(t *testing.T) {
 		}, "payload cascade.signal.adoption.v1 declared 2 times"},
 		{"payload without quantities", func(t *event.Topology, _ *[]consumers.Stage) {
 			payload(*t, event.TypeDemandEnergy).Quantities = nil
-		}, "payload cascade.demand.energy.v1 lacks"},
+		}, "payload cascade.demand.energy.v1 lacks New, Quantities or Label"},
 		{"primary not a quantity", func(t *event.Topology, _ *[]consumers.Stage) {
 			payload(*t, event.TypeDemandChips).Primary = "watts"
 		}, `primary "watts" is not its first quantity`},
@@ -162,5 +164,58 @@ func TestValidateCatchesBrokenTopology(t *testing.T) {
 				t.Fatalf("Validate = %v, want an ErrTopology containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestContractFilesListTopology keeps the layer and type lists of the published schemas and
+// the OpenAPI document equal to the topology's.
+func TestContractFilesListTopology(t *testing.T) {
+	t.Parallel()
+	read := func(path string, v any) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	var ce struct {
+		Properties struct {
+			Type struct{ Enum []event.Type } `json:"type"`
+		} `json:"properties"`
+	}
+	read("../schemas/cloudevent.json", &ce)
+	if !slices.Equal(ce.Properties.Type.Enum, event.Types) {
+		t.Errorf("schemas/cloudevent.json type enum %v, the topology's types %v", ce.Properties.Type.Enum, event.Types)
+	}
+	for _, typ := range event.Types {
+		if _, err := os.Stat("../schemas/" + typ.Short() + ".json"); err != nil {
+			t.Errorf("type %s has no schema: %v", typ, err)
+		}
+	}
+	var tot struct {
+		Defs struct {
+			Row struct {
+				Properties struct {
+					Layer struct{ Enum []event.Layer } `json:"layer"`
+				} `json:"properties"`
+			} `json:"row"`
+		} `json:"$defs"`
+	}
+	read("../schemas/totals.json", &tot)
+	if !slices.Equal(tot.Defs.Row.Properties.Layer.Enum, event.AllLayers) {
+		t.Errorf("schemas/totals.json row layer enum %v, the topology's layers %v", tot.Defs.Row.Properties.Layer.Enum, event.AllLayers)
+	}
+	api, err := os.ReadFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(event.AllLayers))
+	for i, l := range event.AllLayers {
+		names[i] = string(l)
+	}
+	if want := "layer: {type: string, enum: [" + strings.Join(names, ", ") + "]}"; !strings.Contains(string(api), want) {
+		t.Errorf("docs/openapi.yaml does not say %q", want)
 	}
 }

@@ -21,23 +21,6 @@ const ContentType = "application/json"
 // SchemaBase prefixes a payload's dataschema URL.
 const SchemaBase = "https://github.com/layercake/cascade/schemas/"
 
-// Type is a CloudEvents type attribute.
-type Type string
-
-// The event types cascade knows, top to bottom.
-const (
-	TypeAdoption             Type = "cascade.signal.adoption.v1"
-	TypeRelease              Type = "cascade.signal.release.v1"
-	TypeDemandModel          Type = "cascade.demand.model.v1"
-	TypeDemandInfrastructure Type = "cascade.demand.infrastructure.v1"
-	TypeDemandChips          Type = "cascade.demand.chips.v1"
-	TypeDemandEnergy         Type = "cascade.demand.energy.v1"
-	TypeDemandGrid           Type = "cascade.demand.grid.v1"
-)
-
-// Types lists every event type in cascade order.
-var Types = Pipeline.types()
-
 // Short is the type without its "cascade." prefix, as used in schema file names.
 func (t Type) Short() string { return strings.TrimPrefix(string(t), "cascade.") }
 

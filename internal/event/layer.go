@@ -6,20 +6,6 @@ import (
 	"strings"
 )
 
-// Layer names one band of the stack. The five consumer layers are followed by the terminal
-// sink Grid, which only receives demand.
-type Layer string
-
-// The layers, top to bottom.
-const (
-	Application    Layer = "application"
-	Model          Layer = "model"
-	Infrastructure Layer = "infrastructure"
-	Chips          Layer = "chips"
-	Energy         Layer = "energy"
-	Grid           Layer = "grid"
-)
-
 // AllLayers are every layer of Pipeline, top to bottom.
 var AllLayers = Pipeline.layers(func(LayerSpec) bool { return true })
 

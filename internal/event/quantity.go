@@ -35,7 +35,7 @@ func Label(p Payload) string {
 // TotalsKey is the row key totals sums a payload under: the model, the accelerator or the
 // workload.
 func TotalsKey(p Payload) string {
-	if s, ok := spec(p); ok {
+	if s, ok := spec(p); ok && s.Key != nil {
 		return s.Key(p)
 	}
 	return ""

@@ -7,6 +7,37 @@ import (
 	"strings"
 )
 
+// Layer names one band of the stack. The five consumer layers are followed by the terminal
+// sink Grid, which only receives demand.
+type Layer string
+
+// The layers, top to bottom.
+const (
+	Application    Layer = "application"
+	Model          Layer = "model"
+	Infrastructure Layer = "infrastructure"
+	Chips          Layer = "chips"
+	Energy         Layer = "energy"
+	Grid           Layer = "grid"
+)
+
+// Type is a CloudEvents type attribute.
+type Type string
+
+// The event types cascade knows, top to bottom.
+const (
+	TypeAdoption             Type = "cascade.signal.adoption.v1"
+	TypeRelease              Type = "cascade.signal.release.v1"
+	TypeDemandModel          Type = "cascade.demand.model.v1"
+	TypeDemandInfrastructure Type = "cascade.demand.infrastructure.v1"
+	TypeDemandChips          Type = "cascade.demand.chips.v1"
+	TypeDemandEnergy         Type = "cascade.demand.energy.v1"
+	TypeDemandGrid           Type = "cascade.demand.grid.v1"
+)
+
+// Types lists every event type in cascade order.
+var Types = Pipeline.types()
+
 // LayerSpec is one layer of the topology: which types enter it and where its consumer places
 // demand.
 type LayerSpec struct {
@@ -46,7 +77,8 @@ type PayloadSpec struct {
 	Primary string
 	// Label names what the payload is about: its app, model, workload or accelerator.
 	Label func(Payload) string
-	// Key is the row key totals sums the payload under.
+	// Key is the row key totals sums the payload under; nil for a signal totals do not count,
+	// whose demand is all in the events derived from it (a release).
 	Key func(Payload) string
 }
 
@@ -114,7 +146,6 @@ var Pipeline = Topology{
 				return []Quantity{{"params_active", p.ParamsActive, "params"}, {"params_total", p.ParamsTotal, "params"}}
 			},
 			Label: func(p *Release) string { return p.Model },
-			Key:   func(*Release) string { return "" },
 		}.Spec(),
 		PayloadOf[*DemandModel]{
 			New:        func() *DemandModel { return &DemandModel{TokensPerDay: nan} },
@@ -194,8 +225,8 @@ func (t Topology) Validate() error {
 			fail("a payload has no type")
 		case payloads[p.Type] > 1:
 			fail("payload %s declared %d times", p.Type, payloads[p.Type])
-		case p.New == nil || p.Quantities == nil || p.Label == nil || p.Key == nil:
-			fail("payload %s lacks New, Quantities, Label or Key", p.Type)
+		case p.New == nil || p.Quantities == nil || p.Label == nil:
+			fail("payload %s lacks New, Quantities or Label", p.Type)
 		default:
 			t.validatePayload(p, fail)
 		}
@@ -326,6 +357,10 @@ func spec(p Payload) (PayloadSpec, bool) {
 	s, ok := pipeline.payloads[p.EventType()]
 	return s, ok
 }
+
+// Counted reports whether totals count events of type t: not a signal whose demand is all in
+// the events derived from it (a release), nor an unknown type.
+func Counted(t Type) bool { return pipeline.payloads[t].Key != nil }
 
 // LayerOf is the layer events of type t enter: the layer a signal is routed to or the layer
 // demand is placed on; "" for an unknown type.

@@ -119,19 +119,17 @@ func Subjects(s string) []string {
 	return []string{event.Subject{Scenario: s, Kind: event.KindDemand}.String(), event.Subject{Scenario: s, Kind: event.KindSignal}.String()}
 }
 
-// AddStored counts ev as stored on subject (one of Subjects): a release's demand is all in
-// its derived events, so it is not counted; an adoption counts its users on the application
-// layer; other signals are demand injected at their layer. It returns false for an event
-// not counted.
+// AddStored counts ev as stored on subject (one of Subjects): a signal whose demand is all in
+// its derived events (a release) is not counted (event.Counted); an adoption counts its users
+// on the application layer; demand arriving as a signal is injected at its layer. It returns
+// false for an event not counted.
 func (s *Sum) AddStored(subject string, ev *event.Event, p event.Payload) bool {
-	switch ev.Type {
-	case event.TypeRelease:
+	if !event.Counted(ev.Type) {
 		return false
-	case event.TypeAdoption:
-		return s.Add(ev, p, false)
 	}
 	subj, _ := event.ParseSubject(subject)
-	return s.Add(ev, p, subj.Kind == event.KindSignal)
+	demand := event.LayerOf(ev.Type).DemandType() == ev.Type
+	return s.Add(ev, p, demand && subj.Kind == event.KindSignal)
 }
 
 // Rows returns the rows in layer order, then region, then key.
