@@ -83,7 +83,7 @@ const (
 	KindDLQ    = "dlq"
 )
 
-// Any, as a Subject's layer or region, matches any one token.
+// Any matches any one token when given as a Subject's layer or region.
 const Any = "*"
 
 // Subject is the routing of one subject: its scenario, kind (signal, demand or dlq), layer and
