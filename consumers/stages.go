@@ -66,17 +66,17 @@ func Validate(t event.Topology, stages []Stage) error {
 	fail := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{event.ErrTopology}, args...)...))
 	}
-	var consumers []event.LayerSpec
+	var running []event.LayerSpec
 	for _, l := range t.Layers {
 		if l.Emits != "" {
-			consumers = append(consumers, l)
+			running = append(running, l)
 		}
 	}
-	if len(stages) != len(consumers) {
-		fail("%d stages for %d consumer layers", len(stages), len(consumers))
+	if len(stages) != len(running) {
+		fail("%d stages for %d consumer layers", len(stages), len(running))
 	}
-	for i := range min(len(stages), len(consumers)) {
-		s, l := stages[i], consumers[i]
+	for i := range min(len(stages), len(running)) {
+		s, l := stages[i], running[i]
 		if s.Layer != l.Layer {
 			fail("stage %d is %s, want %s", i+1, s.Layer, l.Layer)
 			continue
@@ -130,13 +130,13 @@ func SubjectsDiagram(t event.Topology, stages []Stage) string {
 	signal := func(l event.Layer) string {
 		return event.Subject{Scenario: "<s>", Kind: event.KindSignal, Layer: l, Region: "<r>"}.String()
 	}
-	var consumers []event.LayerSpec
+	var running []event.LayerSpec
 	nameW, subjW, sigW := 0, 0, 0
 	for _, l := range t.Layers {
 		if l.Emits == "" {
 			continue
 		}
-		consumers = append(consumers, l)
+		running = append(running, l)
 		nameW = max(nameW, len(l.Layer))
 		subjW = max(subjW, len(signal(l.Layer))+min(len(l.Signals), 1))
 		sigW = max(sigW, len(signalNames(l)))
@@ -148,7 +148,7 @@ func SubjectsDiagram(t event.Topology, stages []Stage) string {
 	head := " signals in ─┐        subjects (scenario <s>, region <r>)"
 	line("%s%s%s", head, strings.Repeat(" ", max(1, box+4+subjW+sigW-utf8.RuneCountInString(head))), "what the layer derives")
 	line("             ▼")
-	for i, l := range consumers {
+	for i, l := range running {
 		open, close := "├", "┤"
 		if i == 0 {
 			open, close = "┌", "┐"
