@@ -114,7 +114,7 @@ func primaryOf(p event.Payload) float64 {
 
 func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) error {
 	t.Helper()
-	_, err := b.Registry().Bind(t.Context(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
+	_, err := broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
 	if err != nil {
 		return err
 	}
