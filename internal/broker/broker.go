@@ -143,12 +143,22 @@ type FeedOptions struct {
 	UntilEnd bool
 }
 
-// Feed reads messages in order, without joining any consumer group and without acks.
+// Feed reads messages in order, without joining any consumer group and without commits;
+// it changes nothing on the broker that another reader sees.
 type Feed interface {
-	// Next blocks for the next message or until ctx ends.
+	// Next blocks for the next message or until ctx ends; with FeedOptions.UntilEnd it
+	// returns io.EOF once it has delivered what the broker held when the feed was opened,
+	// and after Close an error matching ErrClosed. On NATS (an ordered consumer) messages
+	// come in stream order, each once. On Kafka a following feed merges partitions as
+	// records arrive and a snapshot (UntilEnd) reads partition after partition; a record
+	// stored twice (a republish) is dropped on its repeat within the feed's id window
+	// (kafka.Options.FeedDedup).
 	Next(ctx context.Context) (Delivery, error)
-	// Pending counts messages known to remain (0 when caught up).
+	// Pending counts messages known to remain (0 when caught up): on NATS the server's count
+	// of messages after the last one delivered; on Kafka what the partitions held beyond the
+	// feed's position at their last fetch.
 	Pending() uint64
+	// Close stops the feed (on NATS it deletes its ordered consumer on the server).
 	Close() error
 }
 

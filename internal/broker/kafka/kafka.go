@@ -197,8 +197,8 @@ func newTransport(o Options, tlsCfg *tls.Config, mech sasl.Mechanism) *kafka.Tra
 	}
 }
 
-// Close stops every consumer (committing what was acknowledged) and feed opened on b, and
-// closes the writer and the connections. Unacknowledged deliveries are read again by the
+// Close stops every consumer (sending what Commit recorded) and feed opened on b, and
+// closes the writer and the connections. Uncommitted deliveries are read again by the
 // group.
 func (b *Broker) Close() error {
 	b.shutdown(false)
@@ -211,7 +211,8 @@ func (b *Broker) Close() error {
 }
 
 // Abort closes b as a killed process would: consumers leave without committing anything
-// more (acknowledged but uncommitted messages are read again, acks in flight fail), feeds
+// more (recorded but unsent commits are lost and their messages read again, commits in
+// flight fail), feeds
 // stop, later calls fail with broker.ErrClosed. The conformance suite's crash test uses it.
 func (b *Broker) Abort() {
 	b.shutdown(true)
