@@ -2,7 +2,7 @@ package conformance
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"math"
 	"sync/atomic"
 	"testing"
@@ -23,7 +23,9 @@ type dyingBroker struct {
 	dead atomic.Bool
 }
 
-var errKilled = errors.New("process killed")
+// errKilled is what a killed process's connection answers: closed, neither transient nor a
+// reason to dead-letter anything.
+var errKilled = fmt.Errorf("process killed: %w", broker.ErrClosed)
 
 func (d *dyingBroker) Publish(ctx context.Context, msgs []broker.Message) error {
 	if d.dead.Load() {

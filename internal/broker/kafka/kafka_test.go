@@ -677,6 +677,56 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	}
 }
 
+// An input left uncommitted (the router's answer to a dead letter the broker refused) holds
+// back the commits of its own partition only: the rest of the batch is committed at once.
+func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
+	t.Parallel()
+	addrs := kafkatest.Cluster(t)
+	o := testOptions(t, addrs)
+	o.Partitions = 2
+	b := connectWith(t, o)
+	ctx := t.Context()
+	if err := b.EnsureScenario(ctx, "base"); err != nil {
+		t.Fatal(err)
+	}
+	msgs := signals("base", event.Application, "us", "g", 40)
+	if err := b.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Consumer(ctx, "base", event.Application)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []broker.Delivery
+	for len(got) < len(msgs) {
+		batch, err := c.Fetch(ctx, len(msgs)-len(got))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, batch...)
+	}
+	// The gap is the first delivery of the partition it is in; everything else is committed.
+	partition := func(d broker.Delivery) string { p, _, _ := strings.Cut(d.Cursor(), ":"); return p }
+	gap := got[0]
+	held, parts := 0, map[string]bool{}
+	for _, d := range got {
+		parts[partition(d)] = true
+		if partition(d) == partition(gap) {
+			held++
+		}
+	}
+	if len(parts) != 2 {
+		t.Fatalf("40 keys landed in %d partitions, want 2", len(parts))
+	}
+	if err := c.Commit(ctx, got[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Lag(ctx, "base", event.Application); err != nil || n != uint64(held) {
+		t.Fatalf("lag %d %v with the first delivery of %s uncommitted, want its partition's %d", n, err, partition(gap), held)
+	}
+}
+
 func TestAbortLeavesInputsForRedelivery(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
