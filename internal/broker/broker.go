@@ -1,5 +1,5 @@
 // Package broker is the port between cascade and a message broker: publishing with broker
-// acknowledgement, durable per-layer consumption with explicit acks, ordered feeds from a
+// acknowledgement, durable per-layer consumption with batch commits, ordered feeds from a
 // point in time, and the scenario registry. Adapters named for their technology implement it
 // (natsjs, kafka); one conformance suite holds them to the same contract.
 package broker
@@ -62,7 +62,8 @@ var (
 // broker did not answer (ErrUnavailable) or not in time (context.DeadlineExceeded,
 // os.ErrDeadlineExceeded), and the adapter did not mark the refusal ErrPermanent. Every
 // other error is permanent: ErrPermanent, ErrClosed, ErrNotFound, ErrConflict, invalid
-// input. It is the one rule by which cascade decides to retry.
+// input. It is the one rule of what may be retried: the router retries a publish that
+// fails so, and dead-letters an input whose outputs fail otherwise.
 func Transient(err error) bool {
 	if err == nil || errors.Is(err, ErrPermanent) {
 		return false
