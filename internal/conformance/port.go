@@ -121,13 +121,24 @@ func testErrors(t *testing.T, h Harness) {
 	}
 
 	killed := connect(t)
-	if err := killed.EnsureScenario(ctx, "base"); err != nil {
+	c, err := killed.Consumer(ctx, "base", event.Application)
+	if err != nil {
 		t.Fatal(err)
 	}
+	held := fetchN(t, c, 1, 20*time.Second)
 	h.Kill(killed)
 	err = killed.Publish(ctx, portSignals("base", "dead", 1))
 	if !errors.Is(err, broker.ErrClosed) || broker.Transient(err) {
 		t.Errorf("publish on a killed connection: %v; want ErrClosed, not transient", err)
+	}
+	if err := c.Commit(ctx, held); !errors.Is(err, broker.ErrClosed) || broker.Transient(err) {
+		t.Errorf("commit on a killed connection: %v; want ErrClosed, not transient", err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = c.Fetch(fctx, 1)
+	cancel()
+	if !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("fetch on a killed connection: %v; want ErrClosed", err)
 	}
 
 	stopped := h.Stopped(t)
