@@ -1,5 +1,5 @@
 // Package broker is the port between cascade and a message broker: publishing with broker
-// acknowledgement, durable per-layer consumption with explicit acks, ordered feeds from a
+// acknowledgement, durable per-layer consumption with batch commits, ordered feeds from a
 // point in time, and the scenario registry. Adapters named for their technology implement it
 // (natsjs, kafka); one conformance suite holds them to the same contract.
 package broker
@@ -7,7 +7,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/layercake/cascade/internal/event"
@@ -36,17 +38,38 @@ type PayloadLimiter interface {
 	MaxPayload() int
 }
 
-// Sentinel errors, matched with errors.Is through any wrapping.
+// Sentinel errors, matched with errors.Is through any wrapping. Every error an adapter
+// returns is of one of two classes (see Transient): transient errors may pass when the same
+// operation is tried again later; all others are permanent and recur however often it is.
 var (
-	// ErrUnavailable means the broker did not answer; the operation may succeed later.
+	// ErrUnavailable means the broker did not answer (not reachable, not ready, reconnecting);
+	// the operation may succeed later. It is transient.
 	ErrUnavailable = errors.New("broker unavailable")
+	// ErrPermanent means the broker refused the request for what it is (a message over its
+	// size limit, a subject it does not take, a permission the client lacks): sending it
+	// again fails the same way.
+	ErrPermanent = errors.New("refused by the broker")
 	// ErrNotFound means a scenario, stream or key does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a scenario is already bound to another coefficient set.
 	ErrConflict = errors.New("conflict")
-	// ErrClosed means the consumer or feed was closed.
+	// ErrClosed means the broker connection, consumer or feed was closed (by its Close, or
+	// as a killed process's would be); nothing done with it again succeeds.
 	ErrClosed = errors.New("closed")
 )
+
+// Transient reports whether err may pass when the same operation is tried again later: the
+// broker did not answer (ErrUnavailable) or not in time (context.DeadlineExceeded,
+// os.ErrDeadlineExceeded), and the adapter did not mark the refusal ErrPermanent. Every
+// other error is permanent: ErrPermanent, ErrClosed, ErrNotFound, ErrConflict, invalid
+// input. It is the one rule of what may be retried: the router retries a publish that
+// fails so, and dead-letters an input whose outputs fail otherwise.
+func Transient(err error) bool {
+	if err == nil || errors.Is(err, ErrPermanent) {
+		return false
+	}
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
+}
 
 // Message is one broker message. ID is the de-duplication id (the event id; on NATS the
 // Nats-Msg-Id header); Key is the partition key (the correlation id).
@@ -58,30 +81,54 @@ type Message struct {
 	Data    []byte
 }
 
-// Delivery is a message handed to a consumer. It stays unacknowledged, and so will be
-// delivered again, until Ack succeeds.
+// Delivery is a message handed out by a Consumer or a Feed. A consumer's delivery stays
+// uncommitted, and so will be delivered again, until Consumer.Commit succeeds for it.
 type Delivery interface {
 	Message() *Message
-	// Seq is the message's position: the stream sequence on NATS, the offset on Kafka.
+	// Seq is the message's position: the stream sequence on NATS, the offset in its partition
+	// on Kafka.
 	Seq() uint64
 	// Cursor is an opaque resume position for feeds (SSE Last-Event-ID).
 	Cursor() string
 	// Time is when the broker stored the message.
 	Time() time.Time
-	// Deliveries counts how often the message was delivered, this time included.
+	// Deliveries counts how often the message was delivered, this time included. On NATS it
+	// is the server's count; Kafka does not count redeliveries, so it is always 1 there.
 	Deliveries() int
-	// Ack acknowledges the message; after it returns nil the message is not redelivered.
-	Ack(ctx context.Context) error
-	// Nak asks for redelivery after delay, where the broker supports it.
-	Nak(ctx context.Context, delay time.Duration) error
 }
 
 // Consumer is the durable consumer of one layer in one scenario; consumers of the same layer
-// and scenario share its messages.
+// and scenario share its messages, each message going to one of them at a time.
+//
+// Delivery is at least once: a delivery that is not committed comes again, to this consumer
+// or another of its layer. On NATS an uncommitted delivery comes again once the ack wait
+// (natsjs.Options.AckWait) has passed since it was handed out. On Kafka it comes again when
+// its partition is next assigned (the member restarts, or the group rebalances), together
+// with whatever follows it in that partition.
 type Consumer interface {
-	// Fetch blocks until at least one message is available (or ctx ends) and returns up to max.
+	// Fetch blocks until at least one message is available (or ctx ends) and returns it with
+	// what else is already buffered, up to max, in the broker's order: stream order on NATS,
+	// partition order within each partition on Kafka. It returns an error matching ErrClosed
+	// once the consumer or its connection is closed.
 	Fetch(ctx context.Context, max int) ([]Delivery, error)
-	// Close stops delivery; deliveries not acknowledged are redelivered later.
+	// Commit records that deliveries, handed out by this consumer's Fetch, are done with:
+	// after it returns nil they are not delivered again, except as said below. Committing a
+	// delivery twice, or none, is a no-op.
+	//
+	// On NATS it acknowledges each delivery without waiting for the server to confirm it
+	// (one message each, no round trip): an ack lost on the way (the connection drops, the
+	// server restarts) makes its message come again after the ack wait, so nil means the
+	// acks were handed to the connection.
+	//
+	// On Kafka it commits, in one request and synchronously, the offset after the contiguous
+	// run of committed deliveries at the head of each partition; nil means the group
+	// coordinator stored those offsets. A delivery behind one still uncommitted in the same
+	// partition is recorded and committed with the gap's closing; until then a new member
+	// of the partition reads it again.
+	Commit(ctx context.Context, deliveries []Delivery) error
+	// Close stops delivery; what was not committed is delivered again later (on NATS what
+	// was buffered but not yet fetched is handed back at once; on Kafka Close first commits
+	// what Commit recorded and then leaves the group).
 	Close() error
 }
 
@@ -97,12 +144,22 @@ type FeedOptions struct {
 	UntilEnd bool
 }
 
-// Feed reads messages in order, without joining any consumer group and without acks.
+// Feed reads messages in order, without joining any consumer group and without commits;
+// it changes nothing on the broker that another reader sees.
 type Feed interface {
-	// Next blocks for the next message or until ctx ends.
+	// Next blocks for the next message or until ctx ends; with FeedOptions.UntilEnd it
+	// returns io.EOF once it has delivered what the broker held when the feed was opened,
+	// and after Close an error matching ErrClosed. On NATS (an ordered consumer) messages
+	// come in stream order, each once. On Kafka a following feed merges partitions as
+	// records arrive and a snapshot (UntilEnd) reads partition after partition; a record
+	// stored twice (a republish) is dropped on its repeat within the feed's id window
+	// (kafka.Options.FeedDedup).
 	Next(ctx context.Context) (Delivery, error)
-	// Pending counts messages known to remain (0 when caught up).
+	// Pending counts messages known to remain (0 when caught up): on NATS the server's count
+	// of messages after the last one delivered; on Kafka what the partitions held beyond the
+	// feed's position at their last fetch.
 	Pending() uint64
+	// Close stops the feed (on NATS it deletes its ordered consumer on the server).
 	Close() error
 }
 
@@ -114,37 +171,76 @@ type Binding struct {
 	Created     time.Time `json:"created"`
 }
 
-// Registry is the broker-side scenario registry.
+// Registry is the broker-side scenario registry: storage only. The binding rule (same
+// coefficient set: no-op; another: conflict) is Bind's, above every adapter.
 type Registry interface {
-	// Bind registers scenario with its coefficient set; binding it again to the same set is a
-	// no-op, to another set an error matching ErrConflict.
-	Bind(ctx context.Context, b Binding) (Binding, error)
-	// Get returns a scenario's binding or an error matching ErrNotFound.
+	// Create stores b unless a binding of b.Scenario exists. It returns b and true when it
+	// stored it, else the stored binding and false, changing nothing.
+	//
+	// On NATS it is the KV bucket's create-if-absent (a compare-and-set on the server): of
+	// two concurrent creates exactly one stores its binding. On Kafka it reads the compacted
+	// registry topic, writes b when the scenario is absent and reads again: of two concurrent
+	// creates the later record wins, and the other one learns it (false, the winner's
+	// binding); there is no compare-and-set.
+	Create(ctx context.Context, b Binding) (existing Binding, created bool, err error)
+	// Get returns a scenario's binding or an error matching ErrNotFound. It sees every
+	// Create and Delete that returned before it was called, from any connection.
 	Get(ctx context.Context, scenario string) (Binding, error)
 	// List returns every binding, sorted by scenario.
 	List(ctx context.Context) ([]Binding, error)
-	// Delete removes the binding.
+	// Delete removes the binding; deleting one that does not exist is not an error.
 	Delete(ctx context.Context, scenario string) error
 }
 
-// Broker is what every cascade component needs of a broker.
+// Bind registers scenario b.Scenario with b's coefficient set: a scenario not bound yet is
+// bound to it; one bound to the same set (the same CoefVersion) is left as it is and its
+// binding returned; one bound to another set is an error matching ErrConflict. It is the
+// one place that rule lives.
+func Bind(ctx context.Context, r Registry, b Binding) (Binding, error) {
+	have, created, err := r.Create(ctx, b)
+	if err != nil {
+		return Binding{}, fmt.Errorf("bind scenario %s: %w", b.Scenario, err)
+	}
+	if !created && have.CoefVersion != b.CoefVersion {
+		return have, fmt.Errorf("%w: scenario %s is bound to coefficients %s, not %s", ErrConflict, b.Scenario, have.CoefVersion, b.CoefVersion)
+	}
+	return have, nil
+}
+
+// Broker is what every cascade component needs of a broker. Errors are transient or
+// permanent as Transient says; an operation on a closed Broker fails with ErrClosed.
 type Broker interface {
-	// EnsureScenario creates the storage of scenario s (stream or topics) when missing.
+	// EnsureScenario creates the storage of scenario s when missing (on NATS the stream
+	// CASCADE_<S>; on Kafka its topics) and leaves existing storage as it is.
 	EnsureScenario(ctx context.Context, s string) error
-	// DeleteScenario removes the storage of scenario s and its consumers.
+	// DeleteScenario removes the storage of scenario s and its consumers (an error matching
+	// ErrNotFound when there is none).
 	DeleteScenario(ctx context.Context, s string) error
-	// Publish sends msgs and returns once the broker has acknowledged each one; a message whose
-	// ID the broker has already stored is acknowledged without being stored twice.
+	// Publish sends msgs and returns nil once the broker has stored and acknowledged each
+	// one; on an error some of them may have been stored.
+	//
+	// On NATS a message whose ID the stream already holds within its de-duplication window
+	// is acknowledged without being stored twice. Kafka has no de-duplication: a message
+	// published again is stored again, and its readers (feeds, totals, trace) count an id
+	// once. A message larger than the broker takes fails with an error matching
+	// ErrPermanent.
 	Publish(ctx context.Context, msgs []Message) error
-	// Consumer opens the durable consumer of layer l in scenario s, creating it if needed.
+	// Consumer opens the durable consumer of layer l in scenario s, creating it (and the
+	// scenario's storage) if needed: on NATS a durable pull consumer, on Kafka a member of the
+	// consumer group cascade-<s>-<layer>. A new consumer starts at the first message.
 	Consumer(ctx context.Context, s string, l event.Layer) (Consumer, error)
-	// Lag counts the messages layer l of scenario s has not yet acknowledged (pending plus
-	// delivered but unacknowledged); it never joins or disturbs the consumer.
+	// Lag counts the messages layer l of scenario s has not yet committed (pending plus
+	// delivered but uncommitted), or an error matching ErrNotFound when the layer has no
+	// consumer storage; it never joins or disturbs the consumer. On NATS it is the consumer's
+	// pending plus ack-pending count; on Kafka the end offsets minus the group's committed
+	// offsets.
 	Lag(ctx context.Context, s string, l event.Layer) (uint64, error)
-	// Feed opens an ordered read of a scenario's subjects.
+	// Feed opens an ordered read of a scenario's subjects, without a consumer group and
+	// without commits. On NATS order is the stream's; on Kafka it holds within a partition.
 	Feed(ctx context.Context, o FeedOptions) (Feed, error)
 	// Registry is the scenario registry kept on this broker.
 	Registry() Registry
+	// Close releases the connection (on Kafka after committing what consumers recorded).
 	Close() error
 }
 

@@ -24,7 +24,7 @@ func (a *app) benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure the pipeline's throughput against the raw broker, in one run on a temporary embedded broker",
 		Long: `Measures, on one temporary embedded NATS JetStream store: the raw broker (acknowledged publishes
-of derived-event-sized messages, then a durable pull consumer fetching and acking them), and the
+of derived-event-sized messages, then a durable pull consumer fetching and committing them), and the
 pipeline (generated signals through all five layers until every layer has acknowledged
 everything). Reports rates and the pipeline's events/s as a ratio of the raw consume rate, since
 each pipeline event is one consume, one transform and at least one acknowledged publish.`,
@@ -104,7 +104,7 @@ func countTree(ctx context.Context, c *coefficients.Loaded, ev *event.Event) (in
 	return count(n), nil
 }
 
-// benchRaw measures acknowledged publishes and durable consume+ack of n messages of size bytes
+// benchRaw measures acknowledged publishes and durable consume+commit of n messages of size bytes
 // on a stream of its own.
 func benchRaw(ctx context.Context, b broker.Broker, n, size int) (pub, cons float64, err error) {
 	const s = "bench-raw"
@@ -139,10 +139,8 @@ func benchRaw(ctx context.Context, b broker.Broker, n, size int) (pub, cons floa
 		if err != nil {
 			return 0, 0, err
 		}
-		for _, d := range ds {
-			if err := d.Ack(ctx); err != nil {
-				return 0, 0, err
-			}
+		if err := c.Commit(ctx, ds); err != nil {
+			return 0, 0, err
 		}
 		got += len(ds)
 	}

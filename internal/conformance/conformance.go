@@ -23,6 +23,9 @@ type Harness struct {
 	// Kill closes a connection abruptly: nothing in flight is acknowledged or flushed, as when
 	// the process holding it is killed.
 	Kill func(b broker.Broker)
+	// Stopped returns a connection made to a broker of its own that then stopped (its server
+	// shut down, the connection left open); it is closed by t.Cleanup.
+	Stopped func(t *testing.T) broker.Broker
 	// AckWait is the redelivery delay the harness configured; the crash test waits for it.
 	AckWait time.Duration
 }
@@ -34,6 +37,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
 	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
 	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
+	t.Run("Commit", func(t *testing.T) { t.Parallel(); testCommit(t, h) })
+	t.Run("Errors", func(t *testing.T) { t.Parallel(); testErrors(t, h) })
 	t.Run("SharedLayer", func(t *testing.T) { t.Parallel(); testSharedLayer(t, h) })
 	t.Run("ReadToEndWhileLive", func(t *testing.T) { t.Parallel(); testReadToEndWhileLive(t, h) })
 	t.Run("HistoryReplay", func(t *testing.T) { t.Parallel(); testHistoryReplay(t, h) })

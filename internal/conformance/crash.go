@@ -2,7 +2,7 @@ package conformance
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"math"
 	"sync/atomic"
 	"testing"
@@ -23,7 +23,9 @@ type dyingBroker struct {
 	dead atomic.Bool
 }
 
-var errKilled = errors.New("process killed")
+// errKilled is what a killed process's connection answers: closed, neither transient nor a
+// reason to dead-letter anything.
+var errKilled = fmt.Errorf("process killed: %w", broker.ErrClosed)
 
 func (d *dyingBroker) Publish(ctx context.Context, msgs []broker.Message) error {
 	if d.dead.Load() {
@@ -114,7 +116,7 @@ func primaryOf(p event.Payload) float64 {
 
 func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) error {
 	t.Helper()
-	_, err := b.Registry().Bind(t.Context(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
+	_, err := broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
 	if err != nil {
 		return err
 	}

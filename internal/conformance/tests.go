@@ -214,30 +214,53 @@ func readDLQ(t *testing.T, b broker.Broker) []*broker.Message {
 	return out
 }
 
+// Registry: Create stores a binding once and hands back what is stored after that; Bind's
+// rule on top of it makes the same set a no-op and another set a conflict; every connection
+// sees the same bindings.
 func testRegistry(t *testing.T, h Harness) {
-	b := h.Fresh(t)(t)
+	connect := h.Fresh(t)
+	b, other := connect(t), connect(t)
+	ctx := t.Context()
 	reg := b.Registry()
 	coef := coefficients.Default()
 	bind := broker.Binding{Scenario: "what-if", CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime}
-	if _, err := reg.Bind(t.Context(), bind); err != nil {
-		t.Fatal(err)
+	if got, created, err := reg.Create(ctx, bind); err != nil || !created || got.CoefVersion != bind.CoefVersion {
+		t.Fatalf("create: %+v %v %v", got.CoefVersion, created, err)
 	}
-	if _, err := reg.Bind(t.Context(), bind); err != nil {
-		t.Fatalf("binding again to the same set: %v", err)
+	later := bind
+	later.CoefVersion, later.Created = "other+00000000", signalTime.Add(time.Hour)
+	if got, created, err := other.Registry().Create(ctx, later); err != nil || created || got.CoefVersion != bind.CoefVersion || !got.Created.Equal(signalTime) {
+		t.Fatalf("create of a bound scenario from another connection: %+v %v %v; want the stored binding, not created", got, created, err)
 	}
-	other := bind
-	other.CoefVersion = "other+00000000"
-	if _, err := reg.Bind(t.Context(), other); !errors.Is(err, broker.ErrConflict) {
+	again := bind
+	again.Created = signalTime.Add(time.Hour)
+	if got, err := broker.Bind(ctx, other.Registry(), again); err != nil || !got.Created.Equal(signalTime) {
+		t.Fatalf("binding again to the same set: %v (created %s); want a no-op keeping the first binding", err, got.Created)
+	}
+	if _, err := broker.Bind(ctx, reg, later); !errors.Is(err, broker.ErrConflict) {
 		t.Fatalf("binding to another set: %v, want ErrConflict", err)
 	}
-	got, err := reg.Get(t.Context(), "what-if")
+	if _, err := broker.Bind(ctx, reg, broker.Binding{Scenario: "alt", CoefVersion: "2+bbbbbbbb"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := other.Registry().List(ctx)
+	if err != nil || len(list) != 2 || list[0].Scenario != "alt" || list[1].Scenario != "what-if" || string(list[1].Document) != string(coef.Canonical) {
+		t.Fatalf("list: %d bindings %v", len(list), err)
+	}
+	got, err := other.Registry().Get(ctx, "what-if")
 	if err != nil || got.CoefVersion != coef.CoefVersion || string(got.Document) != string(coef.Canonical) {
 		t.Fatalf("get: %+v %v", got.CoefVersion, err)
 	}
-	if err := reg.Delete(t.Context(), "what-if"); err != nil {
+	if err := other.Registry().Delete(ctx, "what-if"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Get(t.Context(), "what-if"); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := reg.Get(ctx, "what-if"); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("get after delete: %v", err)
+	}
+	if err := reg.Delete(ctx, "nowhere"); err != nil {
+		t.Fatalf("deleting an unknown scenario: %v", err)
+	}
+	if _, created, err := reg.Create(ctx, later); err != nil || !created {
+		t.Fatalf("create after delete: %v %v", created, err)
 	}
 }

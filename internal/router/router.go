@@ -1,15 +1,16 @@
 // Package router runs layer consumers: it fetches a batch, derives each event's demand with
 // the layer transform, publishes every output and waits for the broker's acks, and only then
-// acknowledges the inputs. Permanent failures become dead letters (cut to fit the broker's
-// largest message); transient ones (broker unavailable, timeouts) are retried with capped,
-// jittered back-off for as long as they last.
+// commits the batch's inputs (broker.Consumer.Commit). Permanent failures become dead letters
+// (cut to fit the broker's largest message); transient ones (broker.Transient: unavailable,
+// timeouts) are retried with capped, jittered back-off for as long as they last. An input
+// whose dead letter the broker refuses too is left uncommitted, for the broker to deliver
+// again (on NATS after the ack wait; on Kafka when its partition is next assigned).
 package router
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -137,7 +138,7 @@ func (r *Router) Layer(ctx context.Context, scenario string, layer event.Layer, 
 			}
 			return fmt.Errorf("layer %s of %s: fetch: %w", layer, scenario, err)
 		}
-		r.process(ctx, log, scenario, layer, coef, batch)
+		r.process(ctx, log, cons, scenario, layer, coef, batch)
 	}
 }
 
@@ -189,15 +190,15 @@ type unit struct {
 	d    broker.Delivery
 	msgs []broker.Message
 	kind Kind // set when msgs is the input's dead letter
-	skip bool // neither acknowledged nor counted: left for redelivery
+	skip bool // neither committed nor counted: left for redelivery
 }
 
-// process derives, publishes and acknowledges one batch. It survives ctx's end for up to
-// DrainTimeout so that a shutdown does not leave done work unacknowledged. When the batch's
+// process derives, publishes and commits one batch. It survives ctx's end for up to
+// DrainTimeout so that a shutdown does not leave done work uncommitted. When the batch's
 // publish fails permanently it is published again input by input, and an input whose own
 // outputs cannot be published goes to the dead-letter subject, so one poison input never
 // holds up the rest.
-func (r *Router) process(ctx context.Context, log zerolog.Logger, scenario string, layer event.Layer, coef *coefficients.Loaded, batch []broker.Delivery) {
+func (r *Router) process(ctx context.Context, log zerolog.Logger, cons broker.Consumer, scenario string, layer event.Layer, coef *coefficients.Loaded, batch []broker.Delivery) {
 	start := time.Now()
 	work, cancel := drainContext(ctx, r.opts.DrainTimeout)
 	defer cancel()
@@ -217,7 +218,7 @@ func (r *Router) process(ctx context.Context, log zerolog.Logger, scenario strin
 		out = append(out, msgs...)
 	}
 	err := r.publish(work, log, out)
-	if err != nil && work.Err() == nil {
+	if err != nil && work.Err() == nil && !errors.Is(err, broker.ErrClosed) {
 		if len(units) > 1 {
 			log.Warn().Err(err).Int("events", len(batch)).Msg("batch publish failed permanently; publishing input by input")
 		}
@@ -236,6 +237,7 @@ func (r *Router) process(ctx context.Context, log zerolog.Logger, scenario strin
 		return
 	}
 	derived := 0
+	done := make([]broker.Delivery, 0, len(units))
 	for _, u := range units {
 		switch {
 		case u.skip:
@@ -245,31 +247,34 @@ func (r *Router) process(ctx context.Context, log zerolog.Logger, scenario strin
 		default:
 			derived += len(u.msgs)
 		}
-		if err := u.d.Ack(work); err != nil {
-			log.Warn().Err(err).Uint64("seq", u.d.Seq()).Msg("ack failed; the input will be redelivered and its outputs de-duplicated")
-		}
+		done = append(done, u.d)
+	}
+	if err := cons.Commit(work, done); err != nil {
+		log.Warn().Err(err).Int("events", len(done)).Msg("commit failed; the inputs will be redelivered and their outputs de-duplicated")
 	}
 	r.opts.Metrics.Batch(scenario, string(layer), len(batch), derived, time.Since(start))
 }
 
 // settle decides an input whose messages were published with result err: when that failed
 // permanently, the input's dead letter is published instead, and when even that fails the
-// input is handed back for a later redelivery. It returns an error only when ctx ends first.
+// input is left uncommitted, for the broker to deliver again later (on NATS after the ack
+// wait; on Kafka when its partition is next assigned, the commits of the inputs behind it in
+// its partition waiting until then). It returns an error only when ctx ends first or the
+// connection was closed.
 func (r *Router) settle(ctx context.Context, log zerolog.Logger, scenario string, layer event.Layer, u *unit, err error, limit int) error {
-	if err == nil || ctx.Err() != nil {
+	if err == nil || ctx.Err() != nil || errors.Is(err, broker.ErrClosed) {
 		return err
 	}
 	m := u.d.Message()
 	if u.kind == "" {
 		log.Warn().Err(err).Str("kind", string(KindPublish)).Str("event_id", m.ID).Uint64("seq", u.d.Seq()).Msg("dead letter")
 		u.kind, u.msgs = KindPublish, []broker.Message{deadLetter(scenario, layer, u.d, KindPublish, err, limit)}
-		if err = r.publish(ctx, log, u.msgs); err == nil || ctx.Err() != nil {
+		if err = r.publish(ctx, log, u.msgs); err == nil || ctx.Err() != nil || errors.Is(err, broker.ErrClosed) {
 			return err
 		}
 	}
-	log.Error().Err(err).Str("event_id", m.ID).Uint64("seq", u.d.Seq()).Msg("dead letter cannot be published; the input is left for redelivery")
+	log.Error().Err(err).Str("event_id", m.ID).Uint64("seq", u.d.Seq()).Msg("dead letter cannot be published; the input is left uncommitted for redelivery")
 	u.skip = true
-	_ = u.d.Nak(ctx, r.opts.RetryMax)
 	return nil
 }
 
@@ -293,21 +298,15 @@ func drainContext(ctx context.Context, timeout time.Duration) (context.Context, 
 	return work, func() { stop(); cancel() }
 }
 
-// Transient reports whether err may pass when the operation is tried again: the broker did not
-// answer or did not answer in time. Everything else is permanent.
-func Transient(err error) bool {
-	return errors.Is(err, broker.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-// publish publishes msgs, retrying transient failures; it returns a permanent failure at
-// once, or ctx's error when ctx ends first.
+// publish publishes msgs, retrying transient failures (broker.Transient); it returns a
+// permanent failure at once, or ctx's error when ctx ends first.
 func (r *Router) publish(ctx context.Context, log zerolog.Logger, msgs []broker.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	return r.retry(ctx, log, "publish", func(ctx context.Context) error {
 		err := r.b.Publish(ctx, msgs)
-		if err != nil && ctx.Err() == nil && !Transient(err) {
+		if err != nil && ctx.Err() == nil && !broker.Transient(err) {
 			return backoff.Permanent(err)
 		}
 		return err

@@ -143,7 +143,8 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 }
 
 // When a batch's publish fails for good, its inputs are published one by one: an input whose
-// dead letter the stream refuses is handed back, and the good inputs of its batch go through.
+// dead letter the stream refuses is left uncommitted, and the good inputs of its batch are
+// committed.
 func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 	t.Parallel()
 	b, js := start(t)
@@ -189,5 +190,13 @@ func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 	})
 	if n := dlq(m); n != 0 {
 		t.Errorf("dlq metric %v for a dead letter the broker refused, want 0", n)
+	}
+	// The stream's refusal is classed permanent by the adapter (broker.ErrPermanent), so the
+	// router moved on at once instead of retrying it.
+	if !strings.Contains(logs.String(), broker.ErrPermanent.Error()) {
+		t.Errorf("the refusal is not reported as %q:\n%s", broker.ErrPermanent, logs.String())
+	}
+	if n := strings.Count(logs.String(), "retrying"); n > 0 {
+		t.Errorf("%d retries of a refusal:\n%s", n, logs.String())
 	}
 }

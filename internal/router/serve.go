@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -79,13 +78,13 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 	}
 }
 
-// BindScenario registers scenario with coef and creates its storage; binding it to another
-// set than the one it has is an error matching broker.ErrConflict.
+// BindScenario registers scenario with coef by broker.Bind's rule (same set: no-op; another:
+// an error matching broker.ErrConflict) and creates its storage.
 func BindScenario(ctx context.Context, b broker.Broker, scenario string, coef *coefficients.Loaded) error {
-	if _, err := b.Registry().Bind(ctx, broker.Binding{
+	if _, err := broker.Bind(ctx, b.Registry(), broker.Binding{
 		Scenario: scenario, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: time.Now().UTC(),
 	}); err != nil {
-		return fmt.Errorf("bind scenario %s: %w", scenario, err)
+		return err
 	}
 	return b.EnsureScenario(ctx, scenario)
 }

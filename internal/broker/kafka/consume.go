@@ -24,11 +24,11 @@ type tp struct {
 
 // partState tracks, for one partition, the offsets handed out in fetch order and what may be
 // committed: Kafka keeps one committed offset per partition, so committing a later offset
-// while an earlier one is unacknowledged would lose the earlier one on a crash. Only the
-// contiguous acknowledged prefix is committed.
+// while an earlier one is uncommitted would lose the earlier one on a crash. Only the
+// contiguous committed prefix is sent.
 type partState struct {
-	queue     []*delivery // handed out, not yet part of the acknowledged prefix
-	want      int64       // offset after the acknowledged prefix (-1: nothing yet)
+	queue     []*delivery // handed out, not yet part of the committed prefix
+	want      int64       // offset after the committed prefix (-1: nothing yet)
 	committed int64       // offset after what was committed (-1: nothing yet)
 	last      kafka.Message
 }
@@ -45,9 +45,8 @@ type consumer struct {
 
 	group string
 
-	mu          sync.Mutex
-	parts       map[tp]*partState
-	outstanding int // handed out, not acknowledged
+	mu    sync.Mutex
+	parts map[tp]*partState
 
 	commitMu sync.Mutex
 	once     sync.Once
@@ -74,7 +73,7 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 		SessionTimeout:    b.opts.SessionTimeout,
 		RebalanceTimeout:  b.opts.RebalanceTimeout,
 		JoinGroupBackoff:  min(time.Second, b.opts.SessionTimeout/2),
-		CommitInterval:    0, // synchronous: the Ack that ends a batch returns the commit's outcome
+		CommitInterval:    0, // synchronous: Commit returns the commit's outcome
 		StartOffset:       kafka.FirstOffset,
 		ReadBackoffMin:    10 * time.Millisecond,
 		ReadBackoffMax:    500 * time.Millisecond,
@@ -165,49 +164,51 @@ drain:
 			c.parts[k] = ps
 		}
 		ps.queue = append(ps.queue, d)
-		c.outstanding++
 		out[i] = d
 	}
 	return out, nil
 }
 
-// ack marks d acknowledged and advances its partition's acknowledged prefix. When nothing
-// handed out is left unacknowledged - the end of a batch, as the runner acknowledges a whole
-// batch in fetch order - it commits every partition's prefix in one request and returns
-// its outcome. Earlier acks return at once: committing each message would cost a request
-// per message (and kafka-go's coordinator connection spins while heartbeats and commits
-// overlap). A crash between an ack and its batch's commit leaves the message to be read
-// again, which at-least-once delivery allows (deterministic ids make the repeat harmless).
-func (c *consumer) ack(ctx context.Context, d *delivery) error {
-	k := tp{d.km.Topic, d.km.Partition}
+// Commit marks ds committed and advances their partitions' committed prefixes, then
+// commits every partition's prefix not committed yet in one request and returns its
+// outcome. A crash before that request leaves the messages to be read again, which
+// at-least-once delivery allows (deterministic ids make the repeat harmless).
+func (c *consumer) Commit(ctx context.Context, ds []broker.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
 	if c.life.Err() != nil {
-		return fmt.Errorf("ack %s/%d@%d: %w", k.topic, k.partition, d.km.Offset, broker.ErrClosed)
+		return fmt.Errorf("commit %d deliveries of %s: %w", len(ds), c.group, broker.ErrClosed)
 	}
 	c.mu.Lock()
-	if d.acked {
-		c.mu.Unlock()
-		return nil
+	touched := map[*partState]bool{}
+	for _, bd := range ds {
+		d, ok := bd.(*delivery)
+		if !ok || d.c != c {
+			c.mu.Unlock()
+			return fmt.Errorf("%w: commit of a delivery %s did not hand out", broker.ErrPermanent, c.group)
+		}
+		if d.committed {
+			continue
+		}
+		d.committed = true
+		touched[c.parts[tp{d.km.Topic, d.km.Partition}]] = true
 	}
-	d.acked = true
-	c.outstanding--
-	ps := c.parts[k]
-	for len(ps.queue) > 0 && ps.queue[0].acked {
-		head := ps.queue[0]
-		ps.queue[0] = nil
-		ps.queue = ps.queue[1:]
-		if head.km.Offset+1 > ps.want {
-			ps.want, ps.last = head.km.Offset+1, head.km
+	for ps := range touched {
+		for len(ps.queue) > 0 && ps.queue[0].committed {
+			head := ps.queue[0]
+			ps.queue[0] = nil
+			ps.queue = ps.queue[1:]
+			if head.km.Offset+1 > ps.want {
+				ps.want, ps.last = head.km.Offset+1, head.km
+			}
 		}
 	}
-	flush := c.outstanding == 0
 	c.mu.Unlock()
-	if !flush {
-		return nil
-	}
 	return c.commit(ctx)
 }
 
-// commit commits the acknowledged prefix of every partition not committed yet.
+// commit commits the committed prefix of every partition not sent yet.
 func (c *consumer) commit(ctx context.Context) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
@@ -250,8 +251,8 @@ func (c *consumer) commit(ctx context.Context) error {
 	return nil
 }
 
-// Close commits what was acknowledged, then leaves the group; what was fetched but not
-// acknowledged is read again by the member that gets its partition.
+// Close commits what Commit recorded, then leaves the group; what was fetched but not
+// committed is read again by the member that gets its partition.
 func (c *consumer) Close() error {
 	c.close(true)
 	return nil
@@ -263,7 +264,7 @@ func (c *consumer) close(flush bool) {
 		if flush {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := c.commit(ctx); err != nil {
-				c.b.log.Warn().Err(err).Str("group", c.group).Msg("final commit failed; acknowledged messages will be read again")
+				c.b.log.Warn().Err(err).Str("group", c.group).Msg("final commit failed; processed messages will be read again")
 			}
 			cancel()
 		}
@@ -278,11 +279,11 @@ func (c *consumer) close(flush bool) {
 
 // delivery is a record handed out by a consumer or a feed.
 type delivery struct {
-	c      *consumer // nil for feed deliveries
-	km     kafka.Message
-	m      broker.Message
-	acked  bool
-	cursor func() string
+	c         *consumer // nil for feed deliveries
+	km        kafka.Message
+	m         broker.Message
+	committed bool
+	cursor    func() string
 }
 
 func (d *delivery) Message() *broker.Message { return &d.m }
@@ -304,21 +305,6 @@ func (d *delivery) Time() time.Time { return d.km.Time }
 
 // Deliveries is always 1: Kafka does not count redeliveries.
 func (d *delivery) Deliveries() int { return 1 }
-
-// Ack acknowledges the record. The consumer commits, per partition, only offsets whose
-// predecessors it handed out are all acknowledged, and sends the commit when nothing it
-// handed out is left unacknowledged (for the runner: with the last ack of each batch, whose
-// outcome that Ack returns). A feed delivery needs no ack.
-func (d *delivery) Ack(ctx context.Context) error {
-	if d.c == nil {
-		return nil
-	}
-	return d.c.ack(ctx, d)
-}
-
-// Nak does nothing: Kafka has no per-message negative ack. The record is read again from the
-// last commit after a restart or a rebalance.
-func (d *delivery) Nak(context.Context, time.Duration) error { return nil }
 
 // Lag sums, over the layer's topics and partitions, the end offset minus the offset the
 // group committed (the first offset where it committed nothing). It reads offsets only and

@@ -197,8 +197,8 @@ func newTransport(o Options, tlsCfg *tls.Config, mech sasl.Mechanism) *kafka.Tra
 	}
 }
 
-// Close stops every consumer (committing what was acknowledged) and feed opened on b, and
-// closes the writer and the connections. Unacknowledged deliveries are read again by the
+// Close stops every consumer (sending what Commit recorded) and feed opened on b, and
+// closes the writer and the connections. Uncommitted deliveries are read again by the
 // group.
 func (b *Broker) Close() error {
 	b.shutdown(false)
@@ -211,7 +211,8 @@ func (b *Broker) Close() error {
 }
 
 // Abort closes b as a killed process would: consumers leave without committing anything
-// more (acknowledged but uncommitted messages are read again, acks in flight fail), feeds
+// more (recorded but unsent commits are lost and their messages read again, commits in
+// flight fail), feeds
 // stop, later calls fail with broker.ErrClosed. The conformance suite's crash test uses it.
 func (b *Broker) Abort() {
 	b.shutdown(true)
@@ -501,14 +502,25 @@ func routeSignal(topic string, body []byte) (subject, id string) {
 	return event.SignalSubject(p[1], event.InputLayer(ev.Type), ev.Data.Region), ev.ID
 }
 
-// wrap marks errors that may pass (network trouble, leader elections, timeouts, a topic not
-// yet known) as broker.ErrUnavailable, so that callers retry them.
+// wrap classifies an error of kafka-go for the port: what may pass (network trouble, leader
+// elections, timeouts, a topic not yet known) matches broker.ErrUnavailable, so that callers
+// retry it; what the cluster or the client refused for what it is (a Kafka error code that
+// is not retriable, such as a record over the size limit or a denied authorization, a
+// message larger than the writer's batch, a failed TLS handshake) broker.ErrPermanent.
 func wrap(err error) error {
-	if err == nil || errors.Is(err, broker.ErrUnavailable) {
+	if err == nil || errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrPermanent) {
 		return err
 	}
 	if temporary(err) {
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	}
+	var (
+		ke kafka.Error
+		we kafka.WriteErrors
+		tl kafka.MessageTooLargeError
+	)
+	if errors.As(err, &ke) || errors.As(err, &we) || errors.As(err, &tl) || isTLSError(err) {
+		return fmt.Errorf("%w: %w", broker.ErrPermanent, err)
 	}
 	return err
 }

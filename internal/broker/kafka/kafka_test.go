@@ -122,6 +122,12 @@ func TestConformance(t *testing.T) {
 			return func(t *testing.T) broker.Broker { return connect(t, addrs) }
 		},
 		Kill: func(b broker.Broker) { b.(*kafka.Broker).Abort() },
+		Stopped: func(t *testing.T) broker.Broker {
+			c := kafkatest.Start(t)
+			b := connect(t, c.ListenAddrs())
+			c.Close()
+			return b
+		},
 		// A killed member's partitions are read again once it has left the group: at once
 		// after Abort, at the latest after the session timeout.
 		AckWait: testSession,
@@ -411,7 +417,7 @@ func groupMembers(t *testing.T, addrs []string, group string) (state string, par
 	return g.GroupState, parts
 }
 
-// drain fetches and acks from c until stop is closed, recording every id it sees.
+// drain fetches and commits from c until ctx ends, recording every id it sees.
 func drain(ctx context.Context, c broker.Consumer, seen func(id string)) error {
 	for {
 		batch, err := c.Fetch(ctx, 16)
@@ -424,10 +430,8 @@ func drain(ctx context.Context, c broker.Consumer, seen func(id string)) error {
 		for _, d := range batch {
 			seen(d.Message().ID)
 		}
-		for _, d := range batch {
-			if err := d.Ack(ctx); err != nil && ctx.Err() == nil {
-				return err
-			}
+		if err := c.Commit(ctx, batch); err != nil && ctx.Err() == nil {
+			return err
 		}
 	}
 }
@@ -587,21 +591,19 @@ func TestLagDoesNotJoinTheGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	acked := 0
-	for acked < 4 {
-		batch, err := c.Fetch(ctx, 4-acked)
+	committed := 0
+	for committed < 4 {
+		batch, err := c.Fetch(ctx, 4-committed)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, d := range batch {
-			if err := d.Ack(ctx); err != nil {
-				t.Fatal(err)
-			}
-			acked++
+		if err := c.Commit(ctx, batch); err != nil {
+			t.Fatal(err)
 		}
+		committed += len(batch)
 	}
 	if lag, err := b.Lag(ctx, "base", event.Energy); err != nil || lag != 6 {
-		t.Fatalf("lag after 4 acks: %d %v, want 6", lag, err)
+		t.Fatalf("lag after 4 commits: %d %v, want 6", lag, err)
 	}
 	if _, parts := groupMembers(t, addrs, group); len(parts) != 1 {
 		t.Fatalf("group has %d members while one consumer runs and Lag was asked", len(parts))
@@ -611,7 +613,9 @@ func TestLagDoesNotJoinTheGroup(t *testing.T) {
 	}
 }
 
-func TestAckCommitsOnlyTheAcknowledgedPrefix(t *testing.T) {
+// Commit sends, per partition, only the contiguous committed prefix, in one request whose
+// outcome it returns; a delivery behind a gap is recorded and sent when the gap closes.
+func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
 	o := testOptions(t, addrs)
@@ -642,8 +646,8 @@ func TestAckCommitsOnlyTheAcknowledgedPrefix(t *testing.T) {
 		}
 		return got
 	}
-	ack := func(d broker.Delivery) {
-		if err := d.Ack(ctx); err != nil {
+	commit := func(c broker.Consumer, ds ...broker.Delivery) {
+		if err := c.Commit(ctx, ds); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -652,26 +656,74 @@ func TestAckCommitsOnlyTheAcknowledgedPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := fetch(c, 3)
-	// Acking the last one first commits nothing: the first two would be lost on a crash.
-	ack(got[2])
-	ack(got[0])
+	// Committing the last one alone sends nothing: the first two would be lost on a crash.
+	commit(c, got[2])
 	if n := lag(); n != 6 {
-		t.Fatalf("lag %d with offset 1 unacknowledged, want 6", n)
+		t.Fatalf("lag %d with offsets 0 and 1 uncommitted, want 6", n)
 	}
-	// The last ack of the batch commits all three.
-	ack(got[1])
+	// Closing the gap commits all three, before Commit returns.
+	commit(c, got[0], got[1])
 	if n := lag(); n != 3 {
-		t.Fatalf("lag %d after acking the batch, want 3", n)
+		t.Fatalf("lag %d after committing the batch, want 3", n)
 	}
-	// Closing commits the acknowledged prefix, and nothing past a gap.
+	// Closing commits the committed prefix, and nothing past a gap.
 	got = fetch(c, 3)
-	ack(got[0])
-	ack(got[2])
+	commit(c, got[0], got[2])
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if n := lag(); n != 2 {
-		t.Fatalf("lag %d after closing with offset 4 unacknowledged, want 2", n)
+		t.Fatalf("lag %d after closing with offset 4 uncommitted, want 2", n)
+	}
+}
+
+// An input left uncommitted (the router's answer to a dead letter the broker refused) holds
+// back the commits of its own partition only: the rest of the batch is committed at once.
+func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
+	t.Parallel()
+	addrs := kafkatest.Cluster(t)
+	o := testOptions(t, addrs)
+	o.Partitions = 2
+	b := connectWith(t, o)
+	ctx := t.Context()
+	if err := b.EnsureScenario(ctx, "base"); err != nil {
+		t.Fatal(err)
+	}
+	msgs := signals("base", event.Application, "us", "g", 40)
+	if err := b.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Consumer(ctx, "base", event.Application)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []broker.Delivery
+	for len(got) < len(msgs) {
+		batch, err := c.Fetch(ctx, len(msgs)-len(got))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, batch...)
+	}
+	// The gap is the first delivery of the partition it is in; everything else is committed.
+	partition := func(d broker.Delivery) string { p, _, _ := strings.Cut(d.Cursor(), ":"); return p }
+	gap := got[0]
+	held, parts := 0, map[string]bool{}
+	for _, d := range got {
+		parts[partition(d)] = true
+		if partition(d) == partition(gap) {
+			held++
+		}
+	}
+	if len(parts) != 2 {
+		t.Fatalf("40 keys landed in %d partitions, want 2", len(parts))
+	}
+	if err := c.Commit(ctx, got[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Lag(ctx, "base", event.Application); err != nil || n != uint64(held) {
+		t.Fatalf("lag %d %v with the first delivery of %s uncommitted, want its partition's %d", n, err, partition(gap), held)
 	}
 }
 
@@ -696,8 +748,8 @@ func TestAbortLeavesInputsForRedelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim.Abort()
-	if err := batch[0].Ack(ctx); err == nil {
-		t.Error("ack after Abort succeeded")
+	if err := c.Commit(ctx, batch[:1]); !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("commit after Abort: %v, want ErrClosed", err)
 	}
 	if _, err := victim.Consumer(ctx, "base", event.Infrastructure); !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("consumer after Abort: %v", err)
@@ -722,39 +774,6 @@ func TestAbortLeavesInputsForRedelivery(t *testing.T) {
 		for _, d := range batch {
 			seen[d.Message().ID] = true
 		}
-	}
-}
-
-func TestRegistry(t *testing.T) {
-	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	b1, b2 := connect(t, addrs), connect(t, addrs)
-	ctx := t.Context()
-	bind := broker.Binding{Scenario: "base", CoefVersion: "1+aaaaaaaa", Document: []byte(`{"v":1}`), Created: time.Unix(0, 0).UTC()}
-	if _, err := b1.Registry().Bind(ctx, bind); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b1.Registry().Bind(ctx, broker.Binding{Scenario: "alt", CoefVersion: "2+bbbbbbbb"}); err != nil {
-		t.Fatal(err)
-	}
-	// Another connection sees both, and conflicts.
-	list, err := b2.Registry().List(ctx)
-	if err != nil || len(list) != 2 || list[0].Scenario != "alt" || list[1].Scenario != "base" || string(list[1].Document) != `{"v":1}` {
-		t.Fatalf("list: %+v %v", list, err)
-	}
-	other := bind
-	other.CoefVersion = "9+cccccccc"
-	if _, err := b2.Registry().Bind(ctx, other); !errors.Is(err, broker.ErrConflict) {
-		t.Fatalf("conflicting bind: %v", err)
-	}
-	if err := b2.Registry().Delete(ctx, "alt"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b1.Registry().Get(ctx, "alt"); !errors.Is(err, broker.ErrNotFound) {
-		t.Fatalf("get after delete: %v", err)
-	}
-	if list, err := b1.Registry().List(ctx); err != nil || len(list) != 1 {
-		t.Fatalf("list after delete: %+v %v", list, err)
 	}
 }
 

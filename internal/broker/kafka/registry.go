@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,39 +113,38 @@ func (r *registry) write(ctx context.Context, scenario string, val []byte) error
 	return nil
 }
 
-// Bind records b when the scenario is not bound yet; binding it again to the same
-// coefficient version is a no-op, to another an error matching broker.ErrConflict.
+// Create writes b when the scenario is not bound yet and returns it with true; otherwise
+// it returns the stored binding with false.
 //
-// It reads, then writes: two processes binding the same new scenario at the same moment
-// may both write, and the later record wins once compacted. Kafka offers no compare-and-set
-// to close that race; cascade binds a scenario from one command (run, replay --into) at a
-// time.
-func (r *registry) Bind(ctx context.Context, b broker.Binding) (broker.Binding, error) {
+// It reads, writes, then reads again: two processes creating the same new scenario at the
+// same moment may both write, and the later record wins once compacted. Kafka offers no
+// compare-and-set to close that race; the read after the write tells the loser (false,
+// with the winner's binding), as cascade binds a scenario from one command at a time.
+func (r *registry) Create(ctx context.Context, b broker.Binding) (broker.Binding, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.refresh(ctx); err != nil {
-		return broker.Binding{}, err
+		return broker.Binding{}, false, err
 	}
 	if have, ok := r.state[b.Scenario]; ok {
-		if have.CoefVersion != b.CoefVersion {
-			return have, fmt.Errorf("%w: scenario %s is bound to coefficients %s, not %s", broker.ErrConflict, b.Scenario, have.CoefVersion, b.CoefVersion)
-		}
-		return have, nil
+		return have, false, nil
 	}
 	val, err := json.Marshal(b)
 	if err != nil {
-		return broker.Binding{}, fmt.Errorf("encode binding: %w", err)
+		return broker.Binding{}, false, fmt.Errorf("encode binding: %w", err)
 	}
 	if err := r.write(ctx, b.Scenario, val); err != nil {
-		return broker.Binding{}, err
+		return broker.Binding{}, false, err
 	}
 	if err := r.refresh(ctx); err != nil {
-		return broker.Binding{}, err
+		return broker.Binding{}, false, err
 	}
-	if have, ok := r.state[b.Scenario]; ok && have.CoefVersion != b.CoefVersion {
-		return have, fmt.Errorf("%w: scenario %s was bound to coefficients %s at the same time", broker.ErrConflict, b.Scenario, have.CoefVersion)
+	if have, ok := r.state[b.Scenario]; ok {
+		if stored, err := json.Marshal(have); err == nil && !bytes.Equal(stored, val) {
+			return have, false, nil
+		}
 	}
-	return b, nil
+	return b, true, nil
 }
 
 // Get returns a scenario's binding or an error matching broker.ErrNotFound.

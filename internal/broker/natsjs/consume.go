@@ -73,6 +73,22 @@ func (c *consumer) Fetch(ctx context.Context, max int) ([]broker.Delivery, error
 	return out, nil
 }
 
+// Commit acknowledges each delivery without waiting for the server's confirmation: a lost
+// ack only causes a redelivery after the ack wait, whose outputs the stream de-duplicates by
+// id, and a round trip per message would cost more than the batch's work.
+func (c *consumer) Commit(_ context.Context, ds []broker.Delivery) error {
+	for _, bd := range ds {
+		d, ok := bd.(*delivery)
+		if !ok {
+			return fmt.Errorf("%w: commit of a delivery this consumer did not hand out", broker.ErrPermanent)
+		}
+		if err := d.msg.Ack(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			return wrap(fmt.Errorf("ack %d: %w", d.Seq(), err))
+		}
+	}
+	return nil
+}
+
 // Lag reads the durable consumer's info.
 func (b *Broker) Lag(ctx context.Context, s string, l event.Layer) (uint64, error) {
 	c, err := b.js.Consumer(ctx, event.StreamName(s), event.ConsumerName(s, l))

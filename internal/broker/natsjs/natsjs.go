@@ -257,6 +257,9 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 		}
 		f, err := b.js.PublishMsgAsync(nm, opts...)
 		if err != nil {
+			if b.nc.IsClosed() { // nats.go reports it without wrapping nats.ErrConnectionClosed
+				return fmt.Errorf("publish %s: %w: %w", m.Subject, broker.ErrClosed, err)
+			}
 			return wrap(fmt.Errorf("publish %s: %w", m.Subject, err))
 		}
 		futures = append(futures, f)
@@ -273,16 +276,27 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 	return nil
 }
 
-// wrap marks broker errors that may pass (no responders, timeouts, disconnection) as
-// ErrUnavailable, so callers retry them.
+// wrap classifies an error of nats.go for the port: what may pass (no responders,
+// timeouts, disconnection, JetStream not ready) matches broker.ErrUnavailable, a closed
+// connection broker.ErrClosed, and what the client or the server refused for what it is (a
+// message over the size limit, a bad subject or header, a denied permission, a JetStream API
+// error other than 503) broker.ErrPermanent.
 func wrap(err error) error {
+	var api *jetstream.APIError
 	switch {
+	case errors.Is(err, nats.ErrConnectionClosed):
+		return fmt.Errorf("%w: %w", broker.ErrClosed, err)
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
-		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrDisconnected),
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
 		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrNoServers):
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	case errors.As(err, &api) && api.Code == 503:
+		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	case errors.As(err, &api), errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
+		errors.Is(err, nats.ErrBadHeaderMsg), errors.Is(err, nats.ErrPermissionViolation):
+		return fmt.Errorf("%w: %w", broker.ErrPermanent, err)
 	}
 	return err
 }
@@ -327,18 +341,6 @@ func (d *delivery) Deliveries() int {
 		return 1
 	}
 	return int(d.meta.NumDelivered)
-}
-
-// Ack acknowledges without waiting for the server's confirmation: a lost ack only causes a
-// redelivery, whose outputs the stream de-duplicates by id.
-func (d *delivery) Ack(context.Context) error {
-	if err := d.msg.Ack(); err != nil {
-		return wrap(fmt.Errorf("ack %d: %w", d.Seq(), err))
-	}
-	return nil
-}
-func (d *delivery) Nak(_ context.Context, delay time.Duration) error {
-	return d.msg.NakWithDelay(delay)
 }
 
 // MaxPayload is the largest message the server accepts, headers included.

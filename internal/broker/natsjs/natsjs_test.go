@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
@@ -16,12 +18,17 @@ const testAckWait = time.Second
 // startServer runs an in-process nats-server with JetStream on a free loopback port.
 func startServer(t *testing.T) string {
 	t.Helper()
+	return start(t).ClientURL()
+}
+
+func start(t *testing.T) *server.Server {
+	t.Helper()
 	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns.ClientURL()
+	return ns
 }
 
 func connect(t *testing.T, url string) *natsjs.Broker {
@@ -41,7 +48,14 @@ func TestConformance(t *testing.T) {
 			url := startServer(t)
 			return func(t *testing.T) broker.Broker { return connect(t, url) }
 		},
-		Kill:    func(b broker.Broker) { b.(*natsjs.Broker).Conn().Close() },
+		Kill: func(b broker.Broker) { b.(*natsjs.Broker).Conn().Close() },
+		Stopped: func(t *testing.T) broker.Broker {
+			ns := start(t)
+			b := connect(t, ns.ClientURL())
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return b
+		},
 		AckWait: testAckWait,
 	})
 }

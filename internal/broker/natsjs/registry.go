@@ -42,30 +42,29 @@ func (r registry) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-func (r registry) Bind(ctx context.Context, b broker.Binding) (broker.Binding, error) {
+// Create is the bucket's create-if-absent; when the key exists it returns what it holds.
+func (r registry) Create(ctx context.Context, b broker.Binding) (broker.Binding, bool, error) {
 	kv, err := r.bucket(ctx)
 	if err != nil {
-		return broker.Binding{}, err
+		return broker.Binding{}, false, err
 	}
 	val, err := json.Marshal(b)
 	if err != nil {
-		return broker.Binding{}, fmt.Errorf("encode binding: %w", err)
+		return broker.Binding{}, false, fmt.Errorf("encode binding: %w", err)
 	}
 	if _, err := kv.Create(ctx, b.Scenario, val); err == nil {
-		return b, nil
+		return b, true, nil
 	} else if !errors.Is(err, jetstream.ErrKeyExists) {
-		return broker.Binding{}, wrap(fmt.Errorf("bind %s: %w", b.Scenario, err))
+		return broker.Binding{}, false, wrap(fmt.Errorf("create %s: %w", b.Scenario, err))
 	}
 	have, err := r.Get(ctx, b.Scenario)
 	if err != nil {
-		return broker.Binding{}, err
+		return broker.Binding{}, false, err
 	}
-	if have.CoefVersion != b.CoefVersion {
-		return have, fmt.Errorf("%w: scenario %s is bound to coefficients %s, not %s", broker.ErrConflict, b.Scenario, have.CoefVersion, b.CoefVersion)
-	}
-	return have, nil
+	return have, false, nil
 }
 
+// Get reads the scenario's key.
 func (r registry) Get(ctx context.Context, scenario string) (broker.Binding, error) {
 	kv, err := r.bucket(ctx)
 	if err != nil {
@@ -85,6 +84,7 @@ func (r registry) Get(ctx context.Context, scenario string) (broker.Binding, err
 	return b, nil
 }
 
+// List reads every key, sorted.
 func (r registry) List(ctx context.Context) ([]broker.Binding, error) {
 	kv, err := r.bucket(ctx)
 	if err != nil {
@@ -113,6 +113,7 @@ func (r registry) List(ctx context.Context) ([]broker.Binding, error) {
 	return out, nil
 }
 
+// Delete purges the key.
 func (r registry) Delete(ctx context.Context, scenario string) error {
 	kv, err := r.bucket(ctx)
 	if err != nil {
