@@ -180,7 +180,7 @@ func (r *Replay) present(ctx context.Context) (map[string]struct{}, error) {
 
 // Signals calls fn for every signal stored in scenario s, in stream order.
 func Signals(ctx context.Context, b broker.Broker, s string, fn func(*event.Event) error) error {
-	o := broker.FeedOptions{Scenario: s, Subjects: []string{event.Subject{Scenario: s, Kind: event.KindSignal}.String()}, FromStart: true}
+	o := broker.FeedOptions{Selector: broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindSignal}}, FromStart: true}
 	return broker.Each(ctx, b, o, func(d broker.Delivery) error {
 		ev, _, err := event.Decode(d.Message().Data)
 		if err != nil {

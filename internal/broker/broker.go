@@ -132,10 +132,9 @@ type Consumer interface {
 	Close() error
 }
 
-// FeedOptions selects what an ordered feed reads.
+// FeedOptions selects what an ordered feed reads and where it starts.
 type FeedOptions struct {
-	Scenario  string
-	Subjects  []string  // subject filters (NATS wildcards)
+	Selector            // the subjects read; an invalid one fails Feed with its Validate error
 	Since     time.Time // start at broker time; zero with FromStart false means new messages only
 	FromStart bool      // start at the beginning of the stream
 	Cursor    string    // resume after this cursor (wins over Since and FromStart)
@@ -235,8 +234,9 @@ type Broker interface {
 	// pending plus ack-pending count; on Kafka the end offsets minus the group's committed
 	// offsets.
 	Lag(ctx context.Context, s string, l event.Layer) (uint64, error)
-	// Feed opens an ordered read of a scenario's subjects, without a consumer group and
-	// without commits. On NATS order is the stream's; on Kafka it holds within a partition.
+	// Feed opens an ordered read of the subjects o.Selector selects, without a consumer group
+	// and without commits; an invalid selection is an error matching event.ErrInvalid. On
+	// NATS order is the stream's; on Kafka it holds within a partition.
 	Feed(ctx context.Context, o FeedOptions) (Feed, error)
 	// Registry is the scenario registry kept on this broker.
 	Registry() Registry
@@ -258,7 +258,7 @@ type Responder interface {
 	Request(ctx context.Context, subject string, req []byte) ([]byte, error)
 }
 
-// Each calls fn for every message the subjects of o hold now (o.UntilEnd is implied), in
+// Each calls fn for every message the subjects o selects hold now (o.UntilEnd is implied), in
 // order, and returns fn's first error.
 func Each(ctx context.Context, b Broker, o FeedOptions, fn func(Delivery) error) error {
 	o.UntilEnd = true

@@ -123,7 +123,7 @@ func (a *app) demoProduce(ctx context.Context, b broker.Broker, seed uint64, int
 
 // demoWatch follows every demand feed and prints the per-layer totals when they change.
 func (a *app) demoWatch(ctx context.Context, b broker.Broker, published <-chan int, limit int, settle time.Duration) error {
-	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: a.g.scenario, Subjects: []string{event.Subject{Scenario: a.g.scenario, Kind: event.KindDemand}.String()}, FromStart: true})
+	f, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: a.g.scenario, Kinds: []event.Kind{event.KindDemand}}, FromStart: true})
 	if err != nil {
 		return err
 	}

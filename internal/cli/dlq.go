@@ -11,10 +11,17 @@ import (
 	"github.com/layercake/cascade/internal/event"
 )
 
-// deadLetters reads every dead letter of the scenario (of one layer, or all) present now.
+// deadLetters reads every dead letter of the scenario (of one layer, or all for "*") present
+// now.
 func (a *app) deadLetters(ctx context.Context, b broker.Broker, layer string, fn func(broker.Delivery) error) error {
-	o := broker.FeedOptions{Scenario: a.g.scenario, Subjects: []string{event.DLQSubject(a.g.scenario, event.Layer(layer))}, FromStart: true}
-	return broker.Each(ctx, b, o, fn)
+	sel := broker.Selector{Scenario: a.g.scenario, Kinds: []event.Kind{event.KindDLQ}}
+	if layer != event.Any {
+		sel.Layers = []event.Layer{event.Layer(layer)}
+		if err := sel.Validate(); err != nil {
+			return usageError("--layer: %w", err)
+		}
+	}
+	return broker.Each(ctx, b, broker.FeedOptions{Selector: sel, FromStart: true}, fn)
 }
 
 func (a *app) dlqCmd() *cobra.Command {

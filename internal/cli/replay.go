@@ -155,7 +155,7 @@ func (a *app) replaySource(ctx context.Context, b broker.Broker, args []string, 
 	if a.g.scenario == into {
 		return nil, 0, none, usageError("replaying scenario %s into itself adds nothing: name another --into, a FILE or --history", into)
 	}
-	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: a.g.scenario, Subjects: []string{event.Subject{Scenario: a.g.scenario, Kind: event.KindSignal}.String()}, FromStart: true, UntilEnd: true})
+	f, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: a.g.scenario, Kinds: []event.Kind{event.KindSignal}}, FromStart: true, UntilEnd: true})
 	if err != nil {
 		return nil, 0, none, err
 	}

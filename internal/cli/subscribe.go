@@ -27,10 +27,12 @@ func (a *app) subscribeCmd() *cobra.Command {
 			if err != nil || !slices.Contains(event.FeedLayers, l) {
 				return usageError("layer %q: feeds are %s", args[0], event.JoinLayers(event.FeedLayers, "and"))
 			}
-			if region == "" {
-				region = "*"
-			} else if !event.ValidName(region) {
-				return usageError("--region %q must match %s", region, event.NamePattern)
+			sel := broker.Selector{Scenario: a.g.scenario, Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{l}}
+			if region != "" {
+				if !event.ValidName(region) {
+					return usageError("--region %q must match %s", region, event.NamePattern)
+				}
+				sel.Regions = []string{region}
 			}
 			start, err := event.ParseSince(since, timeNow())
 			if err != nil {
@@ -42,7 +44,7 @@ func (a *app) subscribeCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			f, err := b.Feed(ctx, broker.FeedOptions{Scenario: a.g.scenario, Subjects: []string{event.DemandSubject(a.g.scenario, l, region)}, Since: start, FromStart: fromStart})
+			f, err := b.Feed(ctx, broker.FeedOptions{Selector: sel, Since: start, FromStart: fromStart})
 			if err != nil {
 				if errors.Is(err, broker.ErrNotFound) {
 					return fmt.Errorf("scenario %s has no stream yet: start `cascade run` or publish into it first: %w", a.g.scenario, err)

@@ -71,7 +71,7 @@ func testCrash(t *testing.T, h Harness) {
 		p, err := b.Lag(t.Context(), s, event.Chips)
 		return err == nil && p == 0
 	})
-	got := readAll(t, b, s, event.Subject{Scenario: s, Kind: event.KindDemand}.String())
+	got := readAll(t, b, broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}})
 	seen := map[string]int{}
 	sums := map[event.Type]float64{}
 	for _, m := range got {

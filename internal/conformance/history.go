@@ -133,7 +133,7 @@ func testWhatIf(t *testing.T, h Harness) {
 		t.Fatalf("half inference utilization: units %g vs %g (×%g), avg MW %g vs %g (×%g); want ×2", wu, bu, wu/bu, wmw, bmw, wmw/bmw)
 	}
 	// The what-if never touched base: base's events all carry base's coefficients.
-	for _, m := range readAll(t, b, "base", "cascade.base.>") {
+	for _, m := range readAll(t, b, broker.Selector{Scenario: "base"}) {
 		if m.ev != nil && m.ev.CoefVersion != "" && m.ev.CoefVersion != base.CoefVersion {
 			t.Fatalf("base holds %s with coefficients %s", m.ev.ID, m.ev.CoefVersion)
 		}
@@ -207,7 +207,7 @@ func testTraceAndRange(t *testing.T, h Harness) {
 			want++
 		}
 	}
-	for _, m := range readAll(t, b, "base", "cascade.base.signal.*.*") {
+	for _, m := range readAll(t, b, broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindSignal}}) {
 		if m.ev != nil && event.InRange(m.ev.Time, since, until) && m.ev.Type != event.TypeRelease {
 			want++ // adoption users and injected demand count in rows of their own
 		}

@@ -111,11 +111,11 @@ type stored struct {
 	p       event.Payload
 }
 
-// readAll reads every message on subjects of s that the broker holds now.
-func readAll(t *testing.T, b broker.Broker, s string, subjects ...string) []stored {
+// readAll reads every message of the subjects sel selects that the broker holds now.
+func readAll(t *testing.T, b broker.Broker, sel broker.Selector) []stored {
 	t.Helper()
 	var out []stored
-	err := broker.Each(t.Context(), b, broker.FeedOptions{Scenario: s, Subjects: subjects, FromStart: true}, func(d broker.Delivery) error {
+	err := broker.Each(t.Context(), b, broker.FeedOptions{Selector: sel, FromStart: true}, func(d broker.Delivery) error {
 		m := d.Message()
 		st := stored{subject: m.Subject, header: m.Header, data: m.Data}
 		if ev, p, err := event.Decode(m.Data); err == nil {
@@ -125,7 +125,7 @@ func readAll(t *testing.T, b broker.Broker, s string, subjects ...string) []stor
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("read %v: %v", subjects, err)
+		t.Fatalf("read %+v: %v", sel, err)
 	}
 	return out
 }
@@ -135,7 +135,7 @@ func waitDemand(t *testing.T, b broker.Broker, s string, n int) []stored {
 	t.Helper()
 	var got []stored
 	Eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() bool {
-		got = readAll(t, b, s, event.Subject{Scenario: s, Kind: event.KindDemand}.String())
+		got = readAll(t, b, broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}})
 		return len(got) >= n
 	})
 	return got

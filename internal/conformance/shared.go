@@ -84,7 +84,7 @@ func testReadToEndWhileLive(t *testing.T, h Harness) {
 	read, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	n := 0
-	err := broker.Each(read, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.>"}, FromStart: true}, func(broker.Delivery) error {
+	err := broker.Each(read, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base"}, FromStart: true}, func(broker.Delivery) error {
 		n++
 		return nil
 	})

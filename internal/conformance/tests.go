@@ -175,7 +175,7 @@ func testBadInput(t *testing.T, h Harness) {
 	publish(t, b, "base", Signals()[:1]) // a good signal after the bad ones is still processed
 	var dead []stored
 	Eventually(t, 20*time.Second, "dead letters", func() bool {
-		dead = readAll(t, b, "base", "cascade.base.dlq.*")
+		dead = readAll(t, b, broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDLQ}})
 		return len(dead) >= len(cases)
 	})
 	if len(dead) != len(cases) {
@@ -208,7 +208,7 @@ func testBadInput(t *testing.T, h Harness) {
 
 func readDLQ(t *testing.T, b broker.Broker) []*broker.Message {
 	var out []*broker.Message
-	for _, m := range readAll(t, b, "base", "cascade.base.dlq.*") {
+	for _, m := range readAll(t, b, broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDLQ}}) {
 		out = append(out, &broker.Message{Subject: m.subject, Header: m.header, Data: m.data})
 	}
 	return out

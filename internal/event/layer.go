@@ -76,12 +76,32 @@ func InputSubjects(s string, l Layer) []string {
 	return []string{SignalSubject(s, l, Any), DemandSubject(s, l, Any)}
 }
 
+// Kind is what a subject carries: signals entering a layer, demand placed on it, or its dead
+// letters.
+type Kind string
+
 // The kinds of subject.
 const (
-	KindSignal = "signal"
-	KindDemand = "demand"
-	KindDLQ    = "dlq"
+	KindSignal Kind = "signal"
+	KindDemand Kind = "demand"
+	KindDLQ    Kind = "dlq"
 )
+
+// Kinds are every kind of subject, in the order their subjects are listed.
+var Kinds = []Kind{KindSignal, KindDemand, KindDLQ}
+
+// Layers are the layers that have subjects of kind k, top to bottom: signals enter and dead
+// letters leave every consumer layer, demand is placed on every feed layer; nil for an unknown
+// kind.
+func (k Kind) Layers() []Layer {
+	switch k {
+	case KindSignal, KindDLQ:
+		return ConsumerLayers
+	case KindDemand:
+		return FeedLayers
+	}
+	return nil
+}
 
 // Any matches any one token when given as a Subject's layer or region.
 const Any = "*"
@@ -91,7 +111,7 @@ const Any = "*"
 // renders it, an empty Kind, Layer or Region matching anything.
 type Subject struct {
 	Scenario string
-	Kind     string
+	Kind     Kind
 	Layer    Layer
 	Region   string
 }
@@ -112,7 +132,7 @@ func (s Subject) String() string {
 // Topic is the subject without its region, "cascade.<scenario>.<kind>.<layer>": the Kafka
 // topic holding it, and the whole subject of a dead letter.
 func (s Subject) Topic() string {
-	return "cascade." + s.Scenario + "." + s.Kind + "." + orAny(string(s.Layer))
+	return "cascade." + s.Scenario + "." + string(s.Kind) + "." + orAny(string(s.Layer))
 }
 
 func orAny(token string) string {
@@ -128,7 +148,7 @@ func ParseSubject(subj string) (Subject, error) {
 	if len(p) < 4 || p[0] != "cascade" {
 		return Subject{}, fmt.Errorf("%w: %q is not a cascade subject", ErrInvalid, subj)
 	}
-	s := Subject{Scenario: p[1], Kind: p[2], Layer: Layer(p[3])}
+	s := Subject{Scenario: p[1], Kind: Kind(p[2]), Layer: Layer(p[3])}
 	if len(p) == 5 {
 		s.Region = p[4]
 	}

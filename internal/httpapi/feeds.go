@@ -131,21 +131,21 @@ func (s *Server) feedOptions(r *http.Request) (broker.FeedOptions, error) {
 	if err != nil {
 		return opts, err
 	}
-	region := q.Get("region")
-	if region == "" {
-		region = "*"
-	} else if !event.ValidName(region) {
-		return opts, fmt.Errorf("region %q: must match %s", region, event.NamePattern)
+	sel := broker.Selector{Scenario: scenario, Kinds: []event.Kind{event.KindDemand}}
+	if region := q.Get("region"); region != "" {
+		if !event.ValidName(region) {
+			return opts, fmt.Errorf("region %q: must match %s", region, event.NamePattern)
+		}
+		sel.Regions = []string{region}
 	}
-	var subjects []string
 	for _, n := range names {
 		l, err := event.ParseLayer(strings.TrimSpace(n))
 		if err != nil || !slices.Contains(event.FeedLayers, l) {
 			return opts, fmt.Errorf("%s: layer %q: feeds are %s", param, n, event.JoinLayers(event.FeedLayers, "and"))
 		}
-		subjects = append(subjects, event.DemandSubject(scenario, l, region))
+		sel.Layers = append(sel.Layers, l)
 	}
-	opts = broker.FeedOptions{Scenario: scenario, Subjects: subjects, Cursor: r.Header.Get("Last-Event-ID")}
+	opts = broker.FeedOptions{Selector: sel, Cursor: r.Header.Get("Last-Event-ID")}
 	if since := q.Get("since"); since != "" && opts.Cursor == "" {
 		t, err := event.ParseSince(since, time.Now())
 		if err != nil {

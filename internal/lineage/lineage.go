@@ -83,7 +83,7 @@ func (x *Indexer) Follow(ctx context.Context, s string) error {
 	if every <= 0 {
 		every = time.Second
 	}
-	o := broker.FeedOptions{Scenario: s, Subjects: []string{event.Subject{Scenario: s, Kind: event.KindSignal}.String(), event.Subject{Scenario: s, Kind: event.KindDemand}.String()}, FromStart: true}
+	o := broker.FeedOptions{Selector: broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindSignal, event.KindDemand}}, FromStart: true}
 	if cp := ix.Checkpoint(); cp > 0 {
 		o.Cursor = strconv.FormatUint(cp, 10)
 	}

@@ -99,7 +99,7 @@ func (m *Metrics) FollowDemand(ctx context.Context, b broker.Broker, scenario st
 		return nil
 	}
 	defer m.Demand.DeletePartialMatch(prometheus.Labels{"scenario": scenario})
-	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: scenario, Subjects: totals.Subjects(scenario), FromStart: true})
+	f, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: scenario, Kinds: totals.Kinds}, FromStart: true})
 	if err != nil {
 		return fmt.Errorf("demand gauges of %s: %w", scenario, err)
 	}

@@ -34,9 +34,9 @@ type Totals struct {
 	Rows     []totals.Row `json:"rows"`
 }
 
-// scan calls fn for every decodable event the scenario's subjects hold now.
-func scan(ctx context.Context, b broker.Broker, scenario string, subjects []string, fn func(d broker.Delivery, ev *event.Event, p event.Payload) error) error {
-	return broker.Each(ctx, b, broker.FeedOptions{Scenario: scenario, Subjects: subjects, FromStart: true}, func(d broker.Delivery) error {
+// scan calls fn for every decodable event the subjects of sel hold now.
+func scan(ctx context.Context, b broker.Broker, sel broker.Selector, fn func(d broker.Delivery, ev *event.Event, p event.Payload) error) error {
+	return broker.Each(ctx, b, broker.FeedOptions{Selector: sel, FromStart: true}, func(d broker.Delivery) error {
 		ev, p, err := event.Decode(d.Message().Data)
 		if err != nil {
 			return nil // only dead letters are undecodable, and they are not on these subjects
@@ -50,7 +50,7 @@ func scan(ctx context.Context, b broker.Broker, scenario string, subjects []stri
 // event-time range.
 func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, error) {
 	sum := totals.New(o.ByRegion)
-	err := scan(ctx, b, o.Scenario, totals.Subjects(o.Scenario), func(d broker.Delivery, ev *event.Event, p event.Payload) error {
+	err := scan(ctx, b, broker.Selector{Scenario: o.Scenario, Kinds: totals.Kinds}, func(d broker.Delivery, ev *event.Event, p event.Payload) error {
 		if event.InRange(ev.Time, o.Since, o.Until) {
 			sum.AddStored(d.Message().Subject, ev, p)
 		}
@@ -80,9 +80,9 @@ var ErrNoEvent = errors.New("no such event")
 func Trace(ctx context.Context, b broker.Broker, scenario, id string) (*tree.Node, error) {
 	nodes := map[string]*tree.Node{}
 	var corr string
-	all := []string{event.Subject{Scenario: scenario, Kind: event.KindDemand}.String(), event.Subject{Scenario: scenario, Kind: event.KindSignal}.String()}
+	all := broker.Selector{Scenario: scenario, Kinds: []event.Kind{event.KindSignal, event.KindDemand}}
 	// First find the event to learn its tree's correlation id, then gather the tree.
-	err := scan(ctx, b, scenario, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
+	err := scan(ctx, b, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
 		if ev.ID == id {
 			corr = ev.CorrelationID
 			if corr == "" {
@@ -98,7 +98,7 @@ func Trace(ctx context.Context, b broker.Broker, scenario, id string) (*tree.Nod
 	if corr == "" {
 		return nil, fmt.Errorf("%w: %s in scenario %s", ErrNoEvent, id, scenario)
 	}
-	err = scan(ctx, b, scenario, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
+	err = scan(ctx, b, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
 		if ev.ID == corr || ev.CorrelationID == corr {
 			if _, dup := nodes[ev.ID]; !dup {
 				nodes[ev.ID] = &tree.Node{Event: ev, Payload: p}

@@ -113,13 +113,10 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 	return true
 }
 
-// Subjects are the subjects whose events totals sum in scenario s: every demand feed and
-// every signal.
-func Subjects(s string) []string {
-	return []string{event.Subject{Scenario: s, Kind: event.KindDemand}.String(), event.Subject{Scenario: s, Kind: event.KindSignal}.String()}
-}
+// Kinds are the kinds of subject whose events totals sum: every signal and all demand.
+var Kinds = []event.Kind{event.KindSignal, event.KindDemand}
 
-// AddStored counts ev as stored on subject (one of Subjects): a signal whose demand is all in
+// AddStored counts ev as stored on subject (of one of Kinds): a signal whose demand is all in
 // its derived events (a release) is not counted (event.Counted); an adoption counts its users
 // on the application layer; demand arriving as a signal is injected at its layer. It returns
 // false for an event not counted.

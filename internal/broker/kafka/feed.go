@@ -35,7 +35,7 @@ type feed struct {
 	b       *Broker
 	prefix  string // "cascade.<s>." - the topic prefix dropped from cursors
 	parts   []tp
-	filters []string
+	sel     broker.Selector
 	ch      chan fetched
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -49,10 +49,8 @@ type feed struct {
 	dedup *dedup
 }
 
-// Feed reads the topics whose subjects match o.Subjects (NATS-style filters such as
-// cascade.s.demand.*.*, cascade.s.demand.>, cascade.s.dlq.*, cascade.s.demand.grid.us; none
-// means every topic of the scenario), keeping the records whose cascade-subject header
-// matches. It starts after o.Cursor, else at the first offsets (FromStart), else at the
+// Feed reads the topics o.Selector selects (a topic is a subject without its region), keeping
+// the records whose subject (the cascade-subject header) is in a selected region. It starts after o.Cursor, else at the first offsets (FromStart), else at the
 // offsets of o.Since (broker time), else at the end. It never joins a consumer group.
 // A following feed reads all partitions at once, so records from different partitions
 // interleave as they come; within a partition they keep their order. With o.UntilEnd the
@@ -61,8 +59,8 @@ type feed struct {
 // at-least-once delivery (same id, same body) are dropped within the last
 // Options.FeedDedup records.
 func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, error) {
-	if !event.ValidName(o.Scenario) {
-		return nil, fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, o.Scenario, event.NamePattern)
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("feed: %w", err)
 	}
 	if b.isClosed() {
 		return nil, broker.ErrClosed
@@ -77,11 +75,11 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 	}
 	var parts []tp
 	for _, p := range existing {
-		if len(o.Subjects) == 0 || slices.ContainsFunc(o.Subjects, func(f string) bool { return topicMatch(f, p.topic) }) {
+		if sub, err := event.ParseSubject(p.topic); err == nil && o.Selects(sub) {
 			parts = append(parts, p)
 		}
 	}
-	f := &feed{b: b, prefix: "cascade." + o.Scenario + ".", parts: parts, filters: o.Subjects,
+	f := &feed{b: b, prefix: "cascade." + o.Scenario + ".", parts: parts, sel: o.Selector,
 		ch: make(chan fetched, 256), pos: make([]int64, len(parts)), hwm: make([]atomic.Int64, len(parts))}
 	if b.opts.FeedDedup > 0 {
 		f.dedup = newDedup(b.opts.FeedDedup)
@@ -295,7 +293,7 @@ func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
 			f.mu.Lock()
 			f.pos[x.slot] = x.km.Offset + 1
 			f.mu.Unlock()
-			if len(f.filters) > 0 && !slices.ContainsFunc(f.filters, func(flt string) bool { return subjectMatch(flt, x.m.Subject) }) {
+			if sub, _ := event.ParseSubject(x.m.Subject); sub.Region != "" && !f.sel.SelectsRegion(sub.Region) {
 				continue
 			}
 			if f.dedup != nil && x.m.ID != "" && f.dedup.seen(x.m.ID, x.m.Data) {
@@ -380,33 +378,6 @@ func (f *feed) parseCursor(c string) (map[string][]int64, error) {
 		}
 	}
 	return out, nil
-}
-
-// subjectMatch matches a subject against a NATS-style filter ("*" one token, ">" the rest).
-func subjectMatch(filter, subject string) bool {
-	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, t := range ft {
-		if t == ">" {
-			return len(st) > i
-		}
-		if i >= len(st) || (t != "*" && t != st[i]) {
-			return false
-		}
-	}
-	return len(ft) == len(st)
-}
-
-// topicMatch reports whether a subject stored on topic (the topic itself for dead letters,
-// the topic plus a region otherwise) may match filter.
-func topicMatch(filter, topic string) bool {
-	if subjectMatch(filter, topic) {
-		return true
-	}
-	region := "x"
-	if ft := strings.Split(filter, "."); len(ft) == 5 && ft[4] != "*" && ft[4] != ">" {
-		region = ft[4]
-	}
-	return subjectMatch(filter, topic+"."+region)
 }
 
 // dedup remembers the last n (id, body hash) keys.

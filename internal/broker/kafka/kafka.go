@@ -259,18 +259,14 @@ func topicOf(subject string) (string, error) {
 	return topic, nil
 }
 
-// scenarioTopics are every topic of scenario s: signals into the five consumer layers,
-// demand on the five feed layers, dead letters of the five consumer layers.
+// scenarioTopics are every topic of scenario s, kind after kind (signals, demand, dead letters)
+// and each kind's layers top to bottom (event.Kind.Layers).
 func scenarioTopics(s string) []string {
 	var out []string
-	for _, l := range event.ConsumerLayers {
-		out = append(out, event.Subject{Scenario: s, Kind: event.KindSignal, Layer: l}.Topic())
-	}
-	for _, l := range event.FeedLayers {
-		out = append(out, event.Subject{Scenario: s, Kind: event.KindDemand, Layer: l}.Topic())
-	}
-	for _, l := range event.ConsumerLayers {
-		out = append(out, event.DLQSubject(s, l))
+	for _, k := range event.Kinds {
+		for _, l := range k.Layers() {
+			out = append(out, event.Subject{Scenario: s, Kind: k, Layer: l}.Topic())
+		}
 	}
 	return out
 }

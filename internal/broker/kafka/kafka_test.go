@@ -249,7 +249,7 @@ func TestExistingTopicWithOtherPartitionCount(t *testing.T) {
 	if err := b.Publish(t.Context(), msgs); err != nil {
 		t.Fatal(err)
 	}
-	got := readFeed(t, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.chips.*"}, FromStart: true, UntilEnd: true})
+	got := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Chips}}, FromStart: true, UntilEnd: true})
 	if len(got) != 2 {
 		t.Fatalf("read %d messages back, want 2", len(got))
 	}
@@ -295,27 +295,27 @@ func TestPublishAndFeed(t *testing.T) {
 	}
 	t.Run("filters", func(t *testing.T) {
 		cases := []struct {
-			subjects []string
-			want     int
+			sel  broker.Selector
+			want int
 		}{
-			{[]string{"cascade.base.demand.>"}, 6},
-			{[]string{"cascade.base.demand.*.*"}, 6},
-			{[]string{"cascade.base.demand.grid.us"}, 3},
-			{[]string{"cascade.base.demand.grid.us", "cascade.base.demand.grid.cn"}, 4},
-			{[]string{"cascade.base.dlq.*"}, 1},
-			{[]string{"cascade.base.>"}, 7},
-			{nil, 7},
-			{[]string{"cascade.base.demand.chips.*"}, 0},
+			{broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}}, 6},
+			{broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Grid}}, 6},
+			{broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Grid}, Regions: []string{"us"}}, 3},
+			{broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Regions: []string{"us", "cn"}}, 4},
+			{broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDLQ}}, 1},
+			{broker.Selector{Scenario: "base", Regions: []string{"us"}}, 3},
+			{broker.Selector{Scenario: "base"}, 7},
+			{broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Chips}}, 0},
 		}
 		for _, c := range cases {
-			got := readFeed(t, b, broker.FeedOptions{Scenario: "base", Subjects: c.subjects, FromStart: true, UntilEnd: true})
+			got := readFeed(t, b, broker.FeedOptions{Selector: c.sel, FromStart: true, UntilEnd: true})
 			if len(got) != c.want {
-				t.Errorf("%v: %d messages, want %d", c.subjects, len(got), c.want)
+				t.Errorf("%+v: %d messages, want %d", c.sel, len(got), c.want)
 			}
 		}
 	})
 	t.Run("message", func(t *testing.T) {
-		got := readFeed(t, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.grid.cn"}, FromStart: true, UntilEnd: true})
+		got := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Grid}, Regions: []string{"cn"}}, FromStart: true, UntilEnd: true})
 		if len(got) != 1 {
 			t.Fatalf("%d messages", len(got))
 		}
@@ -328,7 +328,7 @@ func TestPublishAndFeed(t *testing.T) {
 		}
 	})
 	t.Run("order within a key", func(t *testing.T) {
-		got := readFeed(t, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.grid.us"}, FromStart: true, UntilEnd: true})
+		got := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Grid}, Regions: []string{"us"}}, FromStart: true, UntilEnd: true})
 		var ids []string
 		for _, d := range got {
 			ids = append(ids, d.Message().ID)
@@ -338,27 +338,27 @@ func TestPublishAndFeed(t *testing.T) {
 		}
 	})
 	t.Run("cursor", func(t *testing.T) {
-		all := readFeed(t, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.>"}, FromStart: true, UntilEnd: true})
+		all := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}}, FromStart: true, UntilEnd: true})
 		for i := range all {
-			rest := readFeed(t, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.>"}, Cursor: all[i].Cursor(), UntilEnd: true})
+			rest := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}}, Cursor: all[i].Cursor(), UntilEnd: true})
 			if len(rest) != len(all)-i-1 {
 				t.Fatalf("after %d of %d: %d left", i+1, len(all), len(rest))
 			}
 		}
-		if _, err := b.Feed(ctx, broker.FeedOptions{Scenario: "base", Cursor: "12"}); !errors.Is(err, event.ErrInvalid) {
+		if _, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: "base"}, Cursor: "12"}); !errors.Is(err, event.ErrInvalid) {
 			t.Errorf("bad cursor: %v", err)
 		}
 	})
 	t.Run("since", func(t *testing.T) {
-		if got := readFeed(t, b, broker.FeedOptions{Scenario: "base", Since: before.Add(-time.Minute), UntilEnd: true}); len(got) != 7 {
+		if got := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base"}, Since: before.Add(-time.Minute), UntilEnd: true}); len(got) != 7 {
 			t.Errorf("since before: %d", len(got))
 		}
-		if got := readFeed(t, b, broker.FeedOptions{Scenario: "base", Since: time.Now().Add(time.Minute), UntilEnd: true}); len(got) != 0 {
+		if got := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base"}, Since: time.Now().Add(time.Minute), UntilEnd: true}); len(got) != 0 {
 			t.Errorf("since after: %d", len(got))
 		}
 	})
 	t.Run("follow", func(t *testing.T) {
-		f, err := b.Feed(ctx, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.grid.*"}})
+		f, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Grid}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,7 +384,7 @@ func TestPublishAndFeed(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got := readFeed(t, b, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.energy.*"}, FromStart: true, UntilEnd: true})
+		got := readFeed(t, b, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Energy}}, FromStart: true, UntilEnd: true})
 		if len(got) != 1 {
 			t.Errorf("feed delivered %d copies of one id", len(got))
 		}
@@ -394,7 +394,7 @@ func TestPublishAndFeed(t *testing.T) {
 			t.Errorf("publish on %s: %v, want event.ErrInvalid", subj, err)
 		}
 	}
-	if _, err := b.Feed(ctx, broker.FeedOptions{Scenario: "nowhere", FromStart: true}); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: "nowhere"}, FromStart: true}); !errors.Is(err, broker.ErrNotFound) {
 		t.Errorf("feed of an unknown scenario: %v", err)
 	}
 }
@@ -971,7 +971,7 @@ func TestFollowAcrossIdlePolls(t *testing.T) {
 	if err := b.EnsureScenario(ctx, "base"); err != nil {
 		t.Fatal(err)
 	}
-	f, err := b.Feed(ctx, broker.FeedOptions{Scenario: "base", Subjects: []string{"cascade.base.demand.>"}})
+	f, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}}})
 	if err != nil {
 		t.Fatal(err)
 	}

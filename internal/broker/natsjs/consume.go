@@ -135,11 +135,15 @@ type feed struct {
 	ended    bool
 }
 
-// Feed opens an ordered consumer on the scenario's stream.
+// Feed opens an ordered consumer on the scenario's stream, filtered by the fewest subjects
+// that match the selection (filters).
 func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("feed: %w", err)
+	}
 	// A bounded number of resets: nats.go's default is unlimited, and a reset holds the lock
 	// Stop needs, so a feed on a deleted stream would never stop (or let its process stop).
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: o.Subjects, DeliverPolicy: jetstream.DeliverNewPolicy, MaxResetAttempts: feedResetAttempts}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters(o.Selector), DeliverPolicy: jetstream.DeliverNewPolicy, MaxResetAttempts: feedResetAttempts}
 	switch {
 	case o.Cursor != "":
 		seq, err := strconv.ParseUint(o.Cursor, 10, 64)
