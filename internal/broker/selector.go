@@ -28,7 +28,7 @@ func (s Selector) Validate() error {
 	}
 	for _, k := range s.Kinds {
 		if k.Layers() == nil {
-			return &event.ValidationError{Field: "kinds", Rule: fmt.Sprintf("unknown kind %q (want %s, %s or %s)", k, event.KindSignal, event.KindDemand, event.KindDLQ)}
+			return &event.ValidationError{Field: "kinds", Rule: fmt.Sprintf("unknown kind %q (want %s)", k, event.Join(event.Kinds, "or"))}
 		}
 		if k == event.KindDLQ && len(s.Regions) > 0 {
 			return &event.ValidationError{Field: "regions", Rule: "dead letters have no region; select them without regions"}
@@ -39,7 +39,7 @@ func (s Selector) Validate() error {
 			return &event.ValidationError{Field: "layers", Rule: fmt.Sprintf("unknown layer %q (want %s)", l, event.JoinLayers(event.AllLayers, "or"))}
 		}
 		if !slices.ContainsFunc(s.SelectedKinds(), func(k event.Kind) bool { return slices.Contains(k.Layers(), l) }) {
-			return &event.ValidationError{Field: "layers", Rule: fmt.Sprintf("layer %s has no %v subjects", l, s.SelectedKinds())}
+			return &event.ValidationError{Field: "layers", Rule: fmt.Sprintf("layer %s has no %s subjects", l, event.Join(s.SelectedKinds(), "or"))}
 		}
 	}
 	for _, r := range s.Regions {

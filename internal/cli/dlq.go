@@ -11,16 +11,21 @@ import (
 	"github.com/layercake/cascade/internal/event"
 )
 
-// deadLetters reads every dead letter of the scenario (of one layer, or all for "*") present
-// now.
-func (a *app) deadLetters(ctx context.Context, b broker.Broker, layer string, fn func(broker.Delivery) error) error {
+// dlqSelector selects the scenario's dead letters of one layer, or of all for "*"; a layer
+// that has none is a usage error naming --layer.
+func (a *app) dlqSelector(layer string) (broker.Selector, error) {
 	sel := broker.Selector{Scenario: a.g.scenario, Kinds: []event.Kind{event.KindDLQ}}
 	if layer != event.Any {
 		sel.Layers = []event.Layer{event.Layer(layer)}
-		if err := sel.Validate(); err != nil {
-			return usageError("--layer: %w", err)
-		}
 	}
+	if err := sel.Validate(); err != nil {
+		return sel, usageError("--layer %q: %w", layer, err)
+	}
+	return sel, nil
+}
+
+// deadLetters reads every dead letter sel selects present now.
+func deadLetters(ctx context.Context, b broker.Broker, sel broker.Selector, fn func(broker.Delivery) error) error {
 	return broker.Each(ctx, b, broker.FeedOptions{Selector: sel, FromStart: true}, fn)
 }
 
@@ -34,9 +39,13 @@ func (a *app) dlqCmd() *cobra.Command {
 		Example: "  cascade dlq ls\n  cascade dlq ls --layer chips --scenario half-util",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			sel, err := a.dlqSelector(layer)
+			if err != nil {
+				return err
+			}
 			enc := json.NewEncoder(a.Stdout)
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				return a.deadLetters(cmd.Context(), b, layer, func(d broker.Delivery) error {
+				return deadLetters(cmd.Context(), b, sel, func(d broker.Delivery) error {
 					m := d.Message()
 					line := map[string]any{
 						"seq": d.Seq(), "time": d.Time().UTC(), "layer": m.Header[broker.HeaderLayer],
@@ -62,10 +71,14 @@ skipped.`,
 		Example: "  cascade dlq redrive --layer chips",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			sel, err := a.dlqSelector(layer)
+			if err != nil {
+				return err
+			}
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
 				var msgs []broker.Message
 				cut := 0
-				err := a.deadLetters(cmd.Context(), b, layer, func(d broker.Delivery) error {
+				err := deadLetters(cmd.Context(), b, sel, func(d broker.Delivery) error {
 					m := d.Message()
 					if m.Header[broker.HeaderTruncated] != "" {
 						cut++ // its body is incomplete

@@ -367,10 +367,13 @@ func Counted(t Type) bool { return pipeline.payloads[t].Key != nil }
 func LayerOf(t Type) Layer { return pipeline.layerOf[t] }
 
 // JoinLayers lists layer names for people: "a, b, c or d" with last "or".
-func JoinLayers(ls []Layer, last string) string {
-	names := make([]string, len(ls))
-	for i, l := range ls {
-		names[i] = string(l)
+func JoinLayers(ls []Layer, last string) string { return Join(ls, last) }
+
+// Join lists names (layers, kinds) for people: "a, b, c or d" with last "or".
+func Join[T ~string](xs []T, last string) string {
+	names := make([]string, len(xs))
+	for i, x := range xs {
+		names[i] = string(x)
 	}
 	if len(names) < 2 {
 		return strings.Join(names, "")

@@ -32,16 +32,16 @@ type fetched struct {
 // has one goroutine per partition, a snapshot (UntilEnd) one goroutine reading partition
 // after partition; either way they hand records to Next through one channel.
 type feed struct {
-	b       *Broker
-	prefix  string // "cascade.<s>." - the topic prefix dropped from cursors
-	parts   []tp
-	sel     broker.Selector
-	ch      chan fetched
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closed  atomic.Bool
-	once    sync.Once
+	b      *Broker
+	prefix string // "cascade.<s>." - the topic prefix dropped from cursors
+	parts  []tp
+	sel    broker.Selector
+	ch     chan fetched
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	once   sync.Once
 
 	mu    sync.Mutex
 	pos   []int64 // per slot: the offset after the last record Next consumed

@@ -1,0 +1,43 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// `dlq ls --layer L` lists that layer's dead letters only; a layer that has none (unknown, or
+// the terminal one, which runs no consumer) is a usage error naming --layer, not an empty list.
+func TestDLQLayer(t *testing.T) {
+	t.Parallel()
+	ns, env := startBroker(t)
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.EnsureScenario(t.Context(), "base"); err != nil {
+		t.Fatal(err)
+	}
+	err = b.Publish(t.Context(), []broker.Message{
+		{Subject: event.DLQSubject("base", event.Chips), ID: "dead-chips", Data: []byte("x"), Header: map[string]string{broker.HeaderLayer: "chips"}},
+		{Subject: event.DLQSubject("base", event.Energy), ID: "dead-energy", Data: []byte("y"), Header: map[string]string{broker.HeaderLayer: "energy"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := run(t.Context(), "", env, "dlq", "ls", "--layer", "chips"); code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"layer":"chips"`) {
+		t.Errorf("dlq ls --layer chips: %d %q %s", code, out, stderr)
+	}
+	if code, out, stderr := run(t.Context(), "", env, "dlq", "ls"); code != 0 || strings.Count(out, "\n") != 2 {
+		t.Errorf("dlq ls: %d %q %s", code, out, stderr)
+	}
+	for _, layer := range []string{"gpu", "grid"} {
+		if code, _, stderr := run(t.Context(), "", env, "dlq", "ls", "--layer", layer); code != 2 || !strings.Contains(stderr, "--layer") {
+			t.Errorf("dlq ls --layer %s: exit %d, %s; want 2 naming --layer", layer, code, stderr)
+		}
+	}
+}
