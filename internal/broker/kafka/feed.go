@@ -79,7 +79,7 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 			parts = append(parts, p)
 		}
 	}
-	f := &feed{b: b, prefix: "cascade." + o.Scenario + ".", parts: parts, sel: o.Selector,
+	f := &feed{b: b, prefix: strings.TrimSuffix(event.Subject{Scenario: o.Scenario}.String(), ">"), parts: parts, sel: o.Selector,
 		ch: make(chan fetched, 256), pos: make([]int64, len(parts)), hwm: make([]atomic.Int64, len(parts))}
 	if b.opts.FeedDedup > 0 {
 		f.dedup = newDedup(b.opts.FeedDedup)
