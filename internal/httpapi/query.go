@@ -74,6 +74,10 @@ func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if err := event.CheckID(id); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	root, err := s.opts.Trace(r.Context(), scenario, id)
 	if err != nil {
 		writeError(w, statusOf(err), err.Error())

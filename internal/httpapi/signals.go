@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -25,6 +26,16 @@ var structuredTypes = []string{"application/json", "application/cloudevents+json
 // line. The body is read whole before anything is published; 200 means every event was taken
 // and acknowledged by the broker, 207 some, 400 none.
 func (s *Server) postSignals(w http.ResponseWriter, r *http.Request) {
+	q, err := params(r, "scenario")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	scenario, err := s.scenarioParam(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
@@ -48,6 +59,11 @@ func (s *Server) postSignals(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusRequestEntityTooLarge, "body over the limit of "+itoa(s.opts.MaxBody)+" bytes; nothing was published")
 			return
 		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			writeError(w, http.StatusBadRequest, "the body did not arrive within --http-read-timeout; nothing was published")
+			return
+		}
 		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
@@ -69,7 +85,7 @@ func (s *Server) postSignals(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p := &producers.Publisher{Broker: s.b, Scenario: s.scenarioOf(r)}
+	p := &producers.Publisher{Broker: s.b, Scenario: scenario}
 	results, err := p.Publish(r.Context(), items)
 	if errors.Is(err, broker.ErrNotFound) {
 		writeError(w, http.StatusNotFound, err.Error())
@@ -95,6 +111,7 @@ func (s *Server) postSignals(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	for _, res := range results {
 		_ = enc.Encode(res)
 	}
