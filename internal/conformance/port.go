@@ -53,7 +53,7 @@ func testCommit(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
 	b := connect(t)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(ctx, portSignals("base", "c", 6)); err != nil {
@@ -103,7 +103,7 @@ func testErrors(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
 	b := connect(t)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
 	limit := broker.DefaultMaxPayload
