@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/layercake/cascade/internal/broker/kafka/kafkatest"
 	"github.com/layercake/cascade/internal/conformance"
+	"github.com/layercake/cascade/internal/event"
 )
 
 // One rule on both brokers: a flag that does not apply to the broker chosen is refused naming
@@ -93,6 +95,55 @@ func TestClientDoesNotChangeTheOwnersDedupWindow(t *testing.T) {
 	}
 }
 
+// run is the owner of base: its --dedup-window and --ack-wait hold on the stream and on the
+// layers' consumers after client commands have connected and published.
+func TestRunsStorageSettingsSurviveClients(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--dedup-window", "10s", "--ack-wait", "3s", "--log-format", "json", "--http-listen", "")
+	})
+	url := "nats://127.0.0.1:" + port
+	env := map[string]string{"CASCADE_NATS_URL": url}
+	consumer := event.ConsumerName("base", event.Chips)
+	conformance.Eventually(t, 20*time.Second, "run to serve base", func() bool {
+		code, _, _ := run(t.Context(), "", env, "scenario", "show", "base")
+		if code != 0 {
+			return false
+		}
+		st, err := conformance.JetStream(t, url).Stream(t.Context(), "CASCADE_BASE")
+		if err != nil {
+			return false
+		}
+		_, err = st.Consumer(t.Context(), consumer)
+		return err == nil
+	})
+	if code, out, stderr := run(t.Context(), adoptionUS, env, "publish"); code != 0 {
+		t.Fatalf("publish: exit %d %s %s", code, out, stderr)
+	}
+	st, err := conformance.JetStream(t, url).Stream(t.Context(), "CASCADE_BASE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.Duplicates; got != 10*time.Second {
+		t.Fatalf("de-dup window %s after a client published, want run's 10s", got)
+	}
+	c, err := st.Consumer(t.Context(), consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CachedInfo().Config.AckWait; got != 3*time.Second {
+		t.Fatalf("layer chips has ack wait %s, want run's 3s", got)
+	}
+	if code, out, _ := run(t.Context(), "", env, "scenario", "show", "base"); code != 0 || !strings.Contains(out, `"dedup_window": "10s"`) {
+		t.Fatalf("scenario show base: exit %d without run's config:\n%s", code, out)
+	}
+}
+
 // On Kafka the owner's retention becomes the topics' retention.ms and retention.bytes, and a
 // later owner's settings replace it on the existing topics.
 func TestKafkaRetentionIsTopicConfig(t *testing.T) {
@@ -111,6 +162,9 @@ func TestKafkaRetentionIsTopicConfig(t *testing.T) {
 	got := topicConfig(t, addrs, "cascade.ret.demand.grid")
 	if got["retention.bytes"] != "1000000" || got["retention.ms"] == "3600000" {
 		t.Fatalf("after the owner's new settings: retention.bytes %q (want 1000000), retention.ms %q (want the cluster's default)", got["retention.bytes"], got["retention.ms"])
+	}
+	if code, out, _ := run(t.Context(), "", env, "scenario", "show", "ret"); code != 0 || !strings.Contains(out, `"max_bytes": 1000000`) || strings.Contains(out, "max_age") {
+		t.Fatalf("scenario show: exit %d, want the owner's latest config recorded:\n%s", code, out)
 	}
 }
 
