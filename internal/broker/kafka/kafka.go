@@ -1,8 +1,8 @@
 // Package kafka implements the broker port on Apache Kafka with github.com/segmentio/kafka-go.
 //
 // Layout: a topic per subject without its region token (cascade.<s>.signal.<layer>,
-// cascade.<s>.demand.<layer>, cascade.<s>.dlq.<layer>), created with Options.Partitions and
-// Options.Replication; the full subject travels in the cascade-subject header and the event id
+// cascade.<s>.demand.<layer>, cascade.<s>.dlq.<layer>), created with the owner's
+// broker.ScenarioConfig (EnsureScenario); the full subject travels in the cascade-subject header and the event id
 // in cascade-id, the key is Message.Key (the correlation id, so one tree stays in one
 // partition and load spreads evenly), the value the message body, marked content-type
 // application/cloudevents+json (the CloudEvents Kafka binding's structured mode). Records
