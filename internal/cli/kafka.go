@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -67,8 +68,8 @@ func (o *kafkaOptions) connect(ctx context.Context, brokers string, log zerolog.
 		opts.SASLPassword = getenv(kafkaPasswordEnv)
 	}
 	b, err := kafka.Connect(ctx, opts)
-	if err != nil {
+	if errors.Is(err, kafka.ErrInvalidOption) {
 		return nil, fmt.Errorf("kafka flags: %w", err)
 	}
-	return b, nil
+	return b, err
 }
