@@ -68,8 +68,11 @@ func (o *kafkaOptions) connect(ctx context.Context, brokers string, log zerolog.
 		opts.SASLPassword = getenv(kafkaPasswordEnv)
 	}
 	b, err := kafka.Connect(ctx, opts)
-	if errors.Is(err, kafka.ErrInvalidOption) {
+	switch {
+	case errors.Is(err, kafka.ErrInvalidOption):
 		return nil, fmt.Errorf("kafka flags: %w", err)
+	case err != nil:
+		return nil, err
 	}
-	return b, err
+	return b, nil
 }
