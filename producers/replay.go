@@ -17,7 +17,7 @@ type Source interface {
 	Next(ctx context.Context) (*event.Event, error)
 }
 
-// Replay re-drives signals into a scenario.
+// Replay re-drives signals into a scenario, whose storage its owner created.
 type Replay struct {
 	Broker broker.Broker
 	Into   string
@@ -166,9 +166,6 @@ func (r *Replay) backPressure(ctx context.Context) error {
 // present collects the ids of the target's signals inside the range.
 func (r *Replay) present(ctx context.Context) (map[string]struct{}, error) {
 	have := map[string]struct{}{}
-	if err := r.Broker.EnsureScenario(ctx, r.Into); err != nil {
-		return nil, err
-	}
 	err := Signals(ctx, r.Broker, r.Into, func(ev *event.Event) error {
 		if event.InRange(ev.Time, r.Since, r.Until) {
 			have[ev.ID] = struct{}{}

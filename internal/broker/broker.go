@@ -102,7 +102,7 @@ type Delivery interface {
 //
 // Delivery is at least once: a delivery that is not committed comes again, to this consumer
 // or another of its layer. On NATS an uncommitted delivery comes again once the ack wait
-// (natsjs.Options.AckWait) has passed since it was handed out. On Kafka it comes again when
+// (ScenarioConfig.AckWait) has passed since it was handed out. On Kafka it comes again when
 // its partition is next assigned (the member restarts, or the group rebalances), together
 // with whatever follows it in that partition.
 type Consumer interface {
@@ -162,12 +162,68 @@ type Feed interface {
 	Close() error
 }
 
-// Binding ties a scenario to its coefficient set.
+// Defaults of ScenarioConfig's zero fields.
+const (
+	DefaultDedupWindow = 2 * time.Minute
+	DefaultAckWait     = 30 * time.Second
+	DefaultPartitions  = 6
+)
+
+// ErrInvalidConfig is matched by every error of ScenarioConfig.Validate.
+var ErrInvalidConfig = errors.New("invalid scenario config")
+
+// ScenarioConfig is how a scenario's storage is kept. The owner of a scenario (the command
+// that creates or serves it) passes it to Broker.EnsureScenario, which records nothing; the
+// owner records it in the scenario's Binding, so that consumers of the scenario use its
+// AckWait and anyone can show it. Clients never carry one. Zero fields take the defaults
+// given; a field a broker does not have is ignored by its adapter (the CLI refuses its flag).
+type ScenarioConfig struct {
+	// DedupWindow is how long the broker remembers a message id to store it once (NATS:
+	// the stream's duplicate window, ~130 B per message in it); default 2m. Kafka has none.
+	DedupWindow time.Duration `json:"dedup_window,omitempty"`
+	// MaxAge drops stored messages older than it; 0: NATS keeps everything, Kafka the
+	// cluster's default (topic config retention.ms).
+	MaxAge time.Duration `json:"max_age,omitempty"`
+	// MaxBytes caps the storage at this many bytes (NATS: the stream; Kafka: each partition,
+	// retention.bytes); 0: unlimited on NATS, the cluster's default on Kafka.
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+	// Replicas is the stream's replica count on NATS (default 1) and the topics' replication
+	// factor on Kafka (default min(3, brokers)), applied when the storage is created.
+	Replicas int `json:"replicas,omitempty"`
+	// Partitions is the partition count of the Kafka topics, applied when they are created
+	// (an existing topic keeps its count, with a warning); default 6. NATS has none.
+	Partitions int `json:"partitions,omitempty"`
+	// AckWait is how long a consumer's uncommitted delivery waits before it is delivered
+	// again (NATS); default 30s, at least 100ms. Kafka redelivers on reassignment instead.
+	AckWait time.Duration `json:"ack_wait,omitempty"`
+}
+
+// Validate refuses negative settings and an ack wait below 100ms, naming the field.
+func (c ScenarioConfig) Validate() error {
+	switch {
+	case c.DedupWindow < 0:
+		return fmt.Errorf("%w: dedup window %s is negative", ErrInvalidConfig, c.DedupWindow)
+	case c.MaxAge < 0:
+		return fmt.Errorf("%w: retention max age %s is negative", ErrInvalidConfig, c.MaxAge)
+	case c.MaxBytes < 0:
+		return fmt.Errorf("%w: retention max bytes %d is negative", ErrInvalidConfig, c.MaxBytes)
+	case c.Replicas < 0:
+		return fmt.Errorf("%w: replicas %d is negative", ErrInvalidConfig, c.Replicas)
+	case c.Partitions < 0:
+		return fmt.Errorf("%w: partitions %d is negative", ErrInvalidConfig, c.Partitions)
+	case c.AckWait < 0 || (c.AckWait > 0 && c.AckWait < 100*time.Millisecond):
+		return fmt.Errorf("%w: ack wait %s below 100ms", ErrInvalidConfig, c.AckWait)
+	}
+	return nil
+}
+
+// Binding ties a scenario to its coefficient set and records its owner's storage settings.
 type Binding struct {
-	Scenario    string    `json:"scenario"`
-	CoefVersion string    `json:"coefversion"`
-	Document    []byte    `json:"document"` // canonical coefficient document (JSON)
-	Created     time.Time `json:"created"`
+	Scenario    string         `json:"scenario"`
+	CoefVersion string         `json:"coefversion"`
+	Document    []byte         `json:"document"` // canonical coefficient document (JSON)
+	Created     time.Time      `json:"created"`
+	Config      ScenarioConfig `json:"config"`
 }
 
 // Registry is the broker-side scenario registry: storage only. The binding rule (same
@@ -187,6 +243,9 @@ type Registry interface {
 	Get(ctx context.Context, scenario string) (Binding, error)
 	// List returns every binding, sorted by scenario.
 	List(ctx context.Context) ([]Binding, error)
+	// Put stores b, replacing the binding of b.Scenario if there is one (the owner updates
+	// the recorded Config with it; the binding rule is Bind's).
+	Put(ctx context.Context, b Binding) error
 	// Delete removes the binding; deleting one that does not exist is not an error.
 	Delete(ctx context.Context, scenario string) error
 }
@@ -209,9 +268,12 @@ func Bind(ctx context.Context, r Registry, b Binding) (Binding, error) {
 // Broker is what every cascade component needs of a broker. Errors are transient or
 // permanent as Transient says; an operation on a closed Broker fails with ErrClosed.
 type Broker interface {
-	// EnsureScenario creates the storage of scenario s when missing (on NATS the stream
-	// CASCADE_<S>; on Kafka its topics) and leaves existing storage as it is.
-	EnsureScenario(ctx context.Context, s string) error
+	// EnsureScenario creates the storage of scenario s with cfg when missing (on NATS the
+	// stream CASCADE_<S>; on Kafka its topics) and updates existing storage to cfg: on NATS
+	// the stream's de-dup window and retention, on Kafka the topics' retention.ms and
+	// retention.bytes (partitions and replicas only at creation). Only the scenario's owner
+	// calls it; an invalid cfg is an error matching ErrInvalidConfig.
+	EnsureScenario(ctx context.Context, s string, cfg ScenarioConfig) error
 	// DeleteScenario removes the storage of scenario s and its consumers (an error matching
 	// ErrNotFound when there is none).
 	DeleteScenario(ctx context.Context, s string) error
@@ -225,8 +287,10 @@ type Broker interface {
 	// ErrPermanent.
 	Publish(ctx context.Context, msgs []Message) error
 	// Consumer opens the durable consumer of layer l in scenario s, creating it (and the
-	// scenario's storage) if needed: on NATS a durable pull consumer, on Kafka a member of the
-	// consumer group cascade-<s>-<layer>. A new consumer starts at the first message.
+	// scenario's storage, with the binding's Config, if missing) if needed: on NATS a durable
+	// pull consumer whose ack wait is the Config's given to EnsureScenario on this connection,
+	// else the binding's; on Kafka a member of the consumer group cascade-<s>-<layer>. A new
+	// consumer starts at the first message.
 	Consumer(ctx context.Context, s string, l event.Layer) (Consumer, error)
 	// Lag counts the messages layer l of scenario s has not yet committed (pending plus
 	// delivered but uncommitted), or an error matching ErrNotFound when the layer has no

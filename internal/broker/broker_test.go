@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/layercake/cascade/internal/broker"
 )
@@ -30,6 +32,27 @@ func TestTransient(t *testing.T) {
 	} {
 		if got := broker.Transient(c.err); got != c.want {
 			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// A scenario config with a negative setting or an ack wait below 100ms is refused, naming
+// the field; the zero config (every default) is valid.
+func TestScenarioConfigValidate(t *testing.T) {
+	t.Parallel()
+	if err := (broker.ScenarioConfig{}).Validate(); err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	for want, c := range map[string]broker.ScenarioConfig{
+		"dedup window": {DedupWindow: -time.Second},
+		"max age":      {MaxAge: -time.Second},
+		"max bytes":    {MaxBytes: -1},
+		"replicas":     {Replicas: -1},
+		"partitions":   {Partitions: -1},
+		"ack wait":     {AckWait: 50 * time.Millisecond},
+	} {
+		if err := c.Validate(); !errors.Is(err, broker.ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: %v, want ErrInvalidConfig naming %s", c, err, want)
 		}
 	}
 }

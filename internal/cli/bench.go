@@ -37,6 +37,10 @@ each pipeline event is one consume, one transform and at least one acknowledged 
 				return err
 			}
 			defer os.RemoveAll(dir)
+			cfg, err := a.scenarioConfig()
+			if err != nil {
+				return err
+			}
 			b, err := a.brokerFor(ctx, cmd, natsjs.ServerOptions{DataDir: dir, Listen: "127.0.0.1:-1"})
 			if err != nil {
 				return err
@@ -64,11 +68,11 @@ each pipeline event is one consume, one transform and at least one acknowledged 
 				data, _ := ev.Marshal()
 				sample = len(data)
 			}
-			rawPub, rawCons, err := benchRaw(ctx, b, expected, max(sample, 600))
+			rawPub, rawCons, err := benchRaw(ctx, b, cfg, expected, max(sample, 600))
 			if err != nil {
 				return err
 			}
-			pipe, err := a.benchPipeline(ctx, b, coef, raws, expected, batch)
+			pipe, err := a.benchPipeline(ctx, b, coef, cfg, raws, expected, batch)
 			if err != nil {
 				return err
 			}
@@ -106,9 +110,9 @@ func countTree(ctx context.Context, c *coefficients.Loaded, ev *event.Event) (in
 
 // benchRaw measures acknowledged publishes and durable consume+commit of n messages of size bytes
 // on a stream of its own.
-func benchRaw(ctx context.Context, b broker.Broker, n, size int) (pub, cons float64, err error) {
+func benchRaw(ctx context.Context, b broker.Broker, cfg broker.ScenarioConfig, n, size int) (pub, cons float64, err error) {
 	const s = "bench-raw"
-	if err := b.EnsureScenario(ctx, s); err != nil {
+	if err := b.EnsureScenario(ctx, s, cfg); err != nil {
 		return 0, 0, err
 	}
 	body := make([]byte, size)
@@ -150,9 +154,9 @@ func benchRaw(ctx context.Context, b broker.Broker, n, size int) (pub, cons floa
 
 // benchPipeline publishes the signals and returns the events/s (signals plus derived events)
 // until every layer has acknowledged everything.
-func (a *app) benchPipeline(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, raws [][]byte, expected, batch int) (float64, error) {
+func (a *app) benchPipeline(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, cfg broker.ScenarioConfig, raws [][]byte, expected, batch int) (float64, error) {
 	const s = "pipe"
-	if err := router.BindScenario(ctx, b, s, coef); err != nil {
+	if err := router.BindScenario(ctx, b, s, coef, cfg); err != nil {
 		return 0, err
 	}
 	run, stop := context.WithCancel(ctx)

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ func (a *app) natsOptions() natsjs.Options {
 	return natsjs.Options{
 		URL: a.g.natsURL, CredsFile: a.g.natsCreds, User: a.g.natsUser, Password: a.g.natsPassword, Token: a.g.natsToken,
 		TLSCA: a.g.natsTLSCA, TLSCert: a.g.natsTLSCert, TLSKey: a.g.natsTLSKey,
-		AckWait: a.g.ackWait, DedupWindow: a.g.dedupWindow, MaxAge: a.g.maxAge, MaxBytes: a.g.maxBytes,
 	}
 }
 
@@ -87,9 +85,6 @@ func (a *app) brokerFor(ctx context.Context, cmd *cobra.Command, so natsjs.Serve
 	ns, err := natsjs.StartServer(so)
 	if err != nil {
 		unlock()
-		if errors.Is(err, natsjs.ErrInvalidOption) {
-			return nil, &ExitError{Code: 2, Err: err}
-		}
 		return nil, err
 	}
 	o := a.natsOptions()

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/cli"
 	"github.com/layercake/cascade/internal/coefficients"
@@ -319,7 +320,7 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 		return err == nil
 	})
 	defer b.Close()
-	if err := router.BindScenario(t.Context(), b, "doomed", coefficients.Default()); err != nil {
+	if err := router.BindScenario(t.Context(), b, "doomed", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	js, err := jetstream.New(b.Conn())

@@ -48,6 +48,10 @@ func (a *app) demoCmd() *cobra.Command {
 			if err := s.checkToken(cmd); err != nil {
 				return err
 			}
+			cfg, err := a.scenarioConfig()
+			if err != nil {
+				return err
+			}
 			so := natsjs.ServerOptions{DataDir: dir, Listen: s.natsListen, ConfigFile: s.natsConfig}
 			b, err := a.brokerFor(ctx, cmd, so)
 			if err != nil && !changed(cmd, "nats-listen") && !changed(cmd, "nats-url") {
@@ -59,7 +63,7 @@ func (a *app) demoCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			if err := router.BindScenario(ctx, b, a.g.scenario, coef); err != nil {
+			if err := router.BindScenario(ctx, b, a.g.scenario, coef, cfg); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.Stdout, "cascade demo: scenario %s, coefficients %s; Ctrl-C stops\n", a.g.scenario, coef.CoefVersion)
@@ -73,7 +77,7 @@ func (a *app) demoCmd() *cobra.Command {
 			run, stop := context.WithCancel(ctx)
 			defer stop()
 			var wg sync.WaitGroup
-			s.indexDir, s.configure = filepath.Join(dir, "index"), true
+			s.indexDir = filepath.Join(dir, "index")
 			wg.Go(func() {
 				if err := a.serve(run, b, event.ConsumerLayers, s); err != nil {
 					a.log.Error().Err(err).Msg("pipeline stopped")

@@ -56,7 +56,7 @@ defaults). Signals already in the target are skipped, so a range replayed twice 
 			}
 			return a.withBroker(ctx, func(b broker.Broker) error {
 				r.Broker = b
-				if err := a.bindTarget(ctx, b, into, coefPath); err != nil {
+				if err := a.bindTarget(ctx, cmd, b, into, coefPath); err != nil {
 					return err
 				}
 				src, total, closeSrc, err := a.replaySource(ctx, b, args, useHistory, into)
@@ -102,9 +102,15 @@ func optTime(s string) (time.Time, error) {
 	return event.ParseTime(s)
 }
 
-// bindTarget registers the replay's target scenario. A new one gets the given coefficients,
-// else base's, else the defaults; an existing one must already have the given set.
-func (a *app) bindTarget(ctx context.Context, b broker.Broker, into, coefPath string) error {
+// bindTarget registers the replay's target scenario, of which replay is the owner when it
+// creates it. A new one gets the given coefficients, else base's, else the defaults, and the
+// storage flags; an existing one must already have the given set and keeps the storage
+// settings recorded by its owner (storage flags given for it are refused).
+func (a *app) bindTarget(ctx context.Context, cmd *cobra.Command, b broker.Broker, into, coefPath string) error {
+	cfg, err := a.scenarioConfig()
+	if err != nil {
+		return err
+	}
 	var coef *coefficients.Loaded
 	switch existing, err := b.Registry().Get(ctx, into); {
 	case coefPath != "":
@@ -112,7 +118,12 @@ func (a *app) bindTarget(ctx context.Context, b broker.Broker, into, coefPath st
 			return &ExitError{Code: 2, Err: err}
 		}
 	case err == nil:
-		return b.EnsureScenario(ctx, existing.Scenario)
+		for _, name := range []string{"dedup-window", "ack-wait", "retention-max-age", "retention-max-bytes", "kafka-partitions", "kafka-replication"} {
+			if changed(cmd, name) {
+				return usageError("--%s: scenario %s exists and keeps the storage settings of its owner; leave the flag out", name, into)
+			}
+		}
+		return b.EnsureScenario(ctx, existing.Scenario, existing.Config)
 	case !errors.Is(err, broker.ErrNotFound):
 		return err
 	default:
@@ -123,7 +134,7 @@ func (a *app) bindTarget(ctx context.Context, b broker.Broker, into, coefPath st
 			}
 		}
 	}
-	if err := router.BindScenario(ctx, b, into, coef); err != nil {
+	if err := router.BindScenario(ctx, b, into, coef, cfg); err != nil {
 		if errors.Is(err, broker.ErrConflict) {
 			return fmt.Errorf("%w\na scenario keeps the coefficients it was registered with: replay into a new --into name", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/kafka"
+	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -60,16 +64,23 @@ type globals struct {
 
 	natsCreds, natsUser, natsPassword, natsToken string
 	natsTLSCA, natsTLSCert, natsTLSKey           string
+}
 
+// storage are the flags of a scenario's owner (run, demo, bench, replay, scenario create):
+// its broker.ScenarioConfig.
+type storage struct {
 	ackWait     time.Duration
 	dedupWindow time.Duration
 	maxAge      time.Duration
 	maxBytes    int64
+	partitions  int
+	replication int
 }
 
 type app struct {
 	Main
 	g     globals
+	st    storage
 	kafka *kafkaOptions
 	log   zerolog.Logger
 }
@@ -90,14 +101,22 @@ func (m Main) Run(ctx context.Context) int {
 		return 0
 	}
 	var ee *ExitError
-	if errors.As(err, &ee) {
-		if ee.Err != nil {
-			fmt.Fprintln(m.Stderr, "cascade:", ee.Err)
-		}
-		return ee.Code
+	if !errors.As(err, &ee) || ee.Err != nil {
+		fmt.Fprintln(m.Stderr, "cascade:", err)
 	}
-	fmt.Fprintln(m.Stderr, "cascade:", err)
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") {
+	return exitCode(err)
+}
+
+// exitCode is the one rule from an error to the process exit code, for every command and
+// both brokers: usage errors (bad flag values, flags that do not apply, bad arguments, bad
+// broker options or storage settings) exit 2, everything else 1; an ExitError says its own.
+func exitCode(err error) int {
+	var ee *ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.Code
+	case errors.Is(err, natsjs.ErrInvalidOption), errors.Is(err, kafka.ErrInvalidOption), errors.Is(err, broker.ErrInvalidConfig),
+		strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "required flag"):
 		return 2
 	}
 	return 1
@@ -117,18 +136,66 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 			if err := a.applyEnv(cmd); err != nil {
 				return err
 			}
+			if err := a.refuseForeign(cmd); err != nil {
+				return err
+			}
 			if !event.ValidName(a.g.scenario) {
 				return usageError("--scenario %q must match %s", a.g.scenario, event.NamePattern)
 			}
 			return a.setupLog()
 		},
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
 	f := root.PersistentFlags()
-	f.StringVar(&a.g.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (run/demo embed one unless this is given)")
-	f.StringVar(&a.g.kafkaBrokers, "kafka-brokers", "", "comma-separated Kafka bootstrap brokers; selects Kafka")
 	f.StringVar(&a.g.scenario, "scenario", event.DefaultScenario, "scenario to work in")
 	f.StringVar(&a.g.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&a.g.logFormat, "log-format", "auto", "json, console, or auto (console on a terminal)")
+	a.kafka = &kafkaOptions{getenv: a.Getenv}
+
+	run, demo, bench, replay, scenario := a.runCmd(), a.demoCmd(), a.benchCmd(), a.replayCmd(), a.scenarioCmd()
+	for _, c := range []*cobra.Command{run, demo, bench, replay, a.consumeCmd(), a.publishCmd(), a.subscribeCmd(),
+		scenario, a.dlqCmd(), a.totalsCmd(), a.traceCmd()} {
+		a.brokerFlags(c.PersistentFlags())
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{run, demo, bench, replay, scenarioCreate(scenario)} {
+		a.storageFlags(c.Flags())
+	}
+	root.AddCommand(a.calcCmd(), a.coefficientsCmd(), a.schemasCmd(), a.devCmd())
+	usageArgs(root)
+	return root
+}
+
+// usageArgs makes the argument errors of cmd and its subcommands usage errors (exit 2).
+func usageArgs(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			return nil
+		}
+	}
+	for _, c := range cmd.Commands() {
+		usageArgs(c)
+	}
+}
+
+// scenarioCreate is the create subcommand of the scenario command.
+func scenarioCreate(scenario *cobra.Command) *cobra.Command {
+	for _, c := range scenario.Commands() {
+		if c.Name() == "create" {
+			return c
+		}
+	}
+	panic("scenario has no create command")
+}
+
+// brokerFlags registers the flags that select and reach a broker on f: those of the commands
+// that connect.
+func (a *app) brokerFlags(f *pflag.FlagSet) {
+	f.StringVar(&a.g.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (run/demo embed one unless this is given)")
+	f.StringVar(&a.g.kafkaBrokers, "kafka-brokers", "", "comma-separated Kafka bootstrap brokers; selects Kafka")
 	f.StringVar(&a.g.natsCreds, "nats-creds", "", "NATS credentials file")
 	f.StringVar(&a.g.natsUser, "nats-user", "", "NATS user (also required of clients by an embedded server)")
 	f.StringVar(&a.g.natsPassword, "nats-password", "", "NATS password")
@@ -136,17 +203,67 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 	f.StringVar(&a.g.natsTLSCA, "nats-tls-ca", "", "CA bundle to verify the NATS server")
 	f.StringVar(&a.g.natsTLSCert, "nats-tls-cert", "", "client certificate for NATS mutual TLS")
 	f.StringVar(&a.g.natsTLSKey, "nats-tls-key", "", "client key for NATS mutual TLS")
-	f.DurationVar(&a.g.ackWait, "ack-wait", 30*time.Second, "redeliver an event not acknowledged within this time")
-	f.DurationVar(&a.g.dedupWindow, "dedup-window", 2*time.Minute, "broker de-duplication window (NATS keeps ~130 bytes per message inside it)")
-	f.DurationVar(&a.g.maxAge, "retention-max-age", 0, "drop stream messages older than this (0: keep)")
-	f.Int64Var(&a.g.maxBytes, "retention-max-bytes", 0, "cap each scenario stream at this many bytes (0: unlimited)")
-	a.kafka = kafkaFlags(f)
-	a.kafka.getenv = a.Getenv
+	a.kafka.flags(f)
+}
 
-	root.AddCommand(a.runCmd(), a.demoCmd(), a.consumeCmd(), a.publishCmd(), a.subscribeCmd(),
-		a.calcCmd(), a.coefficientsCmd(), a.schemasCmd(), a.scenarioCmd(), a.dlqCmd(),
-		a.replayCmd(), a.totalsCmd(), a.traceCmd(), a.benchCmd(), a.devCmd())
-	return root
+// storageFlags registers the scenario owner's storage settings on f.
+func (a *app) storageFlags(f *pflag.FlagSet) {
+	f.DurationVar(&a.st.ackWait, "ack-wait", broker.DefaultAckWait, "NATS: redeliver an event not acknowledged within this time (recorded in the scenario; its consumers use it)")
+	f.DurationVar(&a.st.dedupWindow, "dedup-window", broker.DefaultDedupWindow, "NATS: de-duplication window of the scenario's stream (~130 bytes per message inside it)")
+	f.DurationVar(&a.st.maxAge, "retention-max-age", 0, "drop stored messages older than this (NATS stream max age, Kafka retention.ms; 0: keep on NATS, the cluster's default on Kafka)")
+	f.Int64Var(&a.st.maxBytes, "retention-max-bytes", 0, "cap the scenario's storage at this many bytes (NATS stream, Kafka retention.bytes per partition; 0: unlimited on NATS, the cluster's default on Kafka)")
+	f.IntVar(&a.st.partitions, "kafka-partitions", broker.DefaultPartitions, "Kafka: partitions of the topics the scenario is created with (existing topics keep theirs)")
+	f.IntVar(&a.st.replication, "kafka-replication", 0, "Kafka: replication factor of the topics the scenario is created with (0: min(3, brokers))")
+}
+
+// natsOnly are the flags that apply only on NATS; every other "kafka-" flag but
+// --kafka-brokers applies only on Kafka.
+var natsOnly = []string{"nats-url", "nats-creds", "nats-user", "nats-password", "nats-token", "nats-tls-ca", "nats-tls-cert", "nats-tls-key",
+	"nats-listen", "nats-server-config", "dedup-window", "ack-wait"}
+
+// refuseForeign refuses, as a usage error naming it, a flag given (on the command line or in
+// the environment) that does not apply to the broker chosen: NATS flags with --kafka-brokers,
+// Kafka flags without.
+func (a *app) refuseForeign(cmd *cobra.Command) error {
+	if cmd.Flags().Lookup("kafka-brokers") == nil {
+		return nil
+	}
+	onKafka := a.g.kafkaBrokers != ""
+	var errs []error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		switch {
+		case !f.Changed:
+		case onKafka && slices.Contains(natsOnly, f.Name):
+			errs = append(errs, fmt.Errorf("--%s does not apply to Kafka (--kafka-brokers is given); leave it out", f.Name))
+		case !onKafka && strings.HasPrefix(f.Name, "kafka-") && f.Name != "kafka-brokers":
+			errs = append(errs, fmt.Errorf("--%s applies only to Kafka; give --kafka-brokers or leave it out", f.Name))
+		}
+	})
+	if len(errs) > 0 {
+		return &ExitError{Code: 2, Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+// scenarioConfig is the owner's storage settings for the broker chosen, from its flags; a bad
+// value is a usage error.
+func (a *app) scenarioConfig() (broker.ScenarioConfig, error) {
+	cfg := broker.ScenarioConfig{MaxAge: a.st.maxAge, MaxBytes: a.st.maxBytes}
+	if a.g.kafkaBrokers != "" {
+		if a.st.partitions < 1 {
+			return cfg, usageError("--kafka-partitions %d: want a positive count", a.st.partitions)
+		}
+		if a.st.replication < 0 {
+			return cfg, usageError("--kafka-replication %d: want 0 or a positive count", a.st.replication)
+		}
+		cfg.Partitions, cfg.Replicas = a.st.partitions, a.st.replication
+	} else {
+		cfg.DedupWindow, cfg.AckWait = a.st.dedupWindow, a.st.ackWait
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError("storage flags (--dedup-window, --ack-wait, --retention-max-age, --retention-max-bytes): %w", err)
+	}
+	return cfg, nil
 }
 
 // applyEnv sets every flag not given on the command line from CASCADE_<FLAG>, so the order of

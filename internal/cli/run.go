@@ -39,7 +39,6 @@ type serveFlags struct {
 	indexDir   string // where run keeps its trace indexes; empty: no indexer
 	pprof      bool
 	memLimit   int64
-	configure  bool // apply the stream flags to every served scenario (run, demo)
 
 	httpLimits httpapi.Options // timeouts, connection and feed caps, signal rate (addHTTP)
 }
@@ -90,13 +89,17 @@ func (a *app) runCmd() *cobra.Command {
 			if err := s.checkHTTP(cmd); err != nil {
 				return err
 			}
+			cfg, err := a.scenarioConfig()
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			b, err := a.brokerFor(ctx, cmd, natsjs.ServerOptions{DataDir: s.dataDir, Listen: s.natsListen, ConfigFile: s.natsConfig})
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			if err := router.BindScenario(ctx, b, event.DefaultScenario, coef); err != nil {
+			if err := router.BindScenario(ctx, b, event.DefaultScenario, coef, cfg); err != nil {
 				if errors.Is(err, broker.ErrConflict) {
 					return fmt.Errorf("%w\nthe store already holds scenario base with other coefficients: pass the same --coefficients as before, use a fresh --data-dir, or put the new set in a what-if scenario (cascade replay --into NAME --coefficients FILE)", err)
 				}
@@ -106,7 +109,6 @@ func (a *app) runCmd() *cobra.Command {
 			if s.indexDir == "" {
 				s.indexDir = filepath.Join(s.dataDir, "index")
 			}
-			s.configure = true
 			return a.serve(ctx, b, event.ConsumerLayers, s)
 		},
 	}
@@ -169,12 +171,6 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	ix := a.indexer(ctx, &wg, b, s.indexDir)
 	if ix != nil {
 		defer ix.Close()
-	}
-	conf, _ := b.(interface {
-		Configure(ctx context.Context, scenario string) error
-	})
-	if conf != nil && s.configure {
-		ro.Prepare = conf.Configure
 	}
 	// Beside each served scenario's layers: the trace indexer, and the demand gauges where
 	// /metrics is served.

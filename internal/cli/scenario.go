@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,8 +44,12 @@ func (a *app) scenarioCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
+			cfg, err := a.scenarioConfig()
+			if err != nil {
+				return err
+			}
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				if err := router.BindScenario(cmd.Context(), b, name, coef); err != nil {
+				if err := router.BindScenario(cmd.Context(), b, name, coef, cfg); err != nil {
 					if errors.Is(err, broker.ErrConflict) {
 						return fmt.Errorf("%w\na scenario keeps the coefficients it was registered with: create one under a new NAME", err)
 					}
@@ -98,7 +103,7 @@ func (a *app) scenarioCmd() *cobra.Command {
 				}
 				return writeJSON(a.Stdout, map[string]any{
 					"scenario": s.Scenario, "coefversion": s.CoefVersion, "registered": s.Created,
-					"stream": event.StreamName(s.Scenario), "lag": lag, "coefficients": json.RawMessage(s.Document),
+					"stream": event.StreamName(s.Scenario), "lag": lag, "config": showConfig(s.Config), "coefficients": json.RawMessage(s.Document),
 				})
 			})
 		},
@@ -132,6 +137,23 @@ func (a *app) scenarioCmd() *cobra.Command {
 	rm.Flags().BoolVar(&force, "force", false, "allow removing base")
 	cmd.AddCommand(rm)
 	return cmd
+}
+
+// showConfig is a scenario's recorded storage settings as scenario show prints them
+// (durations as Go durations; zero fields, the broker's defaults, left out).
+func showConfig(c broker.ScenarioConfig) map[string]any {
+	out := map[string]any{}
+	for name, d := range map[string]time.Duration{"dedup_window": c.DedupWindow, "max_age": c.MaxAge, "ack_wait": c.AckWait} {
+		if d != 0 {
+			out[name] = d.String()
+		}
+	}
+	for name, n := range map[string]int64{"max_bytes": c.MaxBytes, "replicas": int64(c.Replicas), "partitions": int64(c.Partitions)} {
+		if n != 0 {
+			out[name] = n
+		}
+	}
+	return out
 }
 
 func writeJSON(w io.Writer, v any) error {

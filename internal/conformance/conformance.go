@@ -26,7 +26,9 @@ type Harness struct {
 	// Stopped returns a connection made to a broker of its own that then stopped (its server
 	// shut down, the connection left open); it is closed by t.Cleanup.
 	Stopped func(t *testing.T) broker.Broker
-	// AckWait is the redelivery delay the harness configured; the crash test waits for it.
+	// AckWait is the redelivery delay: the suite gives it as ScenarioConfig.AckWait to the
+	// scenarios it owns (NATS uses it; on Kafka it is the harness's session timeout); the
+	// crash and commit tests wait for it.
 	AckWait time.Duration
 }
 

@@ -45,7 +45,7 @@ func testCrash(t *testing.T, h Harness) {
 	b := connect(t)
 	coef := coefficients.Default()
 	s := "base"
-	if err := routerBind(t, b, s, coef); err != nil {
+	if err := routerBind(t, b, s, coef, broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
 	// Generated signals, including injected chips and infrastructure demand.
@@ -114,11 +114,11 @@ func primaryOf(p event.Payload) float64 {
 	return 0
 }
 
-func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) error {
+func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded, cfg broker.ScenarioConfig) error {
 	t.Helper()
-	_, err := broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime})
-	if err != nil {
+	if err := b.EnsureScenario(t.Context(), s, cfg); err != nil {
 		return err
 	}
-	return b.EnsureScenario(t.Context(), s)
+	_, err := broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime, Config: cfg})
+	return err
 }

@@ -107,7 +107,7 @@ func testWhatIf(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := routerBind(t, b, "half-util", what); err != nil {
+	if err := routerBind(t, b, "half-util", what, broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	baseEvents := replayHistory(t, b, "base", base)

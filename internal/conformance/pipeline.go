@@ -55,7 +55,7 @@ func publish(t *testing.T, b broker.Broker, s string, raws []string) {
 // startPipeline binds s to coef and serves all five layers until the test ends.
 func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) {
 	t.Helper()
-	if err := router.BindScenario(t.Context(), b, s, coef); err != nil {
+	if err := router.BindScenario(t.Context(), b, s, coef, broker.ScenarioConfig{}); err != nil {
 		t.Fatalf("bind %s: %v", s, err)
 	}
 	serve(t, b, event.ConsumerLayers)

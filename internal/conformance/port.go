@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -53,7 +54,9 @@ func testCommit(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
 	b := connect(t)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	// As an owner does: the storage with its config, recorded in the binding, whose ack
+	// wait consumers on other connections go by.
+	if err := routerBind(t, b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(ctx, portSignals("base", "c", 6)); err != nil {
@@ -103,7 +106,7 @@ func testErrors(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
 	b := connect(t)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	limit := broker.DefaultMaxPayload

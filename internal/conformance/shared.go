@@ -31,7 +31,7 @@ func testSharedLayer(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
 	b := connect(t)
 	coef := coefficients.Default()
-	if err := routerBind(t, b, "base", coef); err != nil {
+	if err := routerBind(t, b, "base", coef, broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	serve(t, b, []event.Layer{event.Application, event.Model, event.Chips, event.Energy})

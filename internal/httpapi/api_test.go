@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
@@ -32,12 +33,12 @@ func apiPipeline(t *testing.T, o httpapi.Options) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	b, err := natsjs.Connect(context.Background(), natsjs.Options{URL: ns.ClientURL(), AckWait: time.Second})
+	b, err := natsjs.Connect(context.Background(), natsjs.Options{URL: ns.ClientURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	if err := router.BindScenario(t.Context(), b, "base", coefficients.Default()); err != nil {
+	if err := router.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()

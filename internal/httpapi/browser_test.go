@@ -281,12 +281,12 @@ func startPipeline(ctx context.Context, t *testing.T) broker.Broker {
 		t.Fatalf("nats: %v", err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	b, err := natsjs.Connect(ctx, natsjs.Options{URL: ns.ClientURL(), AckWait: time.Second})
+	b, err := natsjs.Connect(ctx, natsjs.Options{URL: ns.ClientURL()})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	if err := router.BindScenario(ctx, b, "base", wideFleet(t)); err != nil {
+	if err := router.BindScenario(ctx, b, "base", wideFleet(t), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	rctx, stopRouter := context.WithCancel(ctx)

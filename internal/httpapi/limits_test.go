@@ -53,12 +53,12 @@ func feedBroker(t *testing.T) (broker.Broker, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL(), AckWait: time.Second})
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	if err := b.EnsureScenario(t.Context(), "base"); err != nil {
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	return b, ns.ClientURL()

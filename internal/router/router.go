@@ -34,10 +34,6 @@ type Options struct {
 	DrainTimeout time.Duration // how long shutdown waits for a batch's acks; default 10s
 	PendingEvery time.Duration // how often consumer lag is sampled; default 5s
 	Metrics      *metrics.Metrics
-	// Prepare, when set, runs once for every scenario before its layers start (run applies its
-	// stream settings there: updating a stream while its consumers are created races inside
-	// nats-server). An error is logged and the layers start anyway.
-	Prepare func(ctx context.Context, scenario string) error
 	// PerScenario, when set, runs beside the layers of every served scenario, with a context
 	// that ends when the scenario stops being served (run's indexer uses it).
 	PerScenario func(ctx context.Context, scenario string)

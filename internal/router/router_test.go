@@ -51,7 +51,7 @@ func signal(id string) broker.Message {
 func serveApplication(t *testing.T, b broker.Broker) (*conformance.SyncBuffer, *metrics.Metrics) {
 	t.Helper()
 	coef := coefficients.Default()
-	if err := router.BindScenario(t.Context(), b, "t", coef); err != nil {
+	if err := router.BindScenario(t.Context(), b, "t", coef, broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	logs := &conformance.SyncBuffer{}
@@ -79,7 +79,7 @@ func dlq(m *metrics.Metrics) float64 {
 func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	t.Parallel()
 	b, js := start(t)
-	if err := b.EnsureScenario(t.Context(), "t"); err != nil {
+	if err := b.EnsureScenario(t.Context(), "t", broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	raw := bytes.Repeat([]byte("x"), b.MaxPayload()-64)
@@ -148,7 +148,7 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 	t.Parallel()
 	b, js := start(t)
-	if err := b.EnsureScenario(t.Context(), "t"); err != nil {
+	if err := b.EnsureScenario(t.Context(), "t", broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := js.Stream(t.Context(), event.StreamName("t"))

@@ -48,11 +48,6 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 			}
 			sctx, cancel := context.WithCancel(ctx)
 			active[b.Scenario] = running{version: b.CoefVersion, cancel: cancel}
-			if r.opts.Prepare != nil {
-				if err := r.opts.Prepare(sctx, b.Scenario); err != nil {
-					r.log.Warn().Err(err).Str("scenario", b.Scenario).Msg("preparing the scenario failed")
-				}
-			}
 			if r.opts.PerScenario != nil {
 				wg.Go(func() { r.opts.PerScenario(sctx, b.Scenario) })
 			}
@@ -78,15 +73,22 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 	}
 }
 
-// BindScenario registers scenario with coef by broker.Bind's rule (same set: no-op; another:
-// an error matching broker.ErrConflict) and creates its storage.
-func BindScenario(ctx context.Context, b broker.Broker, scenario string, coef *coefficients.Loaded) error {
-	if _, err := broker.Bind(ctx, b.Registry(), broker.Binding{
-		Scenario: scenario, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: time.Now().UTC(),
-	}); err != nil {
+// BindScenario is what the owner of a scenario does: it creates the scenario's storage with
+// cfg or updates it to cfg (before any layer of a new binding can start), then registers
+// scenario with coef by broker.Bind's rule (same set: no-op; another: an error matching
+// broker.ErrConflict) and records cfg in the binding.
+func BindScenario(ctx context.Context, b broker.Broker, scenario string, coef *coefficients.Loaded, cfg broker.ScenarioConfig) error {
+	if err := b.EnsureScenario(ctx, scenario, cfg); err != nil {
 		return err
 	}
-	return b.EnsureScenario(ctx, scenario)
+	have, err := broker.Bind(ctx, b.Registry(), broker.Binding{
+		Scenario: scenario, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: time.Now().UTC(), Config: cfg,
+	})
+	if err != nil || have.Config == cfg {
+		return err
+	}
+	have.Config = cfg
+	return b.Registry().Put(ctx, have)
 }
 
 // keep runs a layer until ctx ends, reopening its consumer with back-off when it is lost.

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	kgo "github.com/segmentio/kafka-go"
 
+	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/kafka"
 	"github.com/layercake/cascade/internal/broker/kafka/kafkatest"
 	"github.com/layercake/cascade/internal/coefficients"
@@ -28,7 +29,7 @@ func kafkaPipeline(t *testing.T) []string {
 	t.Helper()
 	addrs := kafkatest.Cluster(t)
 	b := connect(t, addrs)
-	if err := router.BindScenario(t.Context(), b, "base", coefficients.Default()); err != nil {
+	if err := router.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	r := router.New(b, zerolog.Nop(), router.Options{})

@@ -56,7 +56,14 @@ type consumer struct {
 // layer's signal and demand topics, creating the topics when missing. Members of one group
 // share the partitions; a new group starts at the first offset.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
-	if err := b.EnsureScenario(ctx, s); err != nil {
+	var cfg broker.ScenarioConfig
+	switch bd, err := b.reg.Get(ctx, s); {
+	case err == nil:
+		cfg = bd.Config
+	case !errors.Is(err, broker.ErrNotFound):
+		return nil, err
+	}
+	if err := b.ensureScenario(ctx, s, cfg, false); err != nil {
 		return nil, err
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{

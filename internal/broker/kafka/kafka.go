@@ -1,8 +1,8 @@
 // Package kafka implements the broker port on Apache Kafka with github.com/segmentio/kafka-go.
 //
 // Layout: a topic per subject without its region token (cascade.<s>.signal.<layer>,
-// cascade.<s>.demand.<layer>, cascade.<s>.dlq.<layer>), created with Options.Partitions and
-// Options.Replication; the full subject travels in the cascade-subject header and the event id
+// cascade.<s>.demand.<layer>, cascade.<s>.dlq.<layer>), created with the owner's
+// broker.ScenarioConfig (EnsureScenario); the full subject travels in the cascade-subject header and the event id
 // in cascade-id, the key is Message.Key (the correlation id, so one tree stays in one
 // partition and load spreads evenly), the value the message body, marked content-type
 // application/cloudevents+json (the CloudEvents Kafka binding's structured mode). Records
@@ -29,6 +29,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,7 +75,7 @@ type Broker struct {
 
 	mu        sync.Mutex
 	closed    bool
-	scenarios map[string]bool
+	scenarios map[string]broker.ScenarioConfig // scenarios whose topics exist, with the config applied
 	consumers map[*consumer]struct{}
 	feeds     map[*feed]struct{}
 }
@@ -146,7 +147,7 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 			// past that the caller (the router) retries with its own capped back-off.
 			AllowAutoTopicCreation: false,
 		},
-		scenarios: map[string]bool{},
+		scenarios: map[string]broker.ScenarioConfig{},
 		consumers: map[*consumer]struct{}{},
 		feeds:     map[*feed]struct{}{},
 	}
@@ -281,20 +282,21 @@ func layerTopics(s string, l event.Layer) []string {
 	return out
 }
 
-// replication is Options.Replication or min(3, brokers in the cluster).
-func (b *Broker) replication(md *kafka.MetadataResponse) int {
-	if b.opts.Replication > 0 {
-		return b.opts.Replication
+// replication is want, or min(3, brokers in the cluster) when want is 0.
+func replication(md *kafka.MetadataResponse, want int) int {
+	if want > 0 {
+		return want
 	}
 	return max(1, min(3, len(md.Brokers)))
 }
 
-// ensureTopics creates the topics that are missing and warns about existing ones with
-// another partition count than want.
-func (b *Broker) ensureTopics(ctx context.Context, topics []string, partitions int, configs []kafka.ConfigEntry) error {
+// ensureTopics creates the topics that are missing, with replicas (0: min(3, brokers)), and
+// warns about existing ones with another partition count than want. It returns the topics
+// that existed.
+func (b *Broker) ensureTopics(ctx context.Context, topics []string, partitions, replicas int, configs []kafka.ConfigEntry) ([]string, error) {
 	md, err := b.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return wrap(fmt.Errorf("metadata: %w", err))
+		return nil, wrap(fmt.Errorf("metadata: %w", err))
 	}
 	have := map[string]int{}
 	for _, t := range md.Topics {
@@ -303,22 +305,26 @@ func (b *Broker) ensureTopics(ctx context.Context, topics []string, partitions i
 		}
 	}
 	var create []kafka.TopicConfig
+	var existing []string
 	for _, t := range topics {
 		n, ok := have[t]
+		if ok {
+			existing = append(existing, t)
+		}
 		switch {
 		case !ok:
-			create = append(create, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: b.replication(md), ConfigEntries: configs})
+			create = append(create, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication(md, replicas), ConfigEntries: configs})
 		case n != partitions:
 			b.log.Warn().Str("topic", t).Int("partitions", n).Int("want", partitions).
 				Msg("topic exists with another partition count; using it as it is")
 		}
 	}
 	if len(create) == 0 {
-		return nil
+		return existing, nil
 	}
 	resp, err := b.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
 	if err != nil {
-		return wrap(fmt.Errorf("create topics: %w", err))
+		return nil, wrap(fmt.Errorf("create topics: %w", err))
 	}
 	names := make([]string, 0, len(resp.Errors))
 	for t := range resp.Errors {
@@ -327,33 +333,86 @@ func (b *Broker) ensureTopics(ctx context.Context, topics []string, partitions i
 	sort.Strings(names)
 	for _, t := range names {
 		if err := resp.Errors[t]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			return wrap(fmt.Errorf("create topic %s: %w", t, err))
+			return nil, wrap(fmt.Errorf("create topic %s: %w", t, err))
 		}
 	}
-	return nil
+	return existing, nil
+}
+
+// retentionConfigs are the topic configs of cfg's retention: retention.ms and
+// retention.bytes, or the cluster's defaults (Delete) where cfg has 0.
+func retentionConfigs(cfg broker.ScenarioConfig) []kafka.IncrementalAlterConfigsRequestConfig {
+	set := func(name string, v int64) kafka.IncrementalAlterConfigsRequestConfig {
+		if v == 0 {
+			return kafka.IncrementalAlterConfigsRequestConfig{Name: name, ConfigOperation: kafka.ConfigOperationDelete}
+		}
+		return kafka.IncrementalAlterConfigsRequestConfig{Name: name, Value: strconv.FormatInt(v, 10), ConfigOperation: kafka.ConfigOperationSet}
+	}
+	return []kafka.IncrementalAlterConfigsRequestConfig{set("retention.ms", cfg.MaxAge.Milliseconds()), set("retention.bytes", cfg.MaxBytes)}
 }
 
 // EnsureScenario creates the scenario's topics that are missing (signal, demand and dlq of
-// every layer) with Options.Partitions partitions and broker (log append) time stamps.
-func (b *Broker) EnsureScenario(ctx context.Context, s string) error {
+// every layer) with cfg's partitions (default 6), replicas (default min(3, brokers)) and
+// retention, and broker (log append) time stamps; existing topics get cfg's retention
+// (retention.ms, retention.bytes) and keep their partitions. DedupWindow and AckWait do not
+// apply on Kafka and are ignored.
+func (b *Broker) EnsureScenario(ctx context.Context, s string, cfg broker.ScenarioConfig) error {
+	return b.ensureScenario(ctx, s, cfg, true)
+}
+
+// ensureScenario creates s's missing topics with cfg and, when update is set, applies cfg's
+// retention to the existing ones.
+func (b *Broker) ensureScenario(ctx context.Context, s string, cfg broker.ScenarioConfig, update bool) error {
 	if !event.ValidName(s) {
 		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
 	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	b.mu.Lock()
-	done, closed := b.scenarios[s], b.closed
+	have, done := b.scenarios[s]
+	closed := b.closed
 	b.mu.Unlock()
 	if closed {
 		return broker.ErrClosed
 	}
-	if done {
+	if done && (!update || have == cfg) {
 		return nil
 	}
-	cfg := []kafka.ConfigEntry{{ConfigName: "message.timestamp.type", ConfigValue: "LogAppendTime"}}
-	if err := b.ensureTopics(ctx, scenarioTopics(s), b.opts.Partitions, cfg); err != nil {
+	partitions := cfg.Partitions
+	if partitions == 0 {
+		partitions = broker.DefaultPartitions
+	}
+	entries := []kafka.ConfigEntry{{ConfigName: "message.timestamp.type", ConfigValue: "LogAppendTime"}}
+	retention := retentionConfigs(cfg)
+	for _, r := range retention {
+		if r.ConfigOperation == kafka.ConfigOperationSet {
+			entries = append(entries, kafka.ConfigEntry{ConfigName: r.Name, ConfigValue: r.Value})
+		}
+	}
+	existing, err := b.ensureTopics(ctx, scenarioTopics(s), partitions, cfg.Replicas, entries)
+	if err != nil {
 		return fmt.Errorf("scenario %s: %w", s, err)
 	}
+	if update && len(existing) > 0 {
+		req := &kafka.IncrementalAlterConfigsRequest{}
+		for _, t := range existing {
+			req.Resources = append(req.Resources, kafka.IncrementalAlterConfigsRequestResource{ResourceType: kafka.ResourceTypeTopic, ResourceName: t, Configs: retention})
+		}
+		resp, err := b.client.IncrementalAlterConfigs(ctx, req)
+		if err != nil {
+			return wrap(fmt.Errorf("scenario %s: retention: %w", s, err))
+		}
+		for _, r := range resp.Resources {
+			if r.Error != nil {
+				return wrap(fmt.Errorf("scenario %s: retention of %s: %w", s, r.ResourceName, r.Error))
+			}
+		}
+	}
 	b.mu.Lock()
-	b.scenarios[s] = true
+	if update || !done {
+		b.scenarios[s] = cfg
+	}
 	b.mu.Unlock()
 	return nil
 }

@@ -146,8 +146,6 @@ func TestOptionsValidation(t *testing.T) {
 	}{
 		{"no brokers", kafka.Options{}},
 		{"not host:port", kafka.Options{Brokers: []string{"localhost"}}},
-		{"negative partitions", kafka.Options{Brokers: []string{"h:1"}, Partitions: -1}},
-		{"negative replication", kafka.Options{Brokers: []string{"h:1"}, Replication: -1}},
 		{"heartbeat above session", kafka.Options{Brokers: []string{"h:1"}, SessionTimeout: time.Second, HeartbeatInterval: 2 * time.Second}},
 		{"cert without key", kafka.Options{Brokers: []string{"h:1"}, TLSCert: "c.pem"}},
 		{"unknown mechanism", kafka.Options{Brokers: []string{"h:1"}, SASLMechanism: "gssapi", SASLUser: "u", SASLPassword: "p"}},
@@ -186,9 +184,8 @@ func TestTopicsCreatedWithPartitions(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
 	o := testOptions(t, addrs)
-	o.Partitions = 4
 	b := connectWith(t, o)
-	if err := b.EnsureScenario(t.Context(), "what-if"); err != nil {
+	if err := b.EnsureScenario(t.Context(), "what-if", broker.ScenarioConfig{Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
 	var want []string
@@ -232,7 +229,7 @@ func TestExistingTopicWithOtherPartitionCount(t *testing.T) {
 	o := testOptions(t, addrs)
 	o.Logger = zerolog.New(&logs)
 	b := connectWith(t, o)
-	if err := b.EnsureScenario(t.Context(), "base"); err != nil {
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), `"topic":"cascade.base.demand.chips"`) || !strings.Contains(logs.String(), `"level":"warn"`) {
@@ -280,7 +277,7 @@ func TestPublishAndFeed(t *testing.T) {
 	addrs := kafkatest.Cluster(t)
 	b := connect(t, addrs)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	var msgs []broker.Message
@@ -441,7 +438,7 @@ func TestTwoConsumersShareALayer(t *testing.T) {
 	addrs := kafkatest.Cluster(t)
 	pub := connect(t, addrs)
 	ctx := t.Context()
-	if err := pub.EnsureScenario(ctx, "base"); err != nil {
+	if err := pub.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	group := event.ConsumerName("base", event.Model)
@@ -494,7 +491,7 @@ func TestRebalanceMidStreamLosesNothing(t *testing.T) {
 	addrs := kafkatest.Cluster(t)
 	pub := connect(t, addrs)
 	ctx := t.Context()
-	if err := pub.EnsureScenario(ctx, "base"); err != nil {
+	if err := pub.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -572,7 +569,7 @@ func TestLagDoesNotJoinTheGroup(t *testing.T) {
 	addrs := kafkatest.Cluster(t)
 	b := connect(t, addrs)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(ctx, signals("base", event.Energy, "us", "e", 10)); err != nil {
@@ -619,10 +616,9 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
 	o := testOptions(t, addrs)
-	o.Partitions = 1
 	b := connectWith(t, o)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(ctx, signals("base", event.Application, "us", "a", 6)); err != nil {
@@ -683,10 +679,9 @@ func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
 	o := testOptions(t, addrs)
-	o.Partitions = 2
 	b := connectWith(t, o)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
 	msgs := signals("base", event.Application, "us", "g", 40)
@@ -732,7 +727,7 @@ func TestAbortLeavesInputsForRedelivery(t *testing.T) {
 	addrs := kafkatest.Cluster(t)
 	b := connect(t, addrs)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(ctx, signals("base", event.Infrastructure, "us", "i", 20)); err != nil {
@@ -803,7 +798,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			if err := b.EnsureScenario(t.Context(), "base"); err != nil {
+			if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
 				t.Fatal(err)
 			}
 			if err := b.Publish(t.Context(), signals("base", event.Application, "us", c.user, 3)); err != nil {
@@ -934,7 +929,7 @@ func TestMutualTLS(t *testing.T) {
 	o := testOptions(t, addrs)
 	o.TLSCA, o.TLSCert, o.TLSKey = caFile, clientCert, clientKey
 	b := connectWith(t, o)
-	if err := b.EnsureScenario(t.Context(), "base"); err != nil {
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(t.Context(), signals("base", event.Model, "us", "tls", 5)); err != nil {
@@ -968,7 +963,7 @@ func TestFollowAcrossIdlePolls(t *testing.T) {
 	o.MaxWait = 20 * time.Millisecond
 	b := connectWith(t, o)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}}})

@@ -32,12 +32,8 @@ type Options struct {
 	// ClientID is the client id the brokers see; default "cascade".
 	ClientID string
 
-	// Partitions is the partition count of topics cascade creates; default 6. An existing
-	// topic with another count is used as it is (with a warning).
-	Partitions int
-	// Replication is the replication factor of topics cascade creates; default 0, meaning
-	// min(3, number of brokers in the cluster).
-	Replication int
+	// Partitions, replication and retention are the scenario's, not the connection's: see
+	// broker.ScenarioConfig and EnsureScenario.
 
 	// BatchTimeout is how long the writer waits to fill a batch before sending it; default
 	// 2ms. kafka-go's own default of 1s would be paid on every hop of the five-layer pipeline
@@ -112,9 +108,6 @@ func (o *Options) defaults() error {
 	if o.ClientID == "" {
 		o.ClientID = "cascade"
 	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
 	if o.BatchTimeout == 0 {
 		o.BatchTimeout = 2 * time.Millisecond
 	}
@@ -144,10 +137,6 @@ func (o *Options) defaults() error {
 	}
 	o.SASLMechanism = strings.ToLower(o.SASLMechanism)
 	switch {
-	case o.Partitions < 1:
-		return fmt.Errorf("%w: partitions %d must be positive", ErrInvalidOption, o.Partitions)
-	case o.Replication < 0:
-		return fmt.Errorf("%w: replication %d must not be negative", ErrInvalidOption, o.Replication)
 	case o.BatchTimeout < 0 || o.BatchSize < 1:
 		return fmt.Errorf("%w: batch timeout and size must be positive", ErrInvalidOption)
 	case o.SessionTimeout < 100*time.Millisecond || o.RebalanceTimeout < 100*time.Millisecond:
@@ -239,7 +228,6 @@ func (o *Options) mechanism() (sasl.Mechanism, error) {
 // whether one is set.
 func (o Options) MarshalZerologObject(e *zerolog.Event) {
 	e.Strs("brokers", o.Brokers).Str("client_id", o.ClientID).
-		Int("partitions", o.Partitions).Int("replication", o.Replication).
 		Dur("batch_timeout", o.BatchTimeout).Dur("session_timeout", o.SessionTimeout).
 		Bool("tls", o.TLSCA != "" || o.TLSCert != "").Str("sasl", o.SASLMechanism).
 		Str("sasl_user", o.SASLUser).Bool("sasl_password_set", o.SASLPassword != "" || o.SASLPasswordFile != "")
@@ -252,8 +240,8 @@ func (o Options) String() string {
 	if o.SASLPassword != "" || o.SASLPasswordFile != "" {
 		pw = " sasl_password=<redacted>"
 	}
-	return fmt.Sprintf("kafka.Options{brokers=%s partitions=%d replication=%d tls=%t sasl=%q sasl_user=%q%s}",
-		strings.Join(o.Brokers, ","), o.Partitions, o.Replication, o.TLSCA != "" || o.TLSCert != "", o.SASLMechanism, o.SASLUser, pw)
+	return fmt.Sprintf("kafka.Options{brokers=%s tls=%t sasl=%q sasl_user=%q%s}",
+		strings.Join(o.Brokers, ","), o.TLSCA != "" || o.TLSCert != "", o.SASLMechanism, o.SASLUser, pw)
 }
 
 // GoString is String, for %#v.

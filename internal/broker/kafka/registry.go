@@ -38,7 +38,7 @@ func (r *registry) refresh(ctx context.Context) error {
 	}
 	if !r.ready {
 		cfg := []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
-		if err := r.b.ensureTopics(ctx, []string{RegistryTopic}, 1, cfg); err != nil {
+		if _, err := r.b.ensureTopics(ctx, []string{RegistryTopic}, 1, 0, cfg); err != nil {
 			return fmt.Errorf("registry: %w", err)
 		}
 		r.ready = true
@@ -174,6 +174,20 @@ func (r *registry) List(ctx context.Context) ([]broker.Binding, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Scenario < out[j].Scenario })
 	return out, nil
+}
+
+// Put writes b as the scenario's binding, whatever was stored.
+func (r *registry) Put(ctx context.Context, b broker.Binding) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	val, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encode binding: %w", err)
+	}
+	if err := r.write(ctx, b.Scenario, val); err != nil {
+		return err
+	}
+	return r.refresh(ctx)
 }
 
 // Delete writes the scenario's tombstone; deleting an unknown scenario does nothing.

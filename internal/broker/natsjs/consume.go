@@ -27,7 +27,8 @@ type consumer struct {
 
 // Consumer creates or updates the durable pull consumer of layer l in scenario s.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
-	if err := b.EnsureScenario(ctx, s); err != nil {
+	cfg, err := b.scenarioConfig(ctx, s)
+	if err != nil {
 		return nil, err
 	}
 	name := event.ConsumerName(s, l)
@@ -36,7 +37,7 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 		Description:    "cascade layer " + string(l) + " of scenario " + s,
 		FilterSubjects: event.InputSubjects(s, l),
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        b.opts.AckWait,
+		AckWait:        cfg.AckWait,
 		MaxAckPending:  b.opts.MaxAckPending,
 		MaxDeliver:     -1,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,

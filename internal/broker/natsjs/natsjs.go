@@ -38,15 +38,13 @@ type Options struct {
 	// InProcess, if set, connects to this embedded server without a socket.
 	InProcess nats.InProcessConnProvider
 
-	AckWait       time.Duration // redelivery after no ack; default 30s
 	MaxAckPending int           // unacknowledged messages per consumer; default 1024
 	Prefetch      int           // messages buffered per consumer; default 256
-	DedupWindow   time.Duration // stream de-duplication window; default 2m (~130 B per message in it)
-	MaxAge        time.Duration // stream retention by age; 0 = unlimited
-	MaxBytes      int64         // stream retention by size; 0 = unlimited
-	Replicas      int           // stream replicas; default 1
 	ConnectWait   time.Duration // how long to wait for the server at start; default 5s
 }
+
+// The stream settings (de-dup window, retention, replicas) and the ack wait are the
+// scenario's, not the connection's: see broker.ScenarioConfig and EnsureScenario.
 
 func (o *Options) defaults() error {
 	if o.URL == "" {
@@ -55,31 +53,18 @@ func (o *Options) defaults() error {
 	if o.Name == "" {
 		o.Name = "cascade"
 	}
-	if o.AckWait == 0 {
-		o.AckWait = 30 * time.Second
-	}
 	if o.MaxAckPending == 0 {
 		o.MaxAckPending = 1024
 	}
 	if o.Prefetch == 0 {
 		o.Prefetch = 256
 	}
-	if o.DedupWindow == 0 {
-		o.DedupWindow = 2 * time.Minute
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
 	if o.ConnectWait == 0 {
 		o.ConnectWait = 5 * time.Second
 	}
 	switch {
-	case o.AckWait < 100*time.Millisecond:
-		return fmt.Errorf("%w: ack wait %s below 100ms", ErrInvalidOption, o.AckWait)
 	case o.MaxAckPending < 1 || o.Prefetch < 1:
 		return fmt.Errorf("%w: max ack pending and prefetch must be positive", ErrInvalidOption)
-	case o.DedupWindow < 0 || o.MaxAge < 0 || o.MaxBytes < 0:
-		return fmt.Errorf("%w: dedup window and retention must not be negative", ErrInvalidOption)
 	case (o.TLSCert == "") != (o.TLSKey == ""):
 		return fmt.Errorf("%w: TLS client certificate and key go together", ErrInvalidOption)
 	}
@@ -93,7 +78,8 @@ type Broker struct {
 	opts Options
 
 	mu      sync.Mutex
-	streams map[string]bool
+	streams map[string]bool                  // scenarios whose stream is known to exist
+	owned   map[string]broker.ScenarioConfig // configs EnsureScenario applied on this connection
 	kv      jetstream.KeyValue
 }
 
@@ -150,7 +136,7 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Broker{nc: nc, js: js, opts: o, streams: map[string]bool{}}, nil
+	return &Broker{nc: nc, js: js, opts: o, streams: map[string]bool{}, owned: map[string]broker.ScenarioConfig{}}, nil
 }
 
 // redacted is an error of nats.go with the credentials of the URL it was given taken out of
@@ -175,17 +161,32 @@ func (b *Broker) Close() error {
 	return nil
 }
 
-func (b *Broker) streamConfig(s string) jetstream.StreamConfig {
+// withDefaults fills cfg's zero fields with the defaults that apply on NATS.
+func withDefaults(cfg broker.ScenarioConfig) broker.ScenarioConfig {
+	if cfg.DedupWindow == 0 {
+		cfg.DedupWindow = broker.DefaultDedupWindow
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = broker.DefaultAckWait
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	return cfg
+}
+
+func streamConfig(s string, cfg broker.ScenarioConfig) jetstream.StreamConfig {
+	cfg = withDefaults(cfg)
 	return jetstream.StreamConfig{
 		Name:        event.StreamName(s),
 		Description: "cascade scenario " + s,
 		Subjects:    []string{event.Subject{Scenario: s}.String()},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      b.opts.MaxAge,
-		MaxBytes:    orUnlimited(b.opts.MaxBytes),
-		Duplicates:  b.opts.DedupWindow,
-		Replicas:    b.opts.Replicas,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    orUnlimited(cfg.MaxBytes),
+		Duplicates:  cfg.DedupWindow,
+		Replicas:    cfg.Replicas,
 	}
 }
 
@@ -196,41 +197,67 @@ func orUnlimited(n int64) int64 {
 	return n
 }
 
-// EnsureScenario creates the scenario's stream when it is missing. An existing stream keeps
-// its configuration: a client's own defaults must not change the de-dup window or retention
-// that the serving process set (see Configure).
-func (b *Broker) EnsureScenario(ctx context.Context, s string) error {
+// EnsureScenario creates the scenario's stream with cfg, or updates an existing stream's
+// de-dup window and retention to cfg's: the owner's settings win. Consumers opened on this
+// connection afterwards use cfg.AckWait. Partitions do not apply and are ignored.
+func (b *Broker) EnsureScenario(ctx context.Context, s string, cfg broker.ScenarioConfig) error {
 	if !event.ValidName(s) {
 		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
 	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	b.mu.Lock()
-	done := b.streams[s]
+	have, done := b.owned[s]
 	b.mu.Unlock()
-	if done {
+	if done && have == cfg {
 		return nil
 	}
-	if _, err := b.js.CreateStream(ctx, b.streamConfig(s)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err))
+	if _, err := b.js.CreateOrUpdateStream(ctx, streamConfig(s, cfg)); err != nil {
+		return wrap(fmt.Errorf("configure stream %s: %w", event.StreamName(s), err))
 	}
 	b.mu.Lock()
-	b.streams[s] = true
+	b.streams[s], b.owned[s] = true, cfg
 	b.mu.Unlock()
 	return nil
 }
 
-// Configure applies this connection's stream settings (de-dup window, retention) to the
-// scenario's stream, creating it if needed. `run` calls it for every scenario it serves.
-func (b *Broker) Configure(ctx context.Context, s string) error {
-	if _, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(s)); err != nil {
-		return wrap(fmt.Errorf("configure stream %s: %w", event.StreamName(s), err))
+// scenarioConfig is what a consumer of s goes by: the config EnsureScenario applied on this
+// connection, else the one recorded in s's binding, else the defaults. When the stream is
+// not known to exist it creates it with that config, leaving an existing one as it is.
+func (b *Broker) scenarioConfig(ctx context.Context, s string) (broker.ScenarioConfig, error) {
+	if !event.ValidName(s) {
+		return broker.ScenarioConfig{}, fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
 	}
-	return nil
+	b.mu.Lock()
+	cfg, owned := b.owned[s]
+	exists := b.streams[s]
+	b.mu.Unlock()
+	if !owned {
+		bd, err := b.Registry().Get(ctx, s)
+		switch {
+		case err == nil:
+			cfg = bd.Config
+		case !errors.Is(err, broker.ErrNotFound):
+			return cfg, err
+		}
+	}
+	if !exists {
+		if _, err := b.js.CreateStream(ctx, streamConfig(s, cfg)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return cfg, wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err))
+		}
+		b.mu.Lock()
+		b.streams[s] = true
+		b.mu.Unlock()
+	}
+	return withDefaults(cfg), nil
 }
 
 // DeleteScenario deletes the scenario's stream and with it its consumers.
 func (b *Broker) DeleteScenario(ctx context.Context, s string) error {
 	b.mu.Lock()
 	delete(b.streams, s)
+	delete(b.owned, s)
 	b.mu.Unlock()
 	if err := b.js.DeleteStream(ctx, event.StreamName(s)); err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {

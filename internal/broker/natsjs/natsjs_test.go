@@ -11,6 +11,7 @@ import (
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
+	"github.com/layercake/cascade/internal/event"
 )
 
 const testAckWait = time.Second
@@ -33,7 +34,7 @@ func start(t *testing.T) *server.Server {
 
 func connect(t *testing.T, url string) *natsjs.Broker {
 	t.Helper()
-	b, err := natsjs.Connect(context.Background(), natsjs.Options{URL: url, AckWait: testAckWait, ConnectWait: 5 * time.Second})
+	b, err := natsjs.Connect(context.Background(), natsjs.Options{URL: url, ConnectWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,28 +80,46 @@ func TestConnectNobodyThere(t *testing.T) {
 	}
 }
 
-// A client's own defaults never change the stream settings the serving process applied.
-func TestEnsureScenarioKeepsTheServersSettings(t *testing.T) {
+// The owner's config wins: EnsureScenario updates an existing stream to the owner's de-dup
+// window, and a client, which has no config to pass, opening a consumer changes nothing and
+// goes by the ack wait the owner recorded in the binding.
+func TestEnsureScenarioOwnersConfigWins(t *testing.T) {
 	t.Parallel()
 	url := startServer(t)
-	owner, err := natsjs.Connect(t.Context(), natsjs.Options{URL: url, DedupWindow: 10 * time.Second})
+	first := connect(t, url)
+	if err := first.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	owner := connect(t, url)
+	cfg := broker.ScenarioConfig{DedupWindow: 10 * time.Second, AckWait: 3 * time.Second}
+	if err := owner.EnsureScenario(t.Context(), "base", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Registry().Put(t.Context(), broker.Binding{Scenario: "base", CoefVersion: "v", Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	client := connect(t, url)
+	c, err := client.Consumer(t.Context(), "base", event.Chips)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer owner.Close()
-	if err := owner.Configure(t.Context(), "base"); err != nil {
-		t.Fatal(err)
-	}
-	client := connect(t, url) // default 2m window
-	if err := client.EnsureScenario(t.Context(), "base"); err != nil {
-		t.Fatal(err)
-	}
+	defer c.Close()
 	js := conformance.JetStream(t, url)
 	st, err := js.Stream(t.Context(), "CASCADE_BASE")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := st.CachedInfo().Config.Duplicates; got != 10*time.Second {
-		t.Fatalf("de-dup window %s after a client ensured the scenario, want the owner's 10s", got)
+		t.Fatalf("de-dup window %s after a client opened a consumer, want the owner's 10s", got)
+	}
+	ci, err := st.Consumer(t.Context(), event.ConsumerName("base", event.Chips))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ci.CachedInfo().Config.AckWait; got != 3*time.Second {
+		t.Fatalf("client's consumer has ack wait %s, want the binding's 3s", got)
+	}
+	if err := owner.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{DedupWindow: -time.Second}); !errors.Is(err, broker.ErrInvalidConfig) {
+		t.Fatalf("negative de-dup window: %v, want ErrInvalidConfig", err)
 	}
 }

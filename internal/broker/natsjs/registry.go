@@ -31,7 +31,6 @@ func (r registry) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		Bucket:      RegistryBucket,
 		Description: "cascade scenario -> coefficient set",
 		Storage:     jetstream.FileStorage,
-		Replicas:    r.b.opts.Replicas,
 	})
 	if err != nil {
 		return nil, wrap(fmt.Errorf("registry bucket: %w", err))
@@ -111,6 +110,22 @@ func (r registry) List(ctx context.Context) ([]broker.Binding, error) {
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// Put writes the scenario's key whatever it holds.
+func (r registry) Put(ctx context.Context, b broker.Binding) error {
+	kv, err := r.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	val, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encode binding: %w", err)
+	}
+	if _, err := kv.Put(ctx, b.Scenario, val); err != nil {
+		return wrap(fmt.Errorf("put %s: %w", b.Scenario, err))
+	}
+	return nil
 }
 
 // Delete purges the key.
