@@ -19,7 +19,7 @@ func TestDLQLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if err := b.EnsureScenario(t.Context(), "base"); err != nil {
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	err = b.Publish(t.Context(), []broker.Message{

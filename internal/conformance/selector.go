@@ -16,7 +16,7 @@ import (
 func testSelect(t *testing.T, h Harness) {
 	b := h.Fresh(t)(t)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base"); err != nil {
+	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	msg := func(id, subject string) broker.Message {
@@ -37,7 +37,7 @@ func testSelect(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	// Another scenario's messages are never read.
-	if err := b.EnsureScenario(ctx, "other"); err != nil {
+	if err := b.EnsureScenario(ctx, "other", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(ctx, []broker.Message{msg("other-dem-chips-us", event.DemandSubject("other", event.Chips, "us"))}); err != nil {
