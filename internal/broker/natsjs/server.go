@@ -96,6 +96,18 @@ func (o ServerOptions) auth(opts *server.Options) (bool, error) {
 		if file.NoAuthUser != "" {
 			return false, fmt.Errorf("%w: --nats-server-config %s: no_auth_user lets clients in without a credential; remove it", ErrInvalidOption, o.ConfigFile)
 		}
+		// Every user needs a password: a user without one is a door without a lock.
+		if opts.Username != "" && strings.TrimSpace(opts.Password) == "" {
+			return false, fmt.Errorf("%w: --nats-server-config %s: user %q has no password", ErrInvalidOption, o.ConfigFile, opts.Username)
+		}
+		for _, u := range opts.Users {
+			if strings.TrimSpace(u.Password) == "" {
+				return false, fmt.Errorf("%w: --nats-server-config %s: user %q has no password", ErrInvalidOption, o.ConfigFile, u.Username)
+			}
+		}
+		if opts.Authorization != "" && strings.TrimSpace(opts.Authorization) == "" {
+			return false, fmt.Errorf("%w: --nats-server-config %s: the token is blank", ErrInvalidOption, o.ConfigFile)
+		}
 		if opts.Username == "" && opts.Authorization == "" && len(opts.Users) == 0 && len(opts.Nkeys) == 0 {
 			return false, fmt.Errorf("%w: --nats-server-config %s holds no authorization (users, token or nkeys)", ErrInvalidOption, o.ConfigFile)
 		}

@@ -71,7 +71,17 @@ func TestEmbeddedServerRefusesIncompleteCredentials(t *testing.T) {
 		{natsjs.ServerOptions{Listen: "0.0.0.0:-1", Token: " "}, "--nats-token"},
 		{natsjs.ServerOptions{Listen: "0.0.0.0:-1"}, "--nats-listen"},
 		{natsjs.ServerOptions{Listen: "0.0.0.0:-1", ConfigFile: "no-such.conf"}, "--nats-server-config"},
+		// A config file is its text here, written to a file by the loop.
+		{natsjs.ServerOptions{Listen: "0.0.0.0:-1", ConfigFile: "authorization { users = [{user: a}, {user: c, password: d}] }"}, `user "a" has no password`},
+		{natsjs.ServerOptions{Listen: "0.0.0.0:-1", ConfigFile: "accounts { A { users = [{user: x}] } }"}, `user "x" has no password`},
 	} {
+		if c.o.ConfigFile != "" && c.o.ConfigFile != "no-such.conf" {
+			p := filepath.Join(t.TempDir(), "nats.conf")
+			if err := os.WriteFile(p, []byte(c.o.ConfigFile), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c.o.ConfigFile = p
+		}
 		c.o.DataDir = t.TempDir()
 		ns, err := natsjs.StartServer(c.o)
 		if err == nil {
