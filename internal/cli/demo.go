@@ -45,7 +45,14 @@ func (a *app) demoCmd() *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			if err := s.checkToken(cmd); err != nil {
+			// The page's port is settled before anything starts: a default one that is busy
+			// gives way to a free one, a busy one the user named is an error at once.
+			if s.httpListen != "" {
+				if _, port, _ := net.SplitHostPort(s.httpListen); !changed(cmd, "http-listen") || port == "0" {
+					s.httpListen = freeOr(s.httpListen)
+				}
+			}
+			if err := s.checkHTTP(cmd); err != nil {
 				return err
 			}
 			cfg, err := a.scenarioConfig()
@@ -68,9 +75,6 @@ func (a *app) demoCmd() *cobra.Command {
 			}
 			fmt.Fprintf(a.Stdout, "cascade demo: scenario %s, coefficients %s; Ctrl-C stops\n", a.g.scenario, coef.CoefVersion)
 			if s.httpListen != "" {
-				if _, port, _ := net.SplitHostPort(s.httpListen); !changed(cmd, "http-listen") || port == "0" {
-					s.httpListen = freeOr(s.httpListen)
-				}
 				fmt.Fprintf(a.Stdout, "web page: %s\n", pageURL(s.httpListen))
 			}
 

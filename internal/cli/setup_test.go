@@ -202,3 +202,28 @@ func TestDemoPrintsThePageOnBusyDefaultPorts(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A busy --http-listen that the user named is an error at once: demo neither prints another
+// process's page as its own nor runs without one.
+func TestDemoRefusesABusyNamedHTTPPort(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	out, errs := &conformance.SyncBuffer{}, &conformance.SyncBuffer{}
+	start := time.Now()
+	code := cli.Main{Stdin: strings.NewReader(""), Stdout: out, Stderr: errs, Args: []string{"demo", "--log-format", "json", "--nats-listen", "127.0.0.1:-1", "--http-listen", l.Addr().String()}}.Run(ctx)
+	if code == 0 || ctx.Err() != nil {
+		t.Fatalf("demo on a busy --http-listen: exit %d after %s", code, time.Since(start))
+	}
+	if !strings.Contains(errs.String(), "--http-listen "+l.Addr().String()) {
+		t.Errorf("the error does not name the flag and address: %s", errs.String())
+	}
+	if strings.Contains(out.String(), "web page:") {
+		t.Errorf("demo printed a page it does not serve: %s", out.String())
+	}
+}
