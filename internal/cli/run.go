@@ -128,6 +128,19 @@ func (s *serveFlags) checkHTTP(cmd *cobra.Command) error {
 	if s.httpListen == "" {
 		return nil
 	}
+	lim := s.httpLimits
+	for _, d := range []struct {
+		flag string
+		bad  bool
+	}{
+		{"--http-read-timeout", lim.ReadTimeout <= 0}, {"--http-write-timeout", lim.WriteTimeout <= 0}, {"--http-idle-timeout", lim.IdleTimeout <= 0},
+		{"--http-max-conns", lim.MaxConns <= 0}, {"--http-max-feeds", lim.MaxFeeds <= 0}, {"--http-signal-burst", lim.SignalBurst <= 0},
+		{"--http-max-body", s.maxBody <= 0}, {"--http-signal-rate", lim.SignalRate < 0},
+	} {
+		if d.bad {
+			return usageError("%s %s: must be positive (--http-signal-rate 0 alone means no limit)", d.flag, cmd.Flag(strings.TrimPrefix(d.flag, "--")).Value)
+		}
+	}
 	if _, err := httpapi.New(nil, s.httpOptions(nil, nil)); err != nil {
 		return &ExitError{Code: 2, Err: err}
 	}
