@@ -9,7 +9,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,7 +70,22 @@ func (o *Options) defaults() error {
 	case (o.TLSCert == "") != (o.TLSKey == ""):
 		return fmt.Errorf("%w: TLS client certificate and key go together", ErrInvalidOption)
 	}
+	// nats.go reports a URL it cannot parse as "no servers available"; say what is wrong.
+	for _, u := range strings.Split(o.URL, ",") {
+		if _, err := url.Parse(strings.TrimSpace(u)); err != nil {
+			return fmt.Errorf("%w: --nats-url %s is not a URL (%s)", ErrInvalidOption, netaddr.Redact(u), badURL(err))
+		}
+	}
 	return nil
+}
+
+// badURL says why a URL does not parse without repeating the URL, which may hold a password.
+func badURL(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return "unparsable"
 }
 
 // Broker is the JetStream adapter.

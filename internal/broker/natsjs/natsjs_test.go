@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,5 +122,18 @@ func TestEnsureScenarioOwnersConfigWins(t *testing.T) {
 	}
 	if err := owner.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{DedupWindow: -time.Second}); !errors.Is(err, broker.ErrInvalidConfig) {
 		t.Fatalf("negative de-dup window: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// A URL nats.go cannot parse is an option error naming the flag, with the password hidden, not
+// "no NATS server answers".
+func TestConnectRefusesAnUnparsableURL(t *testing.T) {
+	t.Parallel()
+	_, err := natsjs.Connect(t.Context(), natsjs.Options{URL: "nats://u:secret%pw@127.0.0.1:1", ConnectWait: 300 * time.Millisecond})
+	if !errors.Is(err, natsjs.ErrInvalidOption) || errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("%v: want an invalid option, not unavailable", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "--nats-url") || !strings.Contains(msg, "u:xxxxx@") || strings.Contains(msg, "secret") {
+		t.Fatalf("%q: want the flag named and the password hidden", msg)
 	}
 }
