@@ -103,6 +103,16 @@ func Classify(err error) Kind {
 	return KindTransform
 }
 
+// errRemoved ends the layers of a scenario whose registration was deleted while they ran.
+var errRemoved = errors.New("scenario removed")
+
+// removed reports whether scenario is no longer registered: its layers stop quietly rather
+// than retry a stream that `cascade scenario rm` deleted.
+func (r *Router) removed(ctx context.Context, scenario string) bool {
+	_, err := r.b.Registry().Get(ctx, scenario)
+	return errors.Is(err, broker.ErrNotFound)
+}
+
 // Layer runs one layer's consumer for one scenario until ctx ends, then finishes the batch in
 // hand (publishes, acks) and returns nil. Other errors are returned only when the consumer
 // cannot be opened or is lost.
@@ -110,11 +120,13 @@ func (r *Router) Layer(ctx context.Context, scenario string, layer event.Layer, 
 	log := r.log.With().Str("layer", string(layer)).Str("scenario", scenario).Logger()
 	var cons broker.Consumer
 	err := r.retry(ctx, log, "open consumer", func(ctx context.Context) (err error) {
-		cons, err = r.b.Consumer(ctx, scenario, layer)
+		if cons, err = r.b.Consumer(ctx, scenario, layer); err != nil && r.removed(ctx, scenario) {
+			return backoff.Permanent(errRemoved)
+		}
 		return err
 	})
 	if err != nil {
-		return nil // ctx ended before the broker answered
+		return nil // ctx ended before the broker answered, or the scenario is gone
 	}
 	defer cons.Close()
 	r.count(r.consuming, scenario, 1)

@@ -2,8 +2,11 @@ package router
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
@@ -94,5 +97,14 @@ func BindScenario(ctx context.Context, b broker.Broker, scenario string, coef *c
 // keep runs a layer until ctx ends, reopening its consumer with back-off when it is lost.
 func (r *Router) keep(ctx context.Context, scenario string, l event.Layer, coef *coefficients.Loaded) {
 	log := r.log.With().Str("scenario", scenario).Str("layer", string(l)).Logger()
-	_ = r.retry(ctx, log, "layer", func(ctx context.Context) error { return r.Layer(ctx, scenario, l, coef) })
+	err := r.retry(ctx, log, "layer", func(ctx context.Context) error {
+		err := r.Layer(ctx, scenario, l, coef)
+		if err != nil && r.removed(ctx, scenario) {
+			return backoff.Permanent(errRemoved)
+		}
+		return err
+	})
+	if errors.Is(err, errRemoved) {
+		log.Info().Msg("scenario removed; layer stopped")
+	}
 }
