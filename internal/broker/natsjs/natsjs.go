@@ -348,3 +348,17 @@ func (b *Broker) MaxPayload() int { return int(b.nc.MaxPayload()) }
 
 // Connected reports whether the connection to the server is up.
 func (b *Broker) Connected() bool { return b.nc.IsConnected() }
+
+// Features reports JetStream's capabilities: de-duplication within the de-dup window this
+// client creates streams with (a stream another process created keeps its own), core NATS
+// request/reply, reads by stream sequence, one total order per scenario stream, and the
+// server's delivery count; no transactions.
+func (b *Broker) Features() broker.Features {
+	return broker.Features{
+		DedupWindow:      b.opts.DedupWindow,
+		RequestReply:     true,
+		GetByPosition:    true,
+		Ordering:         broker.OrderPerScenario,
+		CountsDeliveries: true,
+	}
+}
