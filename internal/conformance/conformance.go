@@ -5,6 +5,8 @@ package conformance
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +39,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
 	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
 	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
+	t.Run("Features", func(t *testing.T) { t.Parallel(); testFeatures(t, h) })
+	t.Run("Feed", func(t *testing.T) { t.Parallel(); testFeed(t, h) })
+	t.Run("Republish", func(t *testing.T) { t.Parallel(); testRepublish(t, h) })
 	t.Run("Commit", func(t *testing.T) { t.Parallel(); testCommit(t, h) })
 	t.Run("Errors", func(t *testing.T) { t.Parallel(); testErrors(t, h) })
 	t.Run("SharedLayer", func(t *testing.T) { t.Parallel(); testSharedLayer(t, h) })
@@ -46,14 +51,19 @@ func Run(t *testing.T, h Harness) {
 	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })
 }
 
-// Eventually polls cond every 20ms until it holds or total elapses; the one polling helper of
+// Eventually polls cond every 20ms until it returns nil or total elapses, and then fails
+// the test with cond's last error, saying what was still wrong; the one polling helper of
 // every broker-backed test.
-func Eventually(t *testing.T, total time.Duration, what string, cond func() bool) {
+func Eventually(t *testing.T, total time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(total)
-	for !cond() {
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", total, what)
+			t.Fatalf("timed out after %s waiting for %s: %v", total, what, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -75,6 +85,18 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Holds returns a condition for Eventually: nil once what was written contains want, else
+// an error quoting the end of what was written.
+func (s *SyncBuffer) Holds(want string) func() error {
+	return func() error {
+		got := s.String()
+		if strings.Contains(got, want) {
+			return nil
+		}
+		return fmt.Errorf("%q not written yet; the last of %d bytes: %q", want, len(got), got[max(0, len(got)-300):])
+	}
 }
 
 // JetStream connects a plain nats.go client to url for a test to look at the broker as any

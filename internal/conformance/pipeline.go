@@ -134,9 +134,12 @@ func readAll(t *testing.T, b broker.Broker, s string, subjects ...string) []stor
 func waitDemand(t *testing.T, b broker.Broker, s string, n int) []stored {
 	t.Helper()
 	var got []stored
-	Eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() bool {
+	Eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() error {
 		got = readAll(t, b, s, event.Subject{Scenario: s, Kind: event.KindDemand}.String())
-		return len(got) >= n
+		if len(got) < n {
+			return fmt.Errorf("%d of %d demand events", len(got), n)
+		}
+		return nil
 	})
 	return got
 }
