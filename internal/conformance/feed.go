@@ -13,22 +13,25 @@ import (
 	"github.com/layercake/cascade/internal/event"
 )
 
-// readFeed opens a feed with o and reads it to io.EOF (o.UntilEnd should be set).
+// readFeed opens a feed with o and reads it to io.EOF (o.UntilEnd should be set); a feed
+// that has not ended after 20s fails the test.
 func readFeed(t *testing.T, b broker.Broker, o broker.FeedOptions) []broker.Delivery {
 	t.Helper()
-	f, err := b.Feed(t.Context(), o)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	f, err := b.Feed(ctx, o)
 	if err != nil {
 		t.Fatalf("feed %+v: %v", o, err)
 	}
 	defer f.Close()
 	var out []broker.Delivery
 	for {
-		d, err := f.Next(t.Context())
+		d, err := f.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {
-			t.Fatalf("feed %+v after %d messages: %v", o, len(out), err)
+			t.Fatalf("feed %+v did not end after %d messages: %v", o, len(out), err)
 		}
 		out = append(out, d)
 	}
