@@ -1,6 +1,12 @@
-// Package conformance is the one suite every broker adapter must pass: the whole pipeline end
-// to end, determinism across fresh stores, bad input to the dead-letter subject, and a layer
-// killed mid-stream. Adapter packages call Run from their tests with a real in-process broker.
+// Package conformance is the one suite every broker adapter must pass: the port (feeds,
+// commits, lag, republishing, error classes, the registry) and the whole pipeline end to end,
+// determinism across fresh stores, bad input to the dead-letter subject, and a layer killed
+// mid-stream. Adapter packages call Run from their tests with a real in-process broker.
+//
+// Tests are gated by the broker's Features, as Watermill's pub/sub suite is: a test that needs
+// a capability skips, saying so, on a broker that does not declare it, and where a broker
+// without a capability must do something else instead (readers counting an id once where
+// there is no de-duplication), that is what the test asserts there.
 package conformance
 
 import (
@@ -54,7 +60,7 @@ func Run(t *testing.T, h Harness) {
 // Eventually polls cond every 20ms until it returns nil or total elapses, and then fails
 // the test with cond's last error, saying what was still wrong; the one polling helper of
 // every broker-backed test.
-func Eventually(t *testing.T, total time.Duration, what string, cond func() error) {
+func Eventually(t testing.TB, total time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(total)
 	for {
