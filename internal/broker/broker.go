@@ -265,6 +265,58 @@ func Bind(ctx context.Context, r Registry, b Binding) (Binding, error) {
 	return have, nil
 }
 
+// Ordering says which messages a broker keeps in publish order for every reader.
+type Ordering int
+
+const (
+	// OrderPerKey keeps messages with the same Message.Key (one partition) in order; messages
+	// with different keys may be read in any interleaving (Kafka).
+	OrderPerKey Ordering = iota + 1
+	// OrderPerScenario keeps every message of a scenario in one total order, the same for
+	// every consumer and feed (NATS: one stream per scenario).
+	OrderPerScenario
+)
+
+func (o Ordering) String() string {
+	switch o {
+	case OrderPerKey:
+		return "per key"
+	case OrderPerScenario:
+		return "per scenario"
+	}
+	return fmt.Sprintf("Ordering(%d)", int(o))
+}
+
+// Features is what a broker can and cannot do beyond what every Broker guarantees: the
+// machine-readable form of the per-broker differences the method docs describe. Code that
+// needs a capability asks for it here rather than for an adapter's type; the conformance
+// suite runs a test that needs one only on brokers that declare it, and tests what a broker
+// must do instead on the others.
+type Features struct {
+	// DedupWindow is how long after storing a message the broker recognises a publish of the
+	// same Message.ID and acknowledges it without storing it again, by default (NATS: the
+	// stream's Duplicates window; each scenario's owner sets its own as
+	// ScenarioConfig.DedupWindow). Zero means the broker never
+	// de-duplicates (Kafka): a message published again is stored again, and every reader
+	// (feeds, totals, trace) counts an id once.
+	DedupWindow time.Duration
+	// RequestReply says the broker implements Responder (NATS core request/reply): `run` can
+	// answer queries for other processes.
+	RequestReply bool
+	// GetByPosition says the broker implements Getter: one stored message can be read by its
+	// Delivery.Cursor without a feed.
+	GetByPosition bool
+	// Ordering says which messages every consumer and feed reads in publish order.
+	Ordering Ordering
+	// CountsDeliveries says Delivery.Deliveries is the broker's count of deliveries (NATS);
+	// without it (Kafka) it is always 1.
+	CountsDeliveries bool
+	// TransactionalBatches says Publish stores a batch all or nothing, and a consumer's
+	// outputs and its commit atomically. No adapter has it: on an error part of a batch may
+	// be stored, and a consumer killed between publishing and committing publishes again.
+	TransactionalBatches bool
+}
+
 // Broker is what every cascade component needs of a broker. Errors are transient or
 // permanent as Transient says; an operation on a closed Broker fails with ErrClosed.
 type Broker interface {
@@ -304,6 +356,8 @@ type Broker interface {
 	Feed(ctx context.Context, o FeedOptions) (Feed, error)
 	// Registry is the scenario registry kept on this broker.
 	Registry() Registry
+	// Features says what this broker can do beyond this interface (see Features).
+	Features() Features
 	// Close releases the connection (on Kafka after committing what consumers recorded).
 	Close() error
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -59,10 +60,10 @@ func TestRunServesAPlainNATSClient(t *testing.T) {
 		code, _, stderr = run(ctx, "", nil, "run", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:"+port, "--ack-wait", "1s", "--log-format", "json", "--http-listen", "127.0.0.1:0")
 	})
 	var nc *nats.Conn
-	conformance.Eventually(t, 20*time.Second, "the embedded broker", func() bool {
+	conformance.Eventually(t, 20*time.Second, "the embedded broker", func() error {
 		var err error
 		nc, err = nats.Connect("nats://127.0.0.1:" + port)
-		return err == nil
+		return err
 	})
 	defer nc.Close()
 	grid, err := nc.SubscribeSync("cascade.base.demand.grid.>")
@@ -70,12 +71,18 @@ func TestRunServesAPlainNATSClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A request to a stream subject is answered with JetStream's publish ack once base exists.
-	conformance.Eventually(t, 20*time.Second, "scenario base", func() bool {
+	conformance.Eventually(t, 20*time.Second, "scenario base", func() error {
 		m := nats.NewMsg("cascade.base.signal.application.us")
 		m.Data = []byte(adoptionUS)
 		m.Header.Set("Nats-Msg-Id", "plain-client-1")
 		resp, err := nc.RequestMsg(m, time.Second)
-		return err == nil && strings.Contains(string(resp.Data), `"stream":"CASCADE_BASE"`)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(resp.Data), `"stream":"CASCADE_BASE"`) {
+			return fmt.Errorf("answered %s, not a publish ack of CASCADE_BASE", resp.Data)
+		}
+		return nil
 	})
 	msg, err := grid.NextMsg(20 * time.Second)
 	if err != nil {
@@ -207,9 +214,12 @@ func startRun(t *testing.T) string {
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	url := "nats://127.0.0.1:" + port
-	conformance.Eventually(t, 20*time.Second, "cascade run", func() bool {
-		code, out, _ := run(t.Context(), "", map[string]string{"CASCADE_NATS_URL": url}, "scenario", "ls")
-		return code == 0 && strings.Contains(out, "base")
+	conformance.Eventually(t, 20*time.Second, "cascade run", func() error {
+		code, out, stderr := run(t.Context(), "", map[string]string{"CASCADE_NATS_URL": url}, "scenario", "ls")
+		if code != 0 || !strings.Contains(out, "base") {
+			return fmt.Errorf("scenario ls: exit %d, %q %s", code, out, stderr)
+		}
+		return nil
 	})
 	return url
 }
@@ -233,10 +243,13 @@ func TestHistoryWalkThrough(t *testing.T) {
 		t.Fatalf("what-if replay: %d %s %s", code, out, stderr)
 	}
 	var tree string
-	conformance.Eventually(t, 30*time.Second, "the DeepSeek-R1 tree down to the grid", func() bool {
-		code, out, _ := run(t.Context(), "", env, "trace", "hist-2025-01-20-deepseek-r1")
+	conformance.Eventually(t, 30*time.Second, "the DeepSeek-R1 tree down to the grid", func() error {
+		code, out, stderr := run(t.Context(), "", env, "trace", "hist-2025-01-20-deepseek-r1")
 		tree = out
-		return code == 0 && strings.Count(out, "demand.grid.v1") == 3
+		if n := strings.Count(out, "demand.grid.v1"); code != 0 || n != 3 {
+			return fmt.Errorf("trace: exit %d, %d of 3 grid events %s", code, n, stderr)
+		}
+		return nil
 	})
 	for _, want := range []string{"signal.release.v1 [cn deepseek-r1]", "demand.infrastructure.v1 [cn finetune] -", "@2025-04-20"} {
 		if !strings.Contains(tree, want) {
@@ -276,9 +289,13 @@ func TestSubscribeFollowsAFeed(t *testing.T) {
 	}
 	// Two grid events (h100 and b200 in the default fleet) for the US adoption.
 	var out string
-	conformance.Eventually(t, 20*time.Second, "two grid events", func() bool {
-		_, out, _ = run(t.Context(), "", env, "subscribe", "grid", "--region", "us", "--from-start", "--count", "2")
-		return strings.Count(out, "\n") == 2
+	conformance.Eventually(t, 20*time.Second, "two grid events", func() error {
+		var stderr string
+		_, out, stderr = run(t.Context(), "", env, "subscribe", "grid", "--region", "us", "--from-start", "--count", "2")
+		if n := strings.Count(out, "\n"); n != 2 {
+			return fmt.Errorf("subscribe printed %d of 2 lines %s", n, stderr)
+		}
+		return nil
 	})
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var ev struct{ Type, Subject, CorrelationID string }
@@ -314,10 +331,10 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 		done <- code
 	}()
 	var b *natsjs.Broker
-	conformance.Eventually(t, 20*time.Second, "the embedded broker", func() bool {
+	conformance.Eventually(t, 20*time.Second, "the embedded broker", func() error {
 		var err error
 		b, err = natsjs.Connect(t.Context(), natsjs.Options{URL: url, ConnectWait: time.Second})
-		return err == nil
+		return err
 	})
 	defer b.Close()
 	if err := router.BindScenario(t.Context(), b, "doomed", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
@@ -328,13 +345,19 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Served: the five layer consumers and the indexer's ordered consumer are open.
-	conformance.Eventually(t, 20*time.Second, "run serving scenario doomed", func() bool {
+	conformance.Eventually(t, 20*time.Second, "run serving scenario doomed", func() error {
 		st, err := js.Stream(t.Context(), event.StreamName("doomed"))
 		if err != nil {
-			return false
+			return err
 		}
 		info, err := st.Info(t.Context())
-		return err == nil && info.State.Consumers >= len(event.ConsumerLayers)+1
+		if err != nil {
+			return err
+		}
+		if want := len(event.ConsumerLayers) + 1; info.State.Consumers < want {
+			return fmt.Errorf("%d of %d consumers open", info.State.Consumers, want)
+		}
+		return nil
 	})
 	if code, out, errs := run(t.Context(), "", nil, "scenario", "rm", "doomed", "--nats-url", url); code != 0 {
 		t.Fatalf("scenario rm: exit %d: %s %s", code, out, errs)

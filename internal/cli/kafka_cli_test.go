@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -32,27 +33,35 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 	devOut := &conformance.SyncBuffer{}
 	wg.Go(func() { runWith(ctx, devOut, "dev", "kafka", "--port", "0") })
 	var brokers string
-	conformance.Eventually(t, 20*time.Second, "the dev cluster", func() bool {
-		if m := regexp.MustCompile(`--kafka-brokers (\S+)`).FindStringSubmatch(devOut.String()); m != nil {
-			brokers = m[1]
+	conformance.Eventually(t, 20*time.Second, "the dev cluster", func() error {
+		m := regexp.MustCompile(`--kafka-brokers (\S+)`).FindStringSubmatch(devOut.String())
+		if m == nil {
+			return fmt.Errorf("no --kafka-brokers in %q", devOut.String())
 		}
-		return brokers != ""
+		brokers = m[1]
+		return nil
 	})
 	env := map[string]string{"CASCADE_KAFKA_BROKERS": brokers}
 	wg.Go(func() { run(ctx, "", env, "run", "--http-listen", "127.0.0.1:0", "--log-format", "json") })
-	conformance.Eventually(t, 30*time.Second, "run on Kafka", func() bool {
-		code, out, _ := run(t.Context(), "", env, "scenario", "ls")
-		return code == 0 && strings.Contains(out, "base")
+	conformance.Eventually(t, 30*time.Second, "run on Kafka", func() error {
+		code, out, stderr := run(t.Context(), "", env, "scenario", "ls")
+		if code != 0 || !strings.Contains(out, "base") {
+			return fmt.Errorf("scenario ls: exit %d, %q %s", code, out, stderr)
+		}
+		return nil
 	})
 	if code, out, stderr := run(t.Context(), adoptionUS, env, "publish"); code != 0 {
 		t.Fatalf("publish: %s %s", out, stderr)
 	}
 	first := strings.Split(brokers, ",")[0]
 	var got string
-	conformance.Eventually(t, 30*time.Second, "kcat to read the grid topic", func() bool {
-		out, _ := exec.CommandContext(t.Context(), kcat, "-b", first, "-C", "-t", "cascade.base.demand.grid", "-o", "beginning", "-e", "-q").Output()
+	conformance.Eventually(t, 30*time.Second, "kcat to read the grid topic", func() error {
+		out, err := exec.CommandContext(t.Context(), kcat, "-b", first, "-C", "-t", "cascade.base.demand.grid", "-o", "beginning", "-e", "-q").Output()
 		got = string(out)
-		return strings.Count(got, `"type":"cascade.demand.grid.v1"`) == 2
+		if n := strings.Count(got, `"type":"cascade.demand.grid.v1"`); n != 2 {
+			return fmt.Errorf("kcat read %d of 2 grid events (%v)", n, err)
+		}
+		return nil
 	})
 	if !strings.Contains(got, `"correlationid":"plain-client-1"`) {
 		t.Fatalf("kcat read %s", got)

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -118,21 +119,21 @@ func TestMetricsFromTheStart(t *testing.T) {
 	base, natsURL := "http://127.0.0.1:"+httpPort, "nats://127.0.0.1:"+natsPort
 	stop := startRunOn(t, dir, natsPort, httpPort)
 	var mf map[string]*dto.MetricFamily
-	conformance.Eventually(t, 20*time.Second, "every layer's series at zero", func() bool {
+	conformance.Eventually(t, 20*time.Second, "every layer's series at zero", func() error {
 		mf = scrape(t, base)
 		for _, l := range []string{"application", "model", "infrastructure", "chips", "energy"} {
 			for _, name := range []string{"cascade_events_in_total", "cascade_events_out_total", "cascade_processing_seconds", "cascade_consumer_pending"} {
 				if v, ok := series(mf, name, map[string]string{"scenario": "base", "layer": l}); !ok || v != 0 {
-					return false
+					return fmt.Errorf("%s{layer=%q}: %v (present %v), want 0", name, l, v, ok)
 				}
 			}
 			for _, kind := range []string{"decode", "validate", "transform"} {
 				if v, ok := series(mf, "cascade_dlq_total", map[string]string{"scenario": "base", "layer": l, "kind": kind}); !ok || v != 0 {
-					return false
+					return fmt.Errorf("cascade_dlq_total{layer=%q,kind=%q}: %v (present %v), want 0", l, kind, v, ok)
 				}
 			}
 		}
-		return true
+		return nil
 	})
 	if v, ok := series(mf, "cascade_build_info", map[string]string{"version": cli.Version, "goversion": runtime.Version()}); !ok || v != 1 {
 		t.Errorf("cascade_build_info{version=%q,goversion=%q}: %v %v", cli.Version, runtime.Version(), v, ok)
@@ -158,26 +159,29 @@ func TestMetricsFromTheStart(t *testing.T) {
 		}
 		return &tot
 	}
-	var why string
-	check := func() bool {
+	check := func() error {
 		tot := totalsNow()
 		if len(tot.Rows) == 0 {
-			return false
+			return errors.New("totals has no rows")
 		}
-		var ok bool
-		ok, why = demandEqualsTotals(t, scrape(t, base), tot)
-		return ok
+		if ok, why := demandEqualsTotals(t, scrape(t, base), tot); !ok {
+			return errors.New(why)
+		}
+		return nil
 	}
 	// Both adoptions' trees reach the grid: two grid events each in the default fleet, and
 	// the injected chips one.
-	conformance.Eventually(t, 30*time.Second, "every tree in totals", func() bool {
+	conformance.Eventually(t, 30*time.Second, "every tree in totals", func() error {
 		grid := 0
 		for _, r := range totalsNow().Rows {
 			if r.Layer == "grid" {
 				grid += r.Events
 			}
 		}
-		return grid >= 5
+		if grid < 5 {
+			return fmt.Errorf("%d of 5 grid events in totals", grid)
+		}
+		return nil
 	})
 	conformance.Eventually(t, 20*time.Second, "demand gauges equal to totals", check)
 	mf = scrape(t, base)
@@ -204,8 +208,10 @@ func TestMetricsFromTheStart(t *testing.T) {
 	// After a restart the gauges are rebuilt from the log, with no new signal.
 	stop()
 	startRunOn(t, dir, natsPort, httpPort)
-	conformance.Eventually(t, 30*time.Second, "demand gauges equal to totals after a restart", func() bool { return scrape(t, base) != nil && check() })
-	if t.Failed() {
-		t.Log(why)
-	}
+	conformance.Eventually(t, 30*time.Second, "demand gauges equal to totals after a restart", func() error {
+		if scrape(t, base) == nil {
+			return errors.New("no metrics page yet")
+		}
+		return check()
+	})
 }

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -106,8 +107,8 @@ func TestBrokerURLCredentialsAreRedacted(t *testing.T) {
 				}}.Run(ctx)
 		}()
 		want := `"message":"broker: external NATS at nats://svc:xxxxx@` + addr + ` (credentials redacted)"`
-		conformance.Eventually(t, 10*time.Second, "the broker line", func() bool { return strings.Contains(logs.String(), want) })
-		conformance.Eventually(t, 10*time.Second, "run serving", func() bool { return strings.Contains(logs.String(), "serving; Ctrl-C") })
+		conformance.Eventually(t, 10*time.Second, "the broker line", logs.Holds(want))
+		conformance.Eventually(t, 10*time.Second, "run serving", logs.Holds("serving; Ctrl-C"))
 		cancel()
 		if code := <-done; code != 0 || strings.Contains(logs.String(), secret) {
 			t.Fatalf("exit %d: %s", code, logs.String())
@@ -127,8 +128,8 @@ func TestRunLogsItsEmbeddedBroker(t *testing.T) {
 		done <- cli.Main{Stdin: strings.NewReader(""), Stdout: &conformance.SyncBuffer{}, Stderr: logs, Args: []string{"run", "--data-dir", dir, "--nats-listen", "127.0.0.1:" + port, "--http-listen", "", "--log-format", "json"}}.Run(ctx)
 	}()
 	want := `"message":"broker: embedded NATS JetStream, store ` + dir + `, clients on nats://127.0.0.1:` + port + `"`
-	conformance.Eventually(t, 10*time.Second, "the broker line", func() bool { return strings.Contains(logs.String(), want) })
-	conformance.Eventually(t, 10*time.Second, "run serving", func() bool { return strings.Contains(logs.String(), "serving; Ctrl-C") })
+	conformance.Eventually(t, 10*time.Second, "the broker line", logs.Holds(want))
+	conformance.Eventually(t, 10*time.Second, "run serving", logs.Holds("serving; Ctrl-C"))
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, logs.String())
@@ -178,26 +179,29 @@ func TestDemoPrintsThePageOnBusyDefaultPorts(t *testing.T) {
 		done <- cli.Main{Stdin: strings.NewReader(""), Stdout: out, Stderr: &conformance.SyncBuffer{}, Args: []string{"demo", "--log-format", "json", "--interval", "1s"}}.Run(ctx)
 	}()
 	var page string
-	conformance.Eventually(t, 5*time.Second, "the page's address on stdout", func() bool {
+	conformance.Eventually(t, 5*time.Second, "the page's address on stdout", func() error {
 		lines := strings.SplitN(out.String(), "\n", 4)
 		for _, l := range lines[:min(3, len(lines))] {
 			if u, ok := strings.CutPrefix(l, "web page: "); ok {
 				page = u
-				return true
+				return nil
 			}
 		}
-		return false
+		return fmt.Errorf("no \"web page: \" line in the first lines %q", lines[:min(3, len(lines))])
 	})
 	if !strings.HasPrefix(page, "http://127.0.0.1:") || strings.HasSuffix(page, ":8080") {
 		t.Fatalf("page %q", page)
 	}
-	conformance.Eventually(t, 10*time.Second, "the page answering", func() bool {
+	conformance.Eventually(t, 10*time.Second, "the page answering", func() error {
 		resp, err := http.Get(page + "/healthz")
 		if err != nil {
-			return false
+			return err
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /healthz: %s", resp.Status)
+		}
+		return nil
 	})
 	cancel()
 	<-done

@@ -2,11 +2,13 @@ package cli_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/layercake/cascade/internal/broker/kafka/kafkatest"
@@ -110,17 +112,20 @@ func TestRunsStorageSettingsSurviveClients(t *testing.T) {
 	url := "nats://127.0.0.1:" + port
 	env := map[string]string{"CASCADE_NATS_URL": url}
 	consumer := event.ConsumerName("base", event.Chips)
-	conformance.Eventually(t, 20*time.Second, "run to serve base", func() bool {
-		code, _, _ := run(t.Context(), "", env, "scenario", "show", "base")
-		if code != 0 {
-			return false
+	var js jetstream.JetStream
+	conformance.Eventually(t, 20*time.Second, "run to serve base", func() error {
+		if code, _, stderr := run(t.Context(), "", env, "scenario", "show", "base"); code != 0 {
+			return fmt.Errorf("scenario show: exit %d: %s", code, stderr)
 		}
-		st, err := conformance.JetStream(t, url).Stream(t.Context(), "CASCADE_BASE")
+		if js == nil {
+			js = conformance.JetStream(t, url)
+		}
+		st, err := js.Stream(t.Context(), "CASCADE_BASE")
 		if err != nil {
-			return false
+			return err
 		}
 		_, err = st.Consumer(t.Context(), consumer)
-		return err == nil
+		return err
 	})
 	if code, out, stderr := run(t.Context(), adoptionUS, env, "publish"); code != 0 {
 		t.Fatalf("publish: exit %d %s %s", code, out, stderr)

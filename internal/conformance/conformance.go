@@ -1,10 +1,18 @@
-// Package conformance is the one suite every broker adapter must pass: the whole pipeline end
-// to end, determinism across fresh stores, bad input to the dead-letter subject, and a layer
-// killed mid-stream. Adapter packages call Run from their tests with a real in-process broker.
+// Package conformance is the one suite every broker adapter must pass: the port (feeds,
+// commits, lag, republishing, error classes, the registry) and the whole pipeline end to end,
+// determinism across fresh stores, bad input to the dead-letter subject, and a layer killed
+// mid-stream. Adapter packages call Run from their tests with a real in-process broker.
+//
+// Tests are gated by the broker's Features, as Watermill's pub/sub suite is: a test that needs
+// a capability skips, saying so, on a broker that does not declare it, and where a broker
+// without a capability must do something else instead (readers counting an id once where
+// there is no de-duplication), that is what the test asserts there.
 package conformance
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +47,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
 	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
 	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
+	t.Run("Features", func(t *testing.T) { t.Parallel(); testFeatures(t, h) })
+	t.Run("Feed", func(t *testing.T) { t.Parallel(); testFeed(t, h) })
+	t.Run("Republish", func(t *testing.T) { t.Parallel(); testRepublish(t, h) })
 	t.Run("Commit", func(t *testing.T) { t.Parallel(); testCommit(t, h) })
 	t.Run("Errors", func(t *testing.T) { t.Parallel(); testErrors(t, h) })
 	t.Run("SharedLayer", func(t *testing.T) { t.Parallel(); testSharedLayer(t, h) })
@@ -49,14 +60,19 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Select", func(t *testing.T) { t.Parallel(); testSelect(t, h) })
 }
 
-// Eventually polls cond every 20ms until it holds or total elapses; the one polling helper of
+// Eventually polls cond every 20ms until it returns nil or total elapses, and then fails
+// the test with cond's last error, saying what was still wrong; the one polling helper of
 // every broker-backed test.
-func Eventually(t *testing.T, total time.Duration, what string, cond func() bool) {
+func Eventually(t testing.TB, total time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(total)
-	for !cond() {
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", total, what)
+			t.Fatalf("timed out after %s waiting for %s: %v", total, what, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -78,6 +94,18 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Holds returns a condition for Eventually: nil once what was written contains want, else
+// an error quoting the end of what was written.
+func (s *SyncBuffer) Holds(want string) func() error {
+	return func() error {
+		got := s.String()
+		if strings.Contains(got, want) {
+			return nil
+		}
+		return fmt.Errorf("%q not written yet; the last of %d bytes: %q", want, len(got), got[max(0, len(got)-300):])
+	}
 }
 
 // JetStream connects a plain nats.go client to url for a test to look at the broker as any

@@ -134,9 +134,12 @@ func readAll(t *testing.T, b broker.Broker, sel broker.Selector) []stored {
 func waitDemand(t *testing.T, b broker.Broker, s string, n int) []stored {
 	t.Helper()
 	var got []stored
-	Eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() bool {
+	Eventually(t, 20*time.Second, fmt.Sprintf("%d demand events", n), func() error {
 		got = readAll(t, b, broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}})
-		return len(got) >= n
+		if len(got) < n {
+			return fmt.Errorf("%d of %d demand events", len(got), n)
+		}
+		return nil
 	})
 	return got
 }

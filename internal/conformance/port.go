@@ -62,12 +62,7 @@ func testCommit(t *testing.T, h Harness) {
 	if err := b.Publish(ctx, portSignals("base", "c", 6)); err != nil {
 		t.Fatal(err)
 	}
-	lagIs := func(want uint64) func() bool {
-		return func() bool {
-			n, err := b.Lag(ctx, "base", event.Application)
-			return err == nil && n == want
-		}
-	}
+	lagIs := func(want uint64) func() error { return lagIs(ctx, b, "base", event.Application, want) }
 	c1, err := connect(t).Consumer(ctx, "base", event.Application)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +89,24 @@ func testCommit(t *testing.T, h Harness) {
 	if fmt.Sprint(ids(again)) != "[c-3 c-4 c-5]" {
 		t.Fatalf("delivered again %v, want only the uncommitted c-3 c-4 c-5", ids(again))
 	}
+	// A broker that counts deliveries says these come for the second time; one that does
+	// not says 1.
+	want := 1
+	if b.Features().CountsDeliveries {
+		want = 2
+	}
+	for _, d := range again {
+		if d.Deliveries() != want {
+			t.Errorf("%s: Deliveries() = %d, want %d (CountsDeliveries %v)", d.Message().ID, d.Deliveries(), want, b.Features().CountsDeliveries)
+		}
+	}
 	if err := c2.Commit(ctx, again); err != nil {
 		t.Fatal(err)
 	}
 	Eventually(t, 10*time.Second, "lag 0 once everything is committed", lagIs(0))
+	if _, err := b.Lag(ctx, "nowhere", event.Application); !errors.Is(err, broker.ErrNotFound) {
+		t.Errorf("lag of an unknown scenario: %v, want ErrNotFound", err)
+	}
 }
 
 // Errors: a request the broker refuses for what it is is permanent, an operation on a killed
@@ -106,7 +115,8 @@ func testErrors(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
 	b := connect(t)
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
+	// Bound with the harness's ack wait, which consumers on other connections go by.
+	if err := routerBind(t, b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
 	limit := broker.DefaultMaxPayload
@@ -143,6 +153,18 @@ func testErrors(t *testing.T, h Harness) {
 	if !errors.Is(err, broker.ErrClosed) {
 		t.Errorf("fetch on a killed connection: %v; want ErrClosed", err)
 	}
+	if _, err := killed.Consumer(ctx, "base", event.Application); !errors.Is(err, broker.ErrClosed) {
+		t.Errorf("consumer on a killed connection: %v; want ErrClosed", err)
+	}
+	// What the killed consumer held, never committed, comes again to a new one.
+	next, err := connect(t).Consumer(ctx, "base", event.Application)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if again := fetchN(t, next, 1, h.AckWait*3+20*time.Second); again[0].Message().ID != held[0].Message().ID {
+		t.Errorf("after the kill a new consumer got %s first, want %s, which the killed one held", again[0].Message().ID, held[0].Message().ID)
+	}
 
 	stopped := h.Stopped(t)
 	for what, op := range map[string]func(context.Context) error{
@@ -155,5 +177,19 @@ func testErrors(t *testing.T, h Harness) {
 		if err == nil || !broker.Transient(err) {
 			t.Errorf("%s against a stopped broker: %v; want a transient error", what, err)
 		}
+	}
+}
+
+// lagIs is a condition for Eventually: layer l of scenario s has want messages uncommitted.
+func lagIs(ctx context.Context, b broker.Broker, s string, l event.Layer, want uint64) func() error {
+	return func() error {
+		n, err := b.Lag(ctx, s, l)
+		if err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("lag of %s is %d, want %d", l, n, want)
+		}
+		return nil
 	}
 }

@@ -47,10 +47,16 @@ func testSharedLayer(t *testing.T, h Harness) {
 	publish(t, b, "base", raws)
 	want := expected(t, coef, "base", raws)
 	got := waitDemand(t, b, "base", len(want))
+	// Stored once where the broker de-duplicates; elsewhere a copy may be stored (a
+	// rebalance hands a partition over mid-batch) and a feed delivers each id once.
+	twice := "stored twice"
+	if b.Features().DedupWindow == 0 {
+		twice = "delivered twice by a feed"
+	}
 	ids := map[string]bool{}
 	for _, m := range got {
 		if ids[m.ev.ID] {
-			t.Fatalf("%s stored twice", m.ev.ID)
+			t.Fatalf("%s %s", m.ev.ID, twice)
 		}
 		ids[m.ev.ID] = true
 	}

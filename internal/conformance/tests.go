@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -174,9 +175,12 @@ func testBadInput(t *testing.T, h Harness) {
 	}
 	publish(t, b, "base", Signals()[:1]) // a good signal after the bad ones is still processed
 	var dead []stored
-	Eventually(t, 20*time.Second, "dead letters", func() bool {
+	Eventually(t, 20*time.Second, "dead letters", func() error {
 		dead = readAll(t, b, broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDLQ}})
-		return len(dead) >= len(cases)
+		if len(dead) < len(cases) {
+			return fmt.Errorf("%d of %d dead letters", len(dead), len(cases))
+		}
+		return nil
 	})
 	if len(dead) != len(cases) {
 		t.Fatalf("%d dead letters, want %d", len(dead), len(cases))

@@ -149,14 +149,21 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		{"readyz", "GET", "/readyz", "GET /readyz", nil, "", 200, "ready"},
 		{"page", "GET", "/", "GET /", nil, "", 200, "<html"},
 	}
-	conformance.Eventually(t, 20*time.Second, "the pipeline to be ready", func() bool { s, _ := request(t, open, call{method: "GET", path: "/readyz"}); return s == 200 })
-	conformance.Eventually(t, 20*time.Second, "api-1's tree", func() bool {
-		s, _ := request(t, open, calls[0])
-		if s != 200 {
-			return false
+	conformance.Eventually(t, 20*time.Second, "the pipeline to be ready", func() error {
+		if s, body := request(t, open, call{method: "GET", path: "/readyz"}); s != 200 {
+			return fmt.Errorf("GET /readyz: %d %q", s, body)
+		}
+		return nil
+	})
+	conformance.Eventually(t, 20*time.Second, "api-1's tree", func() error {
+		if s, body := request(t, open, calls[0]); s != 200 {
+			return fmt.Errorf("%s %s: %d %q", calls[0].method, calls[0].path, s, body)
 		}
 		s, body := request(t, open, call{method: "GET", path: "/v1/trace/api-1"})
-		return s == 200 && strings.Contains(body, "cascade.demand.grid.v1")
+		if s != 200 || !strings.Contains(body, "cascade.demand.grid.v1") {
+			return fmt.Errorf("GET /v1/trace/api-1: %d %.300s; want 200 with a grid event", s, body)
+		}
+		return nil
 	})
 	spec := openAPI(t)
 	seen := map[string]bool{}
@@ -189,10 +196,14 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		}
 	}
 	// Events flowed, so the counters moved.
-	conformance.Eventually(t, 20*time.Second, "metrics to count events", func() bool {
+	conformance.Eventually(t, 20*time.Second, "metrics to count events", func() error {
 		_, body := request(t, open, call{method: "GET", path: "/metrics"})
-		return regexp.MustCompile(`cascade_events_out_total\{layer="energy",scenario="base"\} [1-9]`).MatchString(body) &&
-			regexp.MustCompile(`cascade_processing_seconds_count\{layer="application",scenario="base"\} [1-9]`).MatchString(body)
+		for _, want := range []string{`cascade_events_out_total\{layer="energy",scenario="base"\} [1-9]`, `cascade_processing_seconds_count\{layer="application",scenario="base"\} [1-9]`} {
+			if !regexp.MustCompile(want).MatchString(body) {
+				return fmt.Errorf("no series matching %s", want)
+			}
+		}
+		return nil
 	})
 }
 

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +58,12 @@ func TestSignalsFromCloudEventsSDK(t *testing.T) {
 	send("binary mode", "sdk-binary", false)
 	send("structured mode", "sdk-structured", true)
 	for _, id := range []string{"sdk-binary", "sdk-structured"} {
-		conformance.Eventually(t, 20*time.Second, id+"'s tree", func() bool {
+		conformance.Eventually(t, 20*time.Second, id+"'s tree", func() error {
 			s, body := request(t, base, call{method: "GET", path: "/v1/trace/" + id})
-			return s == 200 && strings.Contains(body, "cascade.demand.grid.v1") && strings.Contains(body, `"sourceurl":"https://example.com/news"`)
+			if s != 200 || !strings.Contains(body, "cascade.demand.grid.v1") || !strings.Contains(body, `"sourceurl":"https://example.com/news"`) {
+				return fmt.Errorf("GET /v1/trace/%s: %d %.300s; want 200 with a grid event and the sourceurl", id, s, body)
+			}
+			return nil
 		})
 	}
 	// What the feeds carry decodes with the SDK as valid CloudEvents.

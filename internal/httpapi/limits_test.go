@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -251,10 +252,13 @@ func TestFeedCap(t *testing.T) {
 		t.Fatalf("second feed: %d, Retry-After %q, %q; want 503 naming the limit", resp.StatusCode, resp.Header.Get("Retry-After"), body.Error)
 	}
 	cancel()
-	conformance.Eventually(t, 5*time.Second, "a feed once the first closed", func() bool {
+	conformance.Eventually(t, 5*time.Second, "a feed once the first closed", func() error {
 		resp, _, cancel := openFeed(t, http.DefaultClient, url)
 		defer cancel()
-		return resp.StatusCode == 200
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("a new feed: %s", resp.Status)
+		}
+		return nil
 	})
 }
 
@@ -308,10 +312,13 @@ func TestFeedReleasesConsumersAndGoroutines(t *testing.T) {
 	}
 	cycle()
 	var goroutines, cons int
-	settled := func(maxGoroutines, maxConsumers int) func() bool {
-		return func() bool {
+	settled := func(maxGoroutines, maxConsumers int) func() error {
+		return func() error {
 			goroutines, cons = runtime.NumGoroutine(), consumers()
-			return goroutines <= maxGoroutines && cons <= maxConsumers
+			if goroutines > maxGoroutines || cons > maxConsumers {
+				return fmt.Errorf("%d goroutines (at most %d), %d consumers (at most %d)", goroutines, maxGoroutines, cons, maxConsumers)
+			}
+			return nil
 		}
 	}
 	conformance.Eventually(t, 10*time.Second, "no consumer after the first client", settled(math.MaxInt, 0))

@@ -3,6 +3,7 @@ package router_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -94,13 +95,13 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	logs, m := serveApplication(t, b)
 
 	var dl *jetstream.RawStreamMsg
-	conformance.Eventually(t, 10*time.Second, "the dead letter", func() bool {
+	conformance.Eventually(t, 10*time.Second, "the dead letter", func() error {
 		st, err := js.Stream(t.Context(), event.StreamName("t"))
 		if err != nil {
-			return false
+			return err
 		}
 		dl, err = st.GetLastMsgForSubject(t.Context(), event.DLQSubject("t", event.Application))
-		return err == nil
+		return err
 	})
 	if got := dl.Header.Get(broker.HeaderTruncated); got != strconv.Itoa(len(raw)) {
 		t.Errorf("%s = %q, want the original size %d", broker.HeaderTruncated, got, len(raw))
@@ -111,13 +112,19 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	if dl.Header.Get(broker.HeaderErrorKind) != string(router.KindValidate) || dl.Header.Get(broker.HeaderOriginalMsgID) != "poison" {
 		t.Errorf("dead letter headers %v", dl.Header)
 	}
-	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() bool {
+	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() error {
 		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
 		if err != nil {
-			return false
+			return err
 		}
 		ci, err := c.Info(t.Context())
-		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.AckFloor.Stream >= uint64(len(msgs))
+		if err != nil {
+			return err
+		}
+		if ci.NumPending != 0 || ci.NumAckPending != 0 || ci.AckFloor.Stream < uint64(len(msgs)) {
+			return fmt.Errorf("%d pending, %d unacknowledged, acknowledged up to %d of %d", ci.NumPending, ci.NumAckPending, ci.AckFloor.Stream, len(msgs))
+		}
+		return nil
 	})
 	st, err := js.Stream(t.Context(), event.StreamName("t"))
 	if err != nil {
@@ -169,24 +176,36 @@ func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs, m := serveApplication(t, b)
-	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() bool {
+	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() error {
 		info, err := st.Info(t.Context(), jetstream.WithSubjectFilter("cascade.t.demand.model.>"))
 		if err != nil {
-			return false
+			return err
 		}
 		var out uint64
 		for _, n := range info.State.Subjects {
 			out += n
 		}
-		return out >= 5
+		if out < 5 {
+			return fmt.Errorf("%d of 5 model demand events", out)
+		}
+		return nil
 	})
-	conformance.Eventually(t, 10*time.Second, "the poison input handed back, the good ones acknowledged", func() bool {
+	conformance.Eventually(t, 10*time.Second, "the poison input handed back, the good ones acknowledged", func() error {
 		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
 		if err != nil {
-			return false
+			return err
 		}
 		ci, err := c.Info(t.Context())
-		return err == nil && ci.NumPending+uint64(ci.NumAckPending) <= 1 && strings.Contains(logs.String(), "dead letter cannot be published")
+		if err != nil {
+			return err
+		}
+		if n := ci.NumPending + uint64(ci.NumAckPending); n > 1 {
+			return fmt.Errorf("%d inputs pending or unacknowledged, want at most the poison one", n)
+		}
+		if !strings.Contains(logs.String(), "dead letter cannot be published") {
+			return errors.New("no log line saying the dead letter cannot be published")
+		}
+		return nil
 	})
 	if n := dlq(m); n != 0 {
 		t.Errorf("dlq metric %v for a dead letter the broker refused, want 0", n)

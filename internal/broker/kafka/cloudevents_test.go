@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -64,7 +65,7 @@ func sdkEvent(t *testing.T, id, region string) cloudevents.Event {
 func readRecords(t *testing.T, addrs []string, topic string, want int) []kgo.Message {
 	t.Helper()
 	var out []kgo.Message
-	conformance.Eventually(t, 30*time.Second, topic+" to hold the derived records", func() bool {
+	conformance.Eventually(t, 30*time.Second, topic+" to hold the derived records", func() error {
 		out = out[:0]
 		for p := range 6 {
 			r := kgo.NewReader(kgo.ReaderConfig{Brokers: addrs, Topic: topic, Partition: p, MaxWait: 50 * time.Millisecond})
@@ -79,7 +80,10 @@ func readRecords(t *testing.T, addrs []string, topic string, want int) []kgo.Mes
 			cancel()
 			_ = r.Close()
 		}
-		return len(out) >= want
+		if len(out) < want {
+			return fmt.Errorf("%d of %d records", len(out), want)
+		}
+		return nil
 	})
 	return out
 }

@@ -608,3 +608,10 @@ func temporary(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe)
 }
+
+// Features reports Kafka's capabilities through kafka-go: no de-duplication (readers count an
+// id once), no request/reply, no read by position, order per key (partition), no delivery
+// count and no transactions.
+func (b *Broker) Features() broker.Features {
+	return broker.Features{Ordering: broker.OrderPerKey}
+}

@@ -184,7 +184,7 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 			_ = f.Close()
 			return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
 		}
-		f.ended = info.NumPending == 0 && info.Delivered.Stream == 0
+		f.ended = info.NumPending == 0 && info.Delivered.Consumer == 0
 	}
 	return f, nil
 }

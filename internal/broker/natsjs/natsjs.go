@@ -392,3 +392,17 @@ func (b *Broker) MaxPayload() int { return int(b.nc.MaxPayload()) }
 
 // Connected reports whether the connection to the server is up.
 func (b *Broker) Connected() bool { return b.nc.IsConnected() }
+
+// Features reports JetStream's capabilities: de-duplication by id (within each scenario's
+// ScenarioConfig.DedupWindow; the default is reported), core NATS
+// request/reply, reads by stream sequence, one total order per scenario stream, and the
+// server's delivery count; no transactions.
+func (b *Broker) Features() broker.Features {
+	return broker.Features{
+		DedupWindow:      broker.DefaultDedupWindow,
+		RequestReply:     true,
+		GetByPosition:    true,
+		Ordering:         broker.OrderPerScenario,
+		CountsDeliveries: true,
+	}
+}
