@@ -39,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("HistoryReplay", func(t *testing.T) { t.Parallel(); testHistoryReplay(t, h) })
 	t.Run("WhatIf", func(t *testing.T) { t.Parallel(); testWhatIf(t, h) })
 	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })
+	t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, h) })
 }
 
 // Eventually polls cond every 20ms until it holds or total elapses; the one polling helper of

@@ -1,0 +1,129 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/lineage"
+	"github.com/layercake/cascade/internal/tree"
+)
+
+// testIndexedTrace holds the one trace algorithm to one answer over both finders: run's
+// index (Pebble lookups and a broker Get by position) and a scan of the scenario give the
+// same tree for a signal, an event mid-tree and a leaf, and the same not-found class for an
+// unknown id; where the broker carries request/reply, so does an index asked across it.
+func testIndexedTrace(t *testing.T, h Harness) {
+	b := h.Fresh(t)(t)
+	lb, ok := b.(lineage.Broker)
+	if !ok {
+		t.Fatalf("%T cannot fetch a message by position (broker.Getter)", b)
+	}
+	coef := coefficients.Default()
+	startPipeline(t, b, "base", coef)
+	all := replayHistory(t, b, "base", coef)
+
+	ix := &lineage.Indexer{B: lb, Dir: t.TempDir(), Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := ix.Follow(ctx, "base"); err != nil {
+			t.Errorf("index follow: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if err := ix.Close(); err != nil {
+			t.Errorf("index close: %v", err)
+		}
+	})
+
+	const signal = "hist-2025-01-20-deepseek-r1"
+	var mid, leaf string
+	for _, m := range all {
+		if m.ev == nil || m.ev.CorrelationID != signal {
+			continue
+		}
+		switch m.ev.Type {
+		case event.TypeDemandChips:
+			mid = m.ev.ID
+		case event.TypeDemandGrid:
+			leaf = m.ev.ID
+		}
+	}
+	if mid == "" || leaf == "" {
+		t.Fatalf("the %s tree has no chips (%q) or grid (%q) event", signal, mid, leaf)
+	}
+	scanned, err := lineage.ScanTrace(t.Context(), b, "base", signal)
+	if err != nil {
+		t.Fatalf("scan trace of %s: %v", signal, err)
+	}
+	if scanned.Via != lineage.ViaScan {
+		t.Errorf("scan trace via %q", scanned.Via)
+	}
+	types := map[event.Type]bool{}
+	var walk func(n *tree.Node)
+	walk = func(n *tree.Node) {
+		types[n.Event.Type] = true
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(scanned.Root)
+	if len(types) != 5 {
+		t.Fatalf("the scanned tree of %s holds %d event types, want 5", signal, len(types))
+	}
+	want := mustJSON(scanned.Root)
+
+	for _, id := range []string{signal, mid, leaf} {
+		s, err := lineage.ScanTrace(t.Context(), b, "base", id)
+		if err != nil || mustJSON(s.Root) != want {
+			t.Fatalf("scan trace of %s is not the tree of %s: %v", id, signal, err)
+		}
+		var got string
+		Eventually(t, 20*time.Second, "the index's trace of "+id+" equal to the scan's", func() bool {
+			a, err := ix.Trace(t.Context(), "base", id)
+			if err != nil || a.Via != lineage.ViaIndex {
+				return false
+			}
+			got = mustJSON(a.Root)
+			return got == want
+		})
+	}
+
+	_, ierr := ix.Trace(t.Context(), "base", "no-such-event")
+	_, serr := lineage.ScanTrace(t.Context(), b, "base", "no-such-event")
+	if !errors.Is(ierr, broker.ErrNoEvent) || !errors.Is(serr, broker.ErrNoEvent) {
+		t.Errorf("unknown id: index %v, scan %v; want both broker.ErrNoEvent", ierr, serr)
+	}
+
+	r, ok := b.(broker.Responder)
+	if !ok {
+		return
+	}
+	wg.Go(func() {
+		if err := ix.Serve(ctx, r); err != nil && ctx.Err() == nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	Eventually(t, 10*time.Second, "the index's answer across request/reply", func() bool {
+		a, err := lineage.Ask(t.Context(), r, "base", leaf)
+		return err == nil && a.Via == lineage.ViaIndex && mustJSON(a.Root) == want
+	})
+	_, err = lineage.Ask(t.Context(), r, "base", "no-such-event")
+	if !errors.Is(err, broker.ErrNoEvent) || errors.Is(err, broker.ErrUnavailable) {
+		t.Errorf("unknown id across request/reply: %v (%T); want broker.ErrNoEvent", err, err)
+	}
+	_, err = lineage.Ask(t.Context(), r, "no-such-scenario", leaf)
+	if !errors.Is(err, broker.ErrNotFound) {
+		t.Errorf("unknown scenario across request/reply: %v; want broker.ErrNotFound", err)
+	}
+}
