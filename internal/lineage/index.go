@@ -252,6 +252,9 @@ func (f *indexFinder) Find(ctx context.Context, id, _ string) (*tree.Node, bool,
 	if err != nil {
 		return nil, false, fmt.Errorf("stored event %s: %w", id, err)
 	}
+	if ev.ID != id {
+		return nil, false, nil // the scenario was removed and made anew: the position is reused
+	}
 	return &tree.Node{Event: ev, Payload: p}, true, nil
 }
 
