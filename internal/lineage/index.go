@@ -50,8 +50,9 @@ type Indexer struct {
 	// to Trace; default 50ms.
 	FlushDelay time.Duration
 
-	mu sync.Mutex
-	db *pebble.DB
+	mu     sync.RWMutex // held for reading by every use of db, for writing to open or close it
+	db     *pebble.DB
+	closed bool
 }
 
 // Keys: "<scenario>\x00i\x00<event id>" → position, "<scenario>\x00c" → feed cursor.
@@ -59,16 +60,32 @@ type Indexer struct {
 func idKey(s, id string) []byte { return []byte(s + "\x00i\x00" + id) }
 func cursorKey(s string) []byte { return []byte(s + "\x00c") }
 
-// open opens the database on first use.
-func (x *Indexer) open() (*pebble.DB, error) {
+// with runs fn on the database, opened on first use; after Close it fails with
+// broker.ErrClosed, so a trace answered during shutdown never meets a closed database.
+func (x *Indexer) with(fn func(db *pebble.DB) error) error {
+	if err := x.open(); err != nil {
+		return err
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.db == nil {
+		return fmt.Errorf("index: %w", broker.ErrClosed)
+	}
+	return fn(x.db)
+}
+
+func (x *Indexer) open() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.closed {
+		return fmt.Errorf("index: %w", broker.ErrClosed)
+	}
 	if x.db != nil {
-		return x.db, nil
+		return nil
 	}
 	dir := filepath.Join(x.Dir, "pebble")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("index dir: %w", err)
+		return fmt.Errorf("index dir: %w", err)
 	}
 	cache := pebble.NewCache(indexCache)
 	defer cache.Unref() // the database holds its own reference
@@ -79,10 +96,10 @@ func (x *Indexer) open() (*pebble.DB, error) {
 		Logger:                      pebbleLog{x.Log},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", dir, err)
+		return fmt.Errorf("index %s: %w", dir, err)
 	}
 	x.db = db
-	return db, nil
+	return nil
 }
 
 // pebbleLog sends Pebble's log to ours: its info at debug level.
@@ -94,19 +111,24 @@ func (p pebbleLog) Fatalf(f string, args ...any) { p.l.Fatal().Msgf("index: "+f,
 
 // Follow indexes scenario s from where its index left off until ctx ends.
 func (x *Indexer) Follow(ctx context.Context, s string) error {
-	db, err := x.open()
+	o := broker.FeedOptions{Scenario: s, Subjects: subjects(s), FromStart: true}
+	var b *pebble.Batch
+	err := x.with(func(db *pebble.DB) error {
+		b = db.NewBatch()
+		cur, closer, err := db.Get(cursorKey(s))
+		if err == nil {
+			o.Cursor = string(cur)
+			return closer.Close()
+		}
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("index %s: %w", s, err)
+	})
 	if err != nil {
 		return err
 	}
-	o := broker.FeedOptions{Scenario: s, Subjects: subjects(s), FromStart: true}
-	cur, closer, err := db.Get(cursorKey(s))
-	switch {
-	case err == nil:
-		o.Cursor = string(cur)
-		_ = closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
-		return fmt.Errorf("index %s: %w", s, err)
-	}
+	defer func() { _ = b.Close() }()
 	fctx, cancel := context.WithCancel(ctx)
 	f, err := x.B.Feed(fctx, o)
 	if err != nil {
@@ -139,8 +161,6 @@ func (x *Indexer) Follow(ctx context.Context, s string) error {
 	if delay <= 0 {
 		delay = 50 * time.Millisecond
 	}
-	b := db.NewBatch()
-	defer func() { _ = b.Close() }()
 	var cursor string
 	commit := func() error {
 		if b.Empty() {
@@ -149,7 +169,7 @@ func (x *Indexer) Follow(ctx context.Context, s string) error {
 		if err := b.Set(cursorKey(s), []byte(cursor), nil); err != nil {
 			return err
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := x.with(func(*pebble.DB) error { return b.Commit(pebble.Sync) }); err != nil {
 			return fmt.Errorf("index %s: %w", s, err)
 		}
 		b.Reset()
@@ -207,10 +227,11 @@ func eventID(m *broker.Message) string {
 	return e.ID
 }
 
-// Close closes the database.
+// Close closes the database; the Indexer is not used after.
 func (x *Indexer) Close() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.closed = true
 	if x.db == nil {
 		return nil
 	}
@@ -228,19 +249,21 @@ type indexFinder struct {
 }
 
 func (f *indexFinder) Find(ctx context.Context, id, _ string) (*tree.Node, bool, error) {
-	db, err := f.x.open()
-	if err != nil {
-		return nil, false, err
-	}
-	v, closer, err := db.Get(idKey(f.s, id))
+	var pos string
+	err := f.x.with(func(db *pebble.DB) error {
+		v, closer, err := db.Get(idKey(f.s, id))
+		if err != nil {
+			return err
+		}
+		pos = string(v)
+		return closer.Close()
+	})
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("index %s: %w", f.s, err)
 	}
-	pos := string(v)
-	_ = closer.Close()
 	m, err := f.x.B.Get(ctx, f.s, pos)
 	if errors.Is(err, broker.ErrNotFound) {
 		return nil, false, nil // retention removed it
