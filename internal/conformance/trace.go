@@ -70,16 +70,24 @@ func testIndexedTrace(t *testing.T, h Harness) {
 		t.Errorf("scan trace via %q", scanned.Via)
 	}
 	types := map[event.Type]bool{}
+	nodes := 0
 	var walk func(n *tree.Node)
 	walk = func(n *tree.Node) {
 		types[n.Event.Type] = true
+		nodes++
 		for _, c := range n.Children {
 			walk(c)
 		}
 	}
 	walk(scanned.Root)
-	if len(types) != 5 {
-		t.Fatalf("the scanned tree of %s holds %d event types, want 5", signal, len(types))
+	stored := 1 // the signal, and every derived event of its tree
+	for _, m := range all {
+		if m.ev != nil && m.ev.CorrelationID == signal {
+			stored++
+		}
+	}
+	if len(types) != 5 || nodes != stored {
+		t.Fatalf("the scanned tree of %s holds %d event types and %d events; want 5 types and the %d stored", signal, len(types), nodes, stored)
 	}
 	want := mustJSON(scanned.Root)
 
