@@ -30,21 +30,8 @@ func testIndexedTrace(t *testing.T, h Harness) {
 	startPipeline(t, b, "base", coef)
 	all := replayHistory(t, b, "base", coef)
 
-	ix := &lineage.Indexer{B: lb, Dir: t.TempDir(), Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := ix.Follow(ctx, "base"); err != nil {
-			t.Errorf("index follow: %v", err)
-		}
-	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		if err := ix.Close(); err != nil {
-			t.Errorf("index close: %v", err)
-		}
-	})
+	dir := t.TempDir()
+	ix, stop := startIndex(t, lb, dir)
 
 	const signal = "hist-2025-01-20-deepseek-r1"
 	var mid, leaf string
@@ -113,10 +100,30 @@ func testIndexedTrace(t *testing.T, h Harness) {
 		t.Errorf("unknown id: index %v, scan %v; want both broker.ErrNoEvent", ierr, serr)
 	}
 
+	// Stopped and opened again, the index holds what it had committed, and its follower
+	// resumes from the cursor committed with those ids.
+	stop()
+	ix, _ = startIndex(t, lb, dir)
+	a, err := ix.Trace(t.Context(), "base", leaf)
+	if err != nil || mustJSON(a.Root) != want {
+		t.Fatalf("the reopened index's trace of %s: %v", leaf, err)
+	}
+	added := Signals()[0]
+	publish(t, b, "base", []string{added})
+	const addedID = "sig-adopt-us"
+	Eventually(t, 20*time.Second, "the resumed index's trace of "+addedID+" equal to the scan's", func() bool {
+		a, err := ix.Trace(t.Context(), "base", addedID)
+		s, serr := lineage.ScanTrace(t.Context(), b, "base", addedID)
+		return err == nil && serr == nil && len(s.Root.Children) > 0 && mustJSON(a.Root) == mustJSON(s.Root)
+	})
+
 	r, ok := b.(broker.Responder)
 	if !ok {
 		return
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	wg.Go(func() {
 		if err := ix.Serve(ctx, r); err != nil && ctx.Err() == nil {
 			t.Errorf("serve: %v", err)
@@ -134,4 +141,29 @@ func testIndexedTrace(t *testing.T, h Harness) {
 	if !errors.Is(err, broker.ErrNotFound) {
 		t.Errorf("unknown scenario across request/reply: %v; want broker.ErrNotFound", err)
 	}
+}
+
+// startIndex follows scenario base into an index in dir; stop (also run by t.Cleanup) ends
+// the follower and closes the index.
+func startIndex(t *testing.T, b lineage.Broker, dir string) (*lineage.Indexer, func()) {
+	ix := &lineage.Indexer{B: b, Dir: dir, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := ix.Follow(ctx, "base"); err != nil {
+			t.Errorf("index follow: %v", err)
+		}
+	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if err := ix.Close(); err != nil {
+				t.Errorf("index close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return ix, stop
 }

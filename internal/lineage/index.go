@@ -25,10 +25,11 @@ type Broker interface {
 }
 
 // Index memory: Pebble's block cache and its memtables are the memory that grows with
-// use, so both are fixed here. The cache holds 8 MiB of blocks; writes go to 4 MiB
-// memtables, of which at most 2 are queued for flushing before writes wait. The index
-// therefore stays near 16 MiB plus open table handles however many ids it holds (the
-// store measurement, docs/design.md: about 34 MiB RSS for a whole process indexing 1M ids).
+// use, so both are fixed here, explicitly (they equal Pebble's defaults, which
+// scripts/storebench measured: 34 MiB peak RSS for a whole process putting and looking up 1M
+// ids). The cache holds 8 MiB of blocks; writes go to 4 MiB memtables, of which at most 2 are
+// queued for flushing before writes wait. The index therefore stays near 16 MiB plus open
+// table handles however many ids it holds; the ids themselves live on disk.
 const (
 	indexCache     = 8 << 20
 	indexMemTable  = 4 << 20
@@ -87,10 +88,8 @@ func (x *Indexer) open() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("index dir: %w", err)
 	}
-	cache := pebble.NewCache(indexCache)
-	defer cache.Unref() // the database holds its own reference
 	db, err := pebble.Open(dir, &pebble.Options{
-		Cache:                       cache,
+		CacheSize:                   indexCache,
 		MemTableSize:                indexMemTable,
 		MemTableStopWritesThreshold: indexMemTables,
 		Logger:                      pebbleLog{x.Log},
