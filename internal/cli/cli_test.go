@@ -256,6 +256,13 @@ func TestHistoryWalkThrough(t *testing.T) {
 			t.Errorf("trace lacks %q:\n%s", want, tree)
 		}
 	}
+	// run's index answered, not a scan, and an error keeps its class across request/reply.
+	if code, out, stderr := run(t.Context(), "", env, "trace", "hist-2025-01-20-deepseek-r1", "--json"); code != 0 || !strings.Contains(out, `"via": "index"`) || strings.Contains(stderr, "scanning") {
+		t.Errorf("trace --json was not answered by run's index: exit %d\n%s\n%s", code, stderr, out)
+	}
+	if code, _, stderr := run(t.Context(), "", env, "trace", "--scenario", "nosuch", "hist-2025-01-20-deepseek-r1"); code != 1 || !strings.Contains(stderr, "see `cascade scenario ls`") || strings.Contains(stderr, "scanning") {
+		t.Errorf("trace in an unknown scenario: exit %d, want 1 with the not-found hint from run's index:\n%s", code, stderr)
+	}
 	code, out, stderr := run(t.Context(), "", env, "totals", "--scenario", "half-util", "--vs", "base", "--json")
 	if code != 0 || !strings.Contains(out, `"vs": "base"`) {
 		t.Fatalf("totals --vs: %d %s %s", code, out, stderr)
@@ -370,5 +377,26 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not stop within 10s of its interrupt after scenario rm")
+	}
+}
+
+// Without a run to ask, trace scans the scenario and says so, on stderr and in --json.
+func TestTraceWithoutRunSaysItScans(t *testing.T) {
+	t.Parallel()
+	_, env := startBroker(t)
+	if code, out, stderr := run(t.Context(), "", env, "scenario", "create", "base"); code != 0 {
+		t.Fatalf("scenario create: exit %d %s %s", code, out, stderr)
+	}
+	var id struct{ ID string }
+	_, out, _ := run(t.Context(), adoptionUS+"\n", env, "publish")
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &id); err != nil || id.ID == "" {
+		t.Fatalf("publish answer %q: %v", out, err)
+	}
+	code, out, stderr := run(t.Context(), "", env, "trace", id.ID, "--json")
+	if code != 0 || !strings.Contains(out, `"via": "scan"`) || !strings.Contains(stderr, "no cascade run answers trace requests; scanning scenario base") {
+		t.Fatalf("trace without run: exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	if code, _, stderr := run(t.Context(), "", env, "trace", "no-such-event"); code != 1 || !strings.Contains(stderr, "no such event") {
+		t.Fatalf("trace of an unknown id by scan: exit %d %s", code, stderr)
 	}
 }

@@ -27,6 +27,7 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 		}
 		t.Fatal("kcat is missing under CI: .ci/run must install it")
 	}
+	dir := t.TempDir() // run's data (its trace index too), removed after the cleanup that stops run
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -42,7 +43,7 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 		return nil
 	})
 	env := map[string]string{"CASCADE_KAFKA_BROKERS": brokers}
-	wg.Go(func() { run(ctx, "", env, "run", "--http-listen", "127.0.0.1:0", "--log-format", "json") })
+	wg.Go(func() { run(ctx, "", env, "run", "--data-dir", dir, "--http-listen", "127.0.0.1:0", "--log-format", "json") })
 	conformance.Eventually(t, 30*time.Second, "run on Kafka", func() error {
 		code, out, stderr := run(t.Context(), "", env, "scenario", "ls")
 		if code != 0 || !strings.Contains(out, "base") {

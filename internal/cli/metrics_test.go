@@ -183,6 +183,19 @@ func TestMetricsFromTheStart(t *testing.T) {
 		}
 		return nil
 	})
+	// The HTTP trace is answered by run's index, and says so.
+	conformance.Eventually(t, 20*time.Second, "m-1's tree from run's index over HTTP", func() error {
+		resp, err := http.Get(base + "/v1/trace/m-1")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"via":"index"`) || !strings.Contains(string(body), "cascade.demand.grid.v1") {
+			return fmt.Errorf("%d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
 	conformance.Eventually(t, 20*time.Second, "demand gauges equal to totals", check)
 	mf = scrape(t, base)
 	for _, want := range []map[string]string{

@@ -280,8 +280,9 @@ func (a *app) consumeCmd() *cobra.Command {
 	return cmd
 }
 
-// indexer starts run's trace index when the broker can fetch messages by cursor, and answers
-// trace requests of other processes over the broker when it carries request/reply.
+// indexer starts run's trace index when the broker can fetch a message by its position (both
+// adapters), and answers trace requests of other processes over the broker when it carries
+// request/reply (NATS).
 func (a *app) indexer(ctx context.Context, wg *sync.WaitGroup, b broker.Broker, dir string) *lineage.Indexer {
 	lb, ok := b.(lineage.Broker)
 	if dir == "" || !ok {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -124,39 +123,34 @@ func (a *app) traceCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				root, err := a.trace(cmd.Context(), b, args[0])
+				ans, err := a.trace(cmd.Context(), b, args[0])
 				if err != nil {
 					return notFoundHint(err)
 				}
 				if asJSON {
-					return writeJSON(a.Stdout, map[string]any{"focus": args[0], "root": root})
+					return writeJSON(a.Stdout, map[string]any{"focus": args[0], "via": ans.Via, "root": ans.Root})
 				}
-				return tree.Render(a.Stdout, root)
+				return tree.Render(a.Stdout, ans.Root)
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "the tree as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `the tree as JSON, with "via": "index" or "scan" (which path answered)`)
 	return cmd
 }
 
-// trace asks run's index over the broker; when no run answers, it scans the scenario.
-func (a *app) trace(ctx context.Context, b broker.Broker, id string) (*tree.Node, error) {
+// trace asks run's index over the broker. When no run answers (or the broker carries no
+// request/reply), it scans the scenario and says so on stderr.
+func (a *app) trace(ctx context.Context, b broker.Broker, id string) (*lineage.Answer, error) {
+	why := "the broker carries no request/reply"
 	if r, ok := b.(broker.Responder); ok {
-		req, _ := json.Marshal(lineage.Request{Scenario: a.g.scenario, ID: id})
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		reply, err := r.Request(rctx, lineage.Subject, req)
-		if err == nil {
-			var n tree.Node
-			if err := json.Unmarshal(reply, &n); err != nil {
-				return nil, fmt.Errorf("trace reply: %w", err)
-			}
-			return &n, nil
+		ans, err := lineage.Ask(rctx, r, a.g.scenario, id)
+		if !errors.Is(err, broker.ErrNoResponders) {
+			return ans, err
 		}
-		if !errors.Is(err, broker.ErrUnavailable) {
-			return nil, err
-		}
-		a.log.Info().Msg("no cascade run answers trace requests; scanning the scenario instead")
+		why = "no cascade run answers trace requests"
 	}
-	return query.Trace(ctx, b, a.g.scenario, id)
+	fmt.Fprintf(a.Stderr, "cascade: %s; scanning scenario %s instead of asking run's index\n", why, a.g.scenario)
+	return lineage.ScanTrace(ctx, b, a.g.scenario, id)
 }

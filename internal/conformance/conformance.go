@@ -58,6 +58,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("WhatIf", func(t *testing.T) { t.Parallel(); testWhatIf(t, h) })
 	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })
 	t.Run("Select", func(t *testing.T) { t.Parallel(); testSelect(t, h) })
+	t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, h) })
 }
 
 // Eventually polls cond every 20ms until it returns nil or total elapses, and then fails

@@ -12,6 +12,7 @@ import (
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/history"
+	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/query"
 	"github.com/layercake/cascade/internal/tree"
 	"github.com/layercake/cascade/producers"
@@ -159,10 +160,11 @@ func testTraceAndRange(t *testing.T, h Harness) {
 	startPipeline(t, b, "base", coef)
 	all := replayHistory(t, b, "base", coef)
 
-	root, err := query.Trace(t.Context(), b, "base", "hist-2025-01-20-deepseek-r1")
+	a, err := lineage.ScanTrace(t.Context(), b, "base", "hist-2025-01-20-deepseek-r1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	root := a.Root
 	layers := map[event.Type]bool{}
 	var retraction bool
 	var walk func(n *tree.Node)
@@ -191,7 +193,7 @@ func testTraceAndRange(t *testing.T, h Harness) {
 			gridID = m.ev.ID
 		}
 	}
-	if up, err := query.Trace(t.Context(), b, "base", gridID); err != nil || up.Event.ID != root.Event.ID {
+	if up, err := lineage.ScanTrace(t.Context(), b, "base", gridID); err != nil || up.Root.Event.ID != root.Event.ID {
 		t.Fatalf("trace of %s: %v", gridID, err)
 	}
 

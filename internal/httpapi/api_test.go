@@ -142,6 +142,7 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		{"trace, wildcard scenario", "GET", "/v1/trace/api-1?scenario=*", "GET /v1/trace/{id}", nil, "", 400, "scenario"},
 		{"scenarios, unknown parameter", "GET", "/v1/scenarios?all=1", "GET /v1/scenarios", nil, "", 400, `query parameter \"all\": unknown`},
 		{"trace", "GET", "/v1/trace/api-1", "GET /v1/trace/{id}", nil, "", 200, `"focus":"api-1"`},
+		{"trace, answered by a scan", "GET", "/v1/trace/api-1", "GET /v1/trace/{id}", nil, "", 200, `"via":"scan"`},
 		{"trace, unknown id", "GET", "/v1/trace/nothing-here", "GET /v1/trace/{id}", nil, "", 404, "no such event"},
 		{"scenarios", "GET", "/v1/scenarios", "GET /v1/scenarios", nil, "", 200, `"scenario":"base"`},
 		{"metrics", "GET", "/metrics", "GET /metrics", nil, "", 200, "cascade_events_in_total"},

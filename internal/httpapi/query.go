@@ -78,17 +78,17 @@ func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	root, err := s.opts.Trace(r.Context(), scenario, id)
+	a, err := s.opts.Trace(r.Context(), scenario, id)
 	if err != nil {
 		writeError(w, statusOf(err), err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"focus": id, "root": root})
+	writeJSON(w, http.StatusOK, map[string]any{"focus": id, "via": a.Via, "root": a.Root})
 }
 
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, query.ErrNoEvent), errors.Is(err, broker.ErrNotFound):
+	case errors.Is(err, broker.ErrNoEvent), errors.Is(err, broker.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, event.ErrInvalid):
 		return http.StatusBadRequest

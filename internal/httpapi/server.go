@@ -22,9 +22,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/netaddr"
-	"github.com/layercake/cascade/internal/query"
-	"github.com/layercake/cascade/internal/tree"
 )
 
 // Options configure the server. Zero values take the documented defaults; a negative
@@ -41,8 +40,9 @@ type Options struct {
 	Ready func() error
 	// Pprof serves Go's profiles under /debug/pprof/ (behind the token, like /v1/).
 	Pprof bool
-	// Trace answers /v1/trace; default: query.Trace, which scans the scenario.
-	Trace func(ctx context.Context, scenario, id string) (*tree.Node, error)
+	// Trace answers /v1/trace, saying which finder answered (the "via" of the reply);
+	// default: lineage.ScanTrace, which reads the scenario.
+	Trace func(ctx context.Context, scenario, id string) (*lineage.Answer, error)
 	Log   zerolog.Logger
 
 	// ReadTimeout bounds reading a whole request, body included; default 30s. SSE feeds lift
@@ -94,8 +94,8 @@ func New(b broker.Broker, o Options) (*Server, error) {
 		o.Ping = 15 * time.Second
 	}
 	if o.Trace == nil {
-		o.Trace = func(ctx context.Context, scenario, id string) (*tree.Node, error) {
-			return query.Trace(ctx, b, scenario, id)
+		o.Trace = func(ctx context.Context, scenario, id string) (*lineage.Answer, error) {
+			return lineage.ScanTrace(ctx, b, scenario, id)
 		}
 	}
 	if o.Gatherer == nil {

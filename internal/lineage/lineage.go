@@ -1,8 +1,9 @@
-// Package lineage keeps, for every scenario, an on-disk index from event id to its place in
-// the broker, fed by following the scenario's stream, and answers trace from it: up the
-// causation chain by id, and down by recomputing each event's output ids with the scenario's
-// coefficients (ids are deterministic) and looking them up. Memory stays flat however many
-// events there are; a trace costs a few index lookups and broker reads per event in its tree.
+// Package lineage answers trace: the tree of any stored event, from its root signal down
+// through every event derived from it. One algorithm (Trace) climbs the causation chain by id
+// and finds children by recomputing their deterministic ids with the scenario's coefficients;
+// it looks events up through a Finder, of which there are two: the Indexer, which keeps an
+// on-disk index from event id to broker position (Pebble), and Scan, which reads the
+// scenario's stored events. Both give the same tree.
 package lineage
 
 import (
@@ -10,20 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"sync"
-	"time"
-
-	"github.com/rs/zerolog"
+	"sort"
 
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/idindex"
-	"github.com/layercake/cascade/internal/query"
 	"github.com/layercake/cascade/internal/tree"
 )
 
@@ -36,162 +29,73 @@ type Request struct {
 	ID       string `json:"id"`
 }
 
-// Broker is what lineage needs: the port, plus fetching one message by cursor.
-type Broker interface {
-	broker.Broker
-	broker.Getter
+// Via names the Finder that answered a trace.
+type Via string
+
+// The two finders.
+const (
+	ViaIndex Via = "index" // run's id index
+	ViaScan  Via = "scan"  // a read of the whole scenario
+)
+
+// Answer is a trace and the finder that answered it; the reply of a trace request.
+type Answer struct {
+	Via  Via        `json:"via"`
+	Root *tree.Node `json:"root"`
 }
 
-// Indexer follows scenarios and keeps their id indexes in Dir.
-type Indexer struct {
-	B         Broker
-	Dir       string
-	Log       zerolog.Logger
-	SyncEvery time.Duration // how often the index is flushed with its checkpoint; default 1s
-
-	mu  sync.Mutex
-	idx map[string]*idindex.Index
+// Finder looks up the stored events of one scenario by id.
+type Finder interface {
+	// Find returns the stored event with id, or false when none is stored. corr, when not
+	// empty, is the correlation id the event has if it is stored (its tree's root signal);
+	// a finder may use it to narrow its search. The node returned has no children.
+	Find(ctx context.Context, id, corr string) (*tree.Node, bool, error)
 }
 
-func (x *Indexer) open(scenario string) (*idindex.Index, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.idx == nil {
-		x.idx = map[string]*idindex.Index{}
-	}
-	if ix := x.idx[scenario]; ix != nil {
-		return ix, nil
-	}
-	if err := os.MkdirAll(x.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("index dir: %w", err)
-	}
-	ix, err := idindex.Open(filepath.Join(x.Dir, scenario+".idx"), idindex.Options{})
+// Trace returns the tree of the event with id in scenario s, looked up through f: up to its
+// root signal, then down through every stored descendant, children in event-time order. An
+// id not stored gives an error matching broker.ErrNoEvent; a scenario not registered one
+// matching broker.ErrNotFound.
+func Trace(ctx context.Context, b broker.Broker, f Finder, s, id string) (*tree.Node, error) {
+	bind, err := b.Registry().Get(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("trace in %s: %w", s, err)
 	}
-	x.idx[scenario] = ix
-	return ix, nil
-}
-
-// Follow indexes scenario s from where its index left off until ctx ends.
-func (x *Indexer) Follow(ctx context.Context, s string) error {
-	ix, err := x.open(s)
+	coef, err := coefficients.Parse(bind.Document)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("coefficients of %s: %w", s, err)
 	}
-	every := x.SyncEvery
-	if every <= 0 {
-		every = time.Second
-	}
-	o := broker.FeedOptions{Selector: broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindSignal, event.KindDemand}}, FromStart: true}
-	if cp := ix.Checkpoint(); cp > 0 {
-		o.Cursor = strconv.FormatUint(cp, 10)
-	}
-	f, err := x.B.Feed(ctx, o)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	last := time.Now()
-	defer func() { _ = ix.Sync() }()
-	for {
-		d, err := f.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		id := d.Message().ID
-		if id == "" {
-			var e struct{ ID string }
-			if json.Unmarshal(d.Message().Data, &e) != nil || e.ID == "" {
-				continue
-			}
-			id = e.ID
-		}
-		if _, err := ix.Put(id, d.Seq()); err != nil {
-			return fmt.Errorf("index %s: %w", s, err)
-		}
-		ix.SetCheckpoint(d.Seq())
-		if time.Since(last) >= every {
-			if err := ix.Sync(); err != nil {
-				return fmt.Errorf("index %s: %w", s, err)
-			}
-			last = time.Now()
-		}
-	}
-}
-
-// Close flushes and closes every index.
-func (x *Indexer) Close() error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	var errs []error
-	for _, ix := range x.idx {
-		errs = append(errs, ix.Close())
-	}
-	x.idx = nil
-	return errors.Join(errs...)
-}
-
-// load fetches and decodes the stored event with id, or reports it absent.
-func (x *Indexer) load(ctx context.Context, ix *idindex.Index, s, id string) (*tree.Node, bool, error) {
-	seq, ok, err := ix.Get(id)
-	if err != nil || !ok {
-		return nil, false, err
-	}
-	m, err := x.B.Get(ctx, s, strconv.FormatUint(seq, 10))
-	if err != nil {
-		return nil, false, err
-	}
-	ev, p, err := event.Decode(m.Data)
-	if err != nil {
-		return nil, false, fmt.Errorf("stored event %s: %w", id, err)
-	}
-	if ev.ID != id {
-		return nil, false, nil // a 64-bit hash collision in the index: the id is not stored
-	}
-	return &tree.Node{Event: ev, Payload: p}, true, nil
-}
-
-// Trace returns the tree of the event with id: up to its root signal, then down through every
-// stored descendant.
-func (x *Indexer) Trace(ctx context.Context, s, id string) (*tree.Node, error) {
-	ix, err := x.open(s)
-	if err != nil {
-		return nil, err
-	}
-	b, err := x.B.Registry().Get(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	coef, err := coefficients.Parse(b.Document)
-	if err != nil {
-		return nil, err
-	}
-	n, ok, err := x.load(ctx, ix, s, id)
+	n, ok, err := f.Find(ctx, id, "")
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: %s in scenario %s", query.ErrNoEvent, id, s)
+		return nil, fmt.Errorf("%w: %s in scenario %s", broker.ErrNoEvent, id, s)
 	}
+	corr := correlation(n.Event)
 	for n.Event.CausationID != "" {
-		parent, ok, err := x.load(ctx, ix, s, n.Event.CausationID)
+		parent, ok, err := f.Find(ctx, n.Event.CausationID, corr)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: %s, parent of %s, in scenario %s", query.ErrNoEvent, n.Event.CausationID, n.Event.ID, s)
+			return nil, fmt.Errorf("%w: %s, parent of %s, in scenario %s", broker.ErrNoEvent, n.Event.CausationID, n.Event.ID, s)
 		}
 		n = parent
 	}
-	return n, x.expand(ctx, ix, s, coef, n)
+	return n, expand(ctx, f, coef, corr, n)
+}
+
+// correlation is the id of the root signal of ev's tree.
+func correlation(ev *event.Event) string {
+	if ev.CorrelationID != "" {
+		return ev.CorrelationID
+	}
+	return ev.ID
 }
 
 // expand attaches the stored children of n, found by the ids its transform gives.
-func (x *Indexer) expand(ctx context.Context, ix *idindex.Index, s string, coef *coefficients.Loaded, n *tree.Node) error {
+func expand(ctx context.Context, f Finder, coef *coefficients.Loaded, corr string, n *tree.Node) error {
 	if event.InputLayer(n.Event.Type) == "" {
 		return nil
 	}
@@ -200,32 +104,120 @@ func (x *Indexer) expand(ctx context.Context, ix *idindex.Index, s string, coef 
 		return nil // an event the layer refused has no children
 	}
 	for _, o := range outs {
-		child, ok, err := x.load(ctx, ix, s, o.ID)
+		child, ok, err := f.Find(ctx, o.ID, corr)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			continue
 		}
-		if err := x.expand(ctx, ix, s, coef, child); err != nil {
+		if err := expand(ctx, f, coef, corr, child); err != nil {
 			return err
 		}
 		n.Children = append(n.Children, child)
 	}
+	sort.SliceStable(n.Children, func(i, j int) bool {
+		a, b := n.Children[i].Event, n.Children[j].Event
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		return event.Label(n.Children[i].Payload) < event.Label(n.Children[j].Payload)
+	})
 	return nil
 }
 
-// Serve answers trace requests from other processes on Subject until ctx ends.
-func (x *Indexer) Serve(ctx context.Context, r broker.Responder) error {
-	return r.Respond(ctx, Subject, func(ctx context.Context, raw []byte) ([]byte, error) {
-		var req Request
-		if err := json.Unmarshal(raw, &req); err != nil {
-			return nil, fmt.Errorf("%w: trace request: %w", event.ErrInvalid, err)
-		}
-		n, err := x.Trace(ctx, req.Scenario, req.ID)
+// selector is what a trace reads of scenario s: its signals and all its demand.
+func selector(s string) broker.Selector {
+	return broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindSignal, event.KindDemand}}
+}
+
+// Scan is the Finder that reads scenario s from the broker: the first lookup reads until it
+// meets the id, then each tree it is asked about is read once (the events sharing its
+// correlation id) and kept. It needs no index; each trace costs two reads of the scenario.
+func Scan(b broker.Broker, s string) Finder {
+	return &scan{b: b, s: s, trees: map[string]map[string]*tree.Node{}}
+}
+
+type scan struct {
+	b     broker.Broker
+	s     string
+	trees map[string]map[string]*tree.Node // correlation id → event id → event
+}
+
+func (sc *scan) each(ctx context.Context, fn func(ev *event.Event, p event.Payload) error) error {
+	return broker.Each(ctx, sc.b, broker.FeedOptions{Selector: selector(sc.s), FromStart: true}, func(d broker.Delivery) error {
+		ev, p, err := event.Decode(d.Message().Data)
 		if err != nil {
-			return nil, err
+			return nil // only dead letters are undecodable, and they are not on these subjects
 		}
-		return json.Marshal(n)
+		return fn(ev, p)
 	})
+}
+
+// errFound stops a read once the id is met.
+var errFound = errors.New("found")
+
+func (sc *scan) Find(ctx context.Context, id, corr string) (*tree.Node, bool, error) {
+	if corr == "" {
+		err := sc.each(ctx, func(ev *event.Event, _ event.Payload) error {
+			if ev.ID == id {
+				corr = correlation(ev)
+				return errFound
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errFound) {
+			return nil, false, err
+		}
+		if corr == "" {
+			return nil, false, nil
+		}
+	}
+	t, ok := sc.trees[corr]
+	if !ok {
+		t = map[string]*tree.Node{}
+		err := sc.each(ctx, func(ev *event.Event, p event.Payload) error {
+			if _, dup := t[ev.ID]; !dup && correlation(ev) == corr {
+				t[ev.ID] = &tree.Node{Event: ev, Payload: p}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		sc.trees[corr] = t
+	}
+	n, ok := t[id]
+	if !ok {
+		return nil, false, nil
+	}
+	return &tree.Node{Event: n.Event, Payload: n.Payload}, true, nil
+}
+
+// ScanTrace is Trace over Scan, for when no index is at hand.
+func ScanTrace(ctx context.Context, b broker.Broker, s, id string) (*Answer, error) {
+	root, err := Trace(ctx, b, Scan(b, s), s, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Answer{Via: ViaScan, Root: root}, nil
+}
+
+// Ask asks the `run` serving trace requests on r for the tree of id in scenario s. An error
+// run returned keeps its class (errors.Is on broker.ErrNoEvent, ErrNotFound, ...); when no
+// run serves them the error matches broker.ErrNoResponders.
+func Ask(ctx context.Context, r broker.Responder, s, id string) (*Answer, error) {
+	req, err := json.Marshal(Request{Scenario: s, ID: id})
+	if err != nil {
+		return nil, err
+	}
+	reply, err := r.Request(ctx, Subject, req)
+	if err != nil {
+		return nil, err
+	}
+	var a Answer
+	if err := json.Unmarshal(reply, &a); err != nil {
+		return nil, fmt.Errorf("trace reply: %w", err)
+	}
+	return &a, nil
 }

@@ -1,19 +1,15 @@
 // Package query answers questions over a scenario's stored events: totals of each layer's
-// demand over an event-time range, and the provenance tree of any event.
+// demand over an event-time range, and two scenarios compared (trace is in lineage).
 package query
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"sort"
 	"time"
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/totals"
-	"github.com/layercake/cascade/internal/tree"
 )
 
 // TotalsOptions select what Totals sums.
@@ -70,64 +66,6 @@ func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, 
 		t.By = "region"
 	}
 	return t, nil
-}
-
-// ErrNoEvent means no event with the asked id is stored in the scenario.
-var ErrNoEvent = errors.New("no such event")
-
-// Trace returns the whole tree of the event with the given id: its root signal and every
-// event derived from it, through the five layers.
-func Trace(ctx context.Context, b broker.Broker, scenario, id string) (*tree.Node, error) {
-	nodes := map[string]*tree.Node{}
-	var corr string
-	all := broker.Selector{Scenario: scenario, Kinds: []event.Kind{event.KindSignal, event.KindDemand}}
-	// First find the event to learn its tree's correlation id, then gather the tree.
-	err := scan(ctx, b, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
-		if ev.ID == id {
-			corr = ev.CorrelationID
-			if corr == "" {
-				corr = ev.ID
-			}
-			return io.EOF
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	if corr == "" {
-		return nil, fmt.Errorf("%w: %s in scenario %s", ErrNoEvent, id, scenario)
-	}
-	err = scan(ctx, b, all, func(_ broker.Delivery, ev *event.Event, p event.Payload) error {
-		if ev.ID == corr || ev.CorrelationID == corr {
-			if _, dup := nodes[ev.ID]; !dup {
-				nodes[ev.ID] = &tree.Node{Event: ev, Payload: p}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	root := nodes[corr]
-	for _, n := range nodes {
-		if parent, ok := nodes[n.Event.CausationID]; ok && n != root {
-			parent.Children = append(parent.Children, n)
-		}
-	}
-	for _, n := range nodes {
-		sort.Slice(n.Children, func(i, j int) bool {
-			a, b := n.Children[i].Event, n.Children[j].Event
-			if !a.Time.Equal(b.Time) {
-				return a.Time.Before(b.Time)
-			}
-			return event.Label(n.Children[i].Payload) < event.Label(n.Children[j].Payload)
-		})
-	}
-	if root == nil {
-		return nil, fmt.Errorf("%w: the root signal %s of %s is not in scenario %s", ErrNoEvent, corr, id, scenario)
-	}
-	return root, nil
 }
 
 // CompareQuantity is one quantity of two scenarios and this − other.

@@ -610,8 +610,8 @@ func temporary(err error) bool {
 }
 
 // Features reports Kafka's capabilities through kafka-go: no de-duplication (readers count an
-// id once), no request/reply, no read by position, order per key (partition), no delivery
-// count and no transactions.
+// id once), no request/reply, reads by position (topic/partition:offset, see Get), order per
+// key (partition), no delivery count and no transactions.
 func (b *Broker) Features() broker.Features {
-	return broker.Features{Ordering: broker.OrderPerKey}
+	return broker.Features{Ordering: broker.OrderPerKey, GetByPosition: true}
 }

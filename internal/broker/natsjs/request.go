@@ -37,8 +37,15 @@ func (b *Broker) Get(ctx context.Context, scenario, cursor string) (*broker.Mess
 	return m, nil
 }
 
-// errorHeader carries a responder's error back to the requester.
-const errorHeader = "Cascade-Error"
+// Position is the message's stream sequence, which Get takes.
+func (d *delivery) Position() string { return strconv.FormatUint(d.Seq(), 10) }
+
+// Headers that carry a responder's error back to the requester: its text, and its class
+// (broker.ErrorCode), which Request maps back to the class's sentinel.
+const (
+	errorHeader     = "Cascade-Error"
+	errorCodeHeader = "Cascade-Error-Code"
+)
 
 // Respond answers requests on subject with handle, in a queue group so several responders
 // share them.
@@ -48,6 +55,7 @@ func (b *Broker) Respond(ctx context.Context, subject string, handle func(contex
 		reply := nats.NewMsg(m.Reply)
 		if err != nil {
 			reply.Header.Set(errorHeader, err.Error())
+			reply.Header.Set(errorCodeHeader, broker.ErrorCode(err))
 		} else {
 			reply.Data = out
 		}
@@ -60,17 +68,19 @@ func (b *Broker) Respond(ctx context.Context, subject string, handle func(contex
 	return sub.Unsubscribe()
 }
 
-// Request sends req to subject's responder and returns its reply.
+// Request sends req to subject's responder and returns its reply. An error the responder
+// returned comes back with its class: errors.Is matches the sentinel it matched there.
+// Nobody serving subject gives broker.ErrNoResponders.
 func (b *Broker) Request(ctx context.Context, subject string, req []byte) ([]byte, error) {
 	m, err := b.nc.RequestWithContext(ctx, subject, req)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, fmt.Errorf("%w: nobody answers %s", broker.ErrUnavailable, subject)
+			return nil, fmt.Errorf("%w: nobody answers %s", broker.ErrNoResponders, subject)
 		}
 		return nil, wrap(fmt.Errorf("request %s: %w", subject, err))
 	}
 	if e := m.Header.Get(errorHeader); e != "" {
-		return nil, errors.New(e)
+		return nil, broker.CodeError(m.Header.Get(errorCodeHeader), e)
 	}
 	return m.Data, nil
 }

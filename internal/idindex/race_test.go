@@ -1,5 +1,0 @@
-//go:build race
-
-package idindex
-
-const raceEnabled = true
