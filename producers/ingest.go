@@ -372,19 +372,25 @@ func (p *Publisher) coefficients(ctx context.Context) (*coefficients.Loaded, err
 		}
 		return coefficients.Default(), nil
 	}
-	if !event.ValidName(p.Scenario) {
+	return registered(ctx, p.Broker, p.Scenario, p.ackTimeout())
+}
+
+// registered returns the coefficients scenario s is registered with, waiting at most timeout
+// for the registry; an unregistered scenario matches broker.ErrNotFound.
+func registered(ctx context.Context, b broker.Broker, s string, timeout time.Duration) (*coefficients.Loaded, error) {
+	if !event.ValidName(s) {
 		return nil, &event.ValidationError{Field: "scenario", Rule: "must match " + event.NamePattern}
 	}
-	gctx, cancel := context.WithTimeout(ctx, p.ackTimeout())
+	gctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	b, err := p.Broker.Registry().Get(gctx, p.Scenario)
+	bd, err := b.Registry().Get(gctx, s)
 	if errors.Is(err, broker.ErrNotFound) {
-		return nil, fmt.Errorf("%w: scenario %s is not registered; register it with `cascade scenario create %s --coefficients FILE` (`cascade scenario ls` lists them)", broker.ErrNotFound, p.Scenario, p.Scenario)
+		return nil, fmt.Errorf("%w: scenario %s is not registered; register it with `cascade scenario create %s --coefficients FILE` (`cascade scenario ls` lists them)", broker.ErrNotFound, s, s)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("not published: reading the binding of scenario %s: %w", p.Scenario, err)
+		return nil, fmt.Errorf("not published: reading the binding of scenario %s: %w", s, err)
 	}
-	return bindingCoefficients(b)
+	return bindingCoefficients(bd)
 }
 
 // parsed caches coefficient sets by coefversion, which names one document: parsing and
