@@ -85,7 +85,7 @@ replayed, and replay exits 1.`,
 				fmt.Fprintf(a.Stdout, "replayed %d signals into %s (%d read, %d in range, %d already there) in %s, %.0f signals/s\n",
 					rep.Published, into, rep.Read, rep.InRange, rep.Skipped, rep.Elapsed.Round(time.Millisecond), rate)
 				if rep.Refused > 0 {
-					return fmt.Errorf("%d signals refused, each said above; the others were replayed", rep.Refused)
+					return fmt.Errorf("%d of %d signals refused, each said above; the others were replayed", rep.Refused, rep.Read)
 				}
 				return nil
 			})

@@ -50,7 +50,7 @@ func TestReplayChecksEveryLineUnderTheTargetsCoefficients(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
-	if strings.Contains(stderr, "line 5") || !strings.Contains(out, "replayed 3 signals into base") {
+	if strings.Contains(stderr, "line 5") || !strings.Contains(out, "replayed 3 signals into base") || !strings.Contains(stderr, "2 of 5 signals refused") {
 		t.Errorf("under base's coefficients lines 1, 5 and 6 replay: %s %s", out, stderr)
 	}
 	if n := streamMessages(t, ns.ClientURL(), "CASCADE_BASE"); n != 3 {
