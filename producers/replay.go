@@ -50,6 +50,7 @@ type Refusal struct {
 	Err  error
 }
 
+// Error names the line (or, without one, the signal) and why it was refused.
 func (r *Refusal) Error() string {
 	if r.Line > 0 {
 		return fmt.Sprintf("line %d: %v", r.Line, r.Err)
@@ -57,6 +58,7 @@ func (r *Refusal) Error() string {
 	return fmt.Sprintf("signal %s: %v", r.ID, r.Err)
 }
 
+// Unwrap returns why the signal was refused.
 func (r *Refusal) Unwrap() error { return r.Err }
 
 // Report says what a replay did.
