@@ -37,22 +37,15 @@ const MaxDepth = 64
 
 // Split reads a JSON object, a JSON array of objects, or NDJSON (blank lines skipped). NDJSON
 // is answered line by line: a line too long to be an event is an Item with Err, and the lines
-// after it are read on. Only an empty input or a JSON array that does not parse fail whole.
+// after it are read on; so is an array, element by element. Only an empty input or an array
+// whose top level does not parse fail whole.
 func Split(body []byte) ([]Item, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("%w: no events in input", event.ErrInvalid)
 	}
 	if trimmed[0] == '[' {
-		var arr []json.RawMessage
-		if err := json.Unmarshal(trimmed, &arr); err != nil {
-			return nil, &event.DecodeError{Err: fmt.Errorf("JSON array: %w", err)}
-		}
-		items := make([]Item, len(arr))
-		for i, r := range arr {
-			items[i] = Item{Line: i + 1, Raw: r}
-		}
-		return items, nil
+		return splitArray(trimmed)
 	}
 	if json.Valid(trimmed) {
 		return []Item{{Line: 1, Raw: trimmed}}, nil
@@ -69,6 +62,50 @@ func Split(body []byte) ([]Item, error) {
 		}
 		items = append(items, it)
 	}
+}
+
+// splitArray splits a JSON array into its elements. It tracks only strings and depth, so an
+// element nested too deeply for encoding/json is answered on its own (by Prepare) rather than
+// failing the whole array; an element that is not one JSON value is an Item with Err.
+func splitArray(body []byte) ([]Item, error) {
+	var items []Item
+	depth, inString, escaped, start := 0, false, false, 1
+	for i := 1; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case depth > 0 && (c == '}' || c == ']'):
+			depth--
+		case depth == 0 && (c == ',' || c == ']'):
+			raw := bytes.TrimSpace(body[start:i])
+			if len(raw) == 0 && (c == ',' || len(items) > 0) {
+				return nil, &event.DecodeError{Err: fmt.Errorf("JSON array: element %d is empty", len(items)+1)}
+			}
+			if len(raw) > 0 {
+				it := Item{Line: len(items) + 1, Raw: raw}
+				if !tooDeep(raw) && !json.Valid(raw) {
+					it = Item{Line: it.Line, Err: &event.DecodeError{Err: fmt.Errorf("array element %d is not one JSON value", it.Line)}}
+				}
+				items = append(items, it)
+			}
+			start = i + 1
+			if c == ']' {
+				if len(bytes.TrimSpace(body[start:])) > 0 {
+					return nil, &event.DecodeError{Err: errors.New("JSON array: data after its closing ]")}
+				}
+				return items, nil
+			}
+		}
+	}
+	return nil, &event.DecodeError{Err: errors.New("JSON array: unexpected end of input")}
 }
 
 // maxLineBytes is the longest NDJSON line read: an event with room for whitespace around it.
@@ -372,19 +409,25 @@ func (p *Publisher) coefficients(ctx context.Context) (*coefficients.Loaded, err
 		}
 		return coefficients.Default(), nil
 	}
-	if !event.ValidName(p.Scenario) {
+	return registered(ctx, p.Broker, p.Scenario, p.ackTimeout())
+}
+
+// registered returns the coefficients scenario s is registered with, waiting at most timeout
+// for the registry; an unregistered scenario matches broker.ErrNotFound.
+func registered(ctx context.Context, b broker.Broker, s string, timeout time.Duration) (*coefficients.Loaded, error) {
+	if !event.ValidName(s) {
 		return nil, &event.ValidationError{Field: "scenario", Rule: "must match " + event.NamePattern}
 	}
-	gctx, cancel := context.WithTimeout(ctx, p.ackTimeout())
+	gctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	b, err := p.Broker.Registry().Get(gctx, p.Scenario)
+	bd, err := b.Registry().Get(gctx, s)
 	if errors.Is(err, broker.ErrNotFound) {
-		return nil, fmt.Errorf("%w: scenario %s is not registered; register it with `cascade scenario create %s --coefficients FILE` (`cascade scenario ls` lists them)", broker.ErrNotFound, p.Scenario, p.Scenario)
+		return nil, fmt.Errorf("%w: scenario %s is not registered; register it with `cascade scenario create %s --coefficients FILE` (`cascade scenario ls` lists them)", broker.ErrNotFound, s, s)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("not published: reading the binding of scenario %s: %w", p.Scenario, err)
+		return nil, fmt.Errorf("not published: reading the binding of scenario %s: %w", s, err)
 	}
-	return bindingCoefficients(b)
+	return bindingCoefficients(bd)
 }
 
 // parsed caches coefficient sets by coefversion, which names one document: parsing and

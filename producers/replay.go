@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -35,20 +36,46 @@ type Replay struct {
 	StallAfter time.Duration
 	// Progress, when set, is called after every batch with the signals published so far.
 	Progress func(done int)
+	// Refuse, when set, is told of every signal that is not re-driven because it fails the
+	// checks of ingest; Run goes on with the next one.
+	Refuse func(*Refusal)
 }
+
+// Refusal is a signal that Replay does not re-drive, and why: a line of its source that is
+// not a valid signal, or a signal that fails ingest's checks in the target scenario (its
+// whole tree under the target's coefficients included).
+type Refusal struct {
+	Line int    // the line in the source, 0 when the source has no lines
+	ID   string // the signal's id, when it has one
+	Err  error
+}
+
+// Error names the line (or, without one, the signal) and why it was refused.
+func (r *Refusal) Error() string {
+	if r.Line > 0 {
+		return fmt.Sprintf("line %d: %v", r.Line, r.Err)
+	}
+	return fmt.Sprintf("signal %s: %v", r.ID, r.Err)
+}
+
+// Unwrap returns why the signal was refused.
+func (r *Refusal) Unwrap() error { return r.Err }
 
 // Report says what a replay did.
 type Report struct {
 	Read      int // signals read from the source
 	InRange   int // of those, inside [Since, Until)
 	Skipped   int // already in the target scenario
+	Refused   int // failed ingest's checks, each told to Refuse
 	Published int
 	Elapsed   time.Duration
 }
 
-// Run replays src. Signals already present in the target scenario (same id, inside the
-// range) are skipped, so replaying a range twice adds nothing even after the broker's
-// de-duplication window; memory grows only with the signals that are already there.
+// Run replays src into the registered scenario Into. Every signal it re-drives first passes
+// the checks of ingest under the target's coefficients, as Publisher's do; one that fails is
+// refused (see Refuse) and the others go on. Signals already present in the target scenario
+// (same id, inside the range) are skipped, so replaying a range twice adds nothing even after
+// the broker's de-duplication window; memory grows only with the signals that are already there.
 func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 	start := time.Now()
 	var rep Report
@@ -61,9 +88,19 @@ func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 	if r.StallAfter <= 0 {
 		r.StallAfter = 5 * time.Second
 	}
+	coef, err := registered(ctx, r.Broker, r.Into, DefaultAckTimeout)
+	if err != nil {
+		return rep, fmt.Errorf("replay into %s: %w", r.Into, err)
+	}
 	have, err := r.present(ctx)
 	if err != nil {
 		return rep, err
+	}
+	refuse := func(rf *Refusal) {
+		rep.Refused++
+		if r.Refuse != nil {
+			r.Refuse(rf)
+		}
 	}
 	var batch []broker.Message
 	flush := func() error {
@@ -85,6 +122,12 @@ func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 		ev, err := src.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		var rf *Refusal
+		if errors.As(err, &rf) {
+			rep.Read++
+			refuse(rf)
+			continue
 		}
 		if err != nil {
 			return rep, err
@@ -115,6 +158,10 @@ func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 			}
 		}
 		ev.Scenario = r.Into
+		if err := admit(ctx, coef, ev); err != nil {
+			refuse(&Refusal{Line: lineOf(src), ID: ev.ID, Err: err})
+			continue
+		}
 		if ev.CorrelationID == "" {
 			ev.CorrelationID = ev.ID
 		}
@@ -132,6 +179,27 @@ func (r *Replay) Run(ctx context.Context, src Source) (Report, error) {
 	err = flush()
 	rep.Elapsed = time.Since(start)
 	return rep, err
+}
+
+// admit runs ingest's checks on signal ev: those of Prepare, then its whole tree under coef.
+func admit(ctx context.Context, coef *coefficients.Loaded, ev *event.Event) error {
+	raw, err := ev.Marshal()
+	if err != nil {
+		return err
+	}
+	checked, p, err := prepare(raw, ev.Scenario, ev.Time)
+	if err != nil {
+		return err
+	}
+	return representable(ctx, coef, checked, p)
+}
+
+// lineOf is the line of the signal src returned last, 0 when src has no lines.
+func lineOf(src Source) int {
+	if l, ok := src.(*LineSource); ok {
+		return l.line
+	}
+	return 0
 }
 
 // backPressure waits while the target's pipeline lags by more than MaxLag events, unless it
@@ -220,12 +288,13 @@ func (s *ScenarioSource) Next(ctx context.Context) (*event.Event, error) {
 	}
 }
 
-// LineSource streams NDJSON signals from r, preparing each as ingest does; a bad line is an
-// error naming its line number.
+// LineSource streams NDJSON signals from r, preparing each as ingest does; a bad line is a
+// *Refusal naming its line number, and the lines after it are read on.
 type LineSource struct {
 	R        io.Reader
 	Scenario string
 	scanner  *lineScanner
+	line     int // of the signal returned last
 }
 
 // Next returns the next signal or io.EOF.
@@ -237,12 +306,13 @@ func (s *LineSource) Next(context.Context) (*event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.line = it.Line
 	if it.Err != nil {
-		return nil, fmt.Errorf("line %d: %w", it.Line, it.Err)
+		return nil, &Refusal{Line: it.Line, Err: it.Err}
 	}
 	ev, err := Prepare(it.Raw, s.Scenario, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("line %d: %w", it.Line, err)
+		return nil, &Refusal{Line: it.Line, Err: err}
 	}
 	return ev, nil
 }

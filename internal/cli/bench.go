@@ -76,8 +76,9 @@ each pipeline event is one consume, one transform and at least one acknowledged 
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.Stdout, "raw broker:  %8.0f msg/s acknowledged publish, %8.0f msg/s durable consume+ack (%d messages)\n", rawPub, rawCons, expected)
-			fmt.Fprintf(a.Stdout, "pipeline:    %8.0f events/s consumed through 5 layers (%d signals, %d derived events), %.0f signals/s\n", pipe, signals, expected, pipe*float64(signals)/float64(expected+signals))
+			q := tree.Quantity
+			fmt.Fprintf(a.Stdout, "raw broker:  %s acknowledged publish, %s durable consume+ack (%s)\n", q(rawPub, "msg/s"), q(rawCons, "msg/s"), q(float64(expected), "messages"))
+			fmt.Fprintf(a.Stdout, "pipeline:    %s consumed through 5 layers (%s, %s), %s\n", q(pipe, "events/s"), q(float64(signals), "signals"), q(float64(expected), "derived events"), q(pipe*float64(signals)/float64(expected+signals), "signals/s"))
 			fmt.Fprintf(a.Stdout, "ratio:       pipeline events/s = %.2f x raw consume+ack, %.2f x raw publish\n", pipe/rawCons, pipe/rawPub)
 			return nil
 		},

@@ -29,7 +29,10 @@ func (a *app) replayCmd() *cobra.Command {
 events (--history), or, with neither, from the recorded signals of --scenario between --since and
 --until (event time, half-open). --into names the target scenario (default: --scenario); a new
 target is registered with --coefficients (default: the coefficients of base, or the embedded
-defaults). Signals already in the target are skipped, so a range replayed twice adds nothing.`,
+defaults). Signals already in the target are skipped, so a range replayed twice adds nothing.
+Every signal passes the checks of publish in the target, its whole tree under the target's
+coefficients included: one that fails is answered on stderr (its line and why), the others are
+replayed, and replay exits 1.`,
 		Example: `  cascade replay --history
   cascade replay --history --into half-util --coefficients half-util.yaml
   cascade replay --scenario base --since 2025-01-01 --until 2025-02-01 --into jan-2025
@@ -46,7 +49,7 @@ defaults). Signals already in the target are skipped, so a range replayed twice 
 			if useHistory && len(args) > 0 {
 				return usageError("give a FILE or --history, not both")
 			}
-			r := producers.Replay{Into: into, Speed: speed}
+			r := producers.Replay{Into: into, Speed: speed, Refuse: func(rf *producers.Refusal) { fmt.Fprintf(a.Stderr, "cascade: %v\n", rf) }}
 			var err error
 			if r.Since, err = optTime(since); err != nil {
 				return usageError("--since: %w", err)
@@ -81,6 +84,9 @@ defaults). Signals already in the target are skipped, so a range replayed twice 
 				rate := float64(rep.Published) / max(rep.Elapsed.Seconds(), 1e-9)
 				fmt.Fprintf(a.Stdout, "replayed %d signals into %s (%d read, %d in range, %d already there) in %s, %.0f signals/s\n",
 					rep.Published, into, rep.Read, rep.InRange, rep.Skipped, rep.Elapsed.Round(time.Millisecond), rate)
+				if rep.Refused > 0 {
+					return fmt.Errorf("%d of %d signals refused, each said above; the others were replayed", rep.Refused, rep.Read)
+				}
 				return nil
 			})
 		},

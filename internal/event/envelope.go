@@ -16,8 +16,10 @@ const MaxEventBytes = 256 << 10
 const MaxIDBytes = 256
 
 // Decode parses and validates one event as read from a broker: UTF-8 throughout, id and time
-// present, the type known, the subject a region equal to the payload's region. It returns the
-// event and its typed payload; every error is a *DecodeError or matches ErrInvalid.
+// present, the type known, the subject a region equal to the payload's region. An event
+// without a subject (optional in CloudEvents, as an outside producer may write it) takes the
+// payload's region, as ingest fills it in. It returns the event and its typed payload; every
+// error is a *DecodeError or matches ErrInvalid.
 func Decode(body []byte) (*Event, Payload, error) {
 	if len(body) > MaxEventBytes {
 		return nil, nil, invalid("event", "oversized: %d bytes, at most %d", len(body), MaxEventBytes)
@@ -35,6 +37,9 @@ func Decode(body []byte) (*Event, Payload, error) {
 	p, err := DecodePayload(e.Type, e.Data)
 	if err != nil {
 		return nil, nil, err
+	}
+	if e.Subject == "" {
+		e.Subject = p.RegionName()
 	}
 	if p.RegionName() != e.Subject {
 		return nil, nil, invalid("subject", "region %q differs from data.region %q", e.Subject, p.RegionName())
@@ -59,7 +64,7 @@ func (e *Event) validateEnvelope() error {
 		return invalid("type", "required")
 	case !e.Type.Known():
 		return invalid("type", "unknown event type %q", e.Type)
-	case !ValidName(e.Subject):
+	case e.Subject != "" && !ValidName(e.Subject):
 		return invalid("subject", "must be a region matching %s", NamePattern)
 	case e.Time.IsZero():
 		return invalid("time", "required")

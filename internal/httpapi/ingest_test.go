@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -53,6 +55,55 @@ func TestPostSignalsAnswersBadLinesOneByOne(t *testing.T) {
 		}
 		if a.Line != i+1 || a.ID != w.id || !strings.Contains(a.Error, w.err) || (w.err == "") != (a.Error == "") {
 			t.Errorf("line %d: %s, want id %q error %q", i+1, got[i], w.id, w.err)
+		}
+	}
+}
+
+// A JSON array body is answered element by element as well: one element nested 20,000 deep
+// gets its own answer and the elements around it are taken.
+func TestPostSignalsAnswersADeepArrayElementOnItsOwn(t *testing.T) {
+	t.Parallel()
+	base := apiPipeline(t, httpapi.Options{})
+	adoption := func(id string) string {
+		return `{"id":"` + id + `","type":"cascade.signal.adoption.v1","source":"/x","data":{"app":"a","category":"chat","region":"us","users_delta":5}}`
+	}
+	deep := `{"id":"array-deep","type":"cascade.signal.adoption.v1","source":"/x","data":` + strings.Repeat("[", 20_000) + strings.Repeat("]", 20_000) + `}`
+	body := "[" + adoption("array-1") + "," + deep + "," + adoption("array-3") + "]"
+	// Sent past the spec client: kin-openapi decodes request bodies with encoding/json, whose
+	// depth limit is the very thing this body goes past.
+	req, err := http.NewRequestWithContext(t.Context(), "POST", base+"/v1/signals", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, out := resp.StatusCode, string(raw)
+	if status != 207 {
+		t.Fatalf("status %d, want 207: %.300s", status, out)
+	}
+	want := []struct{ id, err string }{{"array-1", ""}, {"", "event: nesting deeper than 64"}, {"array-3", ""}}
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("%d answer lines, want %d: %.300s", len(got), len(want), out)
+	}
+	for i, w := range want {
+		var a struct {
+			Line      int
+			ID, Error string
+		}
+		if err := json.Unmarshal([]byte(got[i]), &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.Line != i+1 || a.ID != w.id || !strings.Contains(a.Error, w.err) || (w.err == "") != (a.Error == "") {
+			t.Errorf("element %d: %s, want id %q error %q", i+1, got[i], w.id, w.err)
 		}
 	}
 }
