@@ -51,7 +51,7 @@ func TestRawSignalWithoutSubjectTakesDataRegion(t *testing.T) {
 		}
 		return nil
 	}
-	conformance.Eventually(t, 10*time.Second, "the model event and the dead letter", func() bool { return processed() == nil })
+	conformance.Eventually(t, 10*time.Second, "the model event and the dead letter", processed)
 	if model.CorrelationID != "no-subject" || model.Subject != "us" {
 		t.Errorf("model event %s: correlation %q subject %q, want of no-subject in us", model.ID, model.CorrelationID, model.Subject)
 	}
