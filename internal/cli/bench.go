@@ -9,11 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/internal/tree"
 	"github.com/layercake/cascade/producers"
 )
@@ -157,13 +157,13 @@ func benchRaw(ctx context.Context, b broker.Broker, cfg broker.ScenarioConfig, n
 // until every layer has acknowledged everything.
 func (a *app) benchPipeline(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, cfg broker.ScenarioConfig, raws [][]byte, expected, batch int) (float64, error) {
 	const s = "pipe"
-	if err := router.BindScenario(ctx, b, s, coef, cfg); err != nil {
+	if err := consumers.BindScenario(ctx, b, s, coef, cfg); err != nil {
 		return 0, err
 	}
 	run, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	r := router.New(b, a.log, router.Options{Batch: batch})
+	r := consumers.New(b, a.log, consumers.Options{Batch: batch})
 	wg.Go(func() { _ = r.Serve(run, event.ConsumerLayers, 100*time.Millisecond) })
 	for r.Ready() != nil {
 		select {

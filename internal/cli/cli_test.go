@@ -18,13 +18,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/cli"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/schemas"
 )
 
@@ -344,7 +344,7 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 		return err
 	})
 	defer b.Close()
-	if err := router.BindScenario(t.Context(), b, "doomed", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
+	if err := consumers.BindScenario(t.Context(), b, "doomed", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	js, err := jetstream.New(b.Conn())

@@ -14,10 +14,10 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/internal/totals"
 	"github.com/layercake/cascade/internal/tree"
 	"github.com/layercake/cascade/producers"
@@ -70,7 +70,7 @@ func (a *app) demoCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			if err := router.BindScenario(ctx, b, a.g.scenario, coef, cfg); err != nil {
+			if err := consumers.BindScenario(ctx, b, a.g.scenario, coef, cfg); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.Stdout, "cascade demo: scenario %s, coefficients %s; Ctrl-C stops\n", a.g.scenario, coef.CoefVersion)

@@ -43,7 +43,9 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 		return nil
 	})
 	env := map[string]string{"CASCADE_KAFKA_BROKERS": brokers}
-	wg.Go(func() { run(ctx, "", env, "run", "--data-dir", dir, "--http-listen", "127.0.0.1:0", "--log-format", "json") })
+	wg.Go(func() {
+		run(ctx, "", env, "run", "--data-dir", dir, "--http-listen", "127.0.0.1:0", "--log-format", "json")
+	})
 	conformance.Eventually(t, 30*time.Second, "run on Kafka", func() error {
 		code, out, stderr := run(t.Context(), "", env, "scenario", "ls")
 		if code != 0 || !strings.Contains(out, "base") {

@@ -10,11 +10,11 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/history"
-	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -140,7 +140,7 @@ func (a *app) bindTarget(ctx context.Context, cmd *cobra.Command, b broker.Broke
 			}
 		}
 	}
-	if err := router.BindScenario(ctx, b, into, coef, cfg); err != nil {
+	if err := consumers.BindScenario(ctx, b, into, coef, cfg); err != nil {
 		if errors.Is(err, broker.ErrConflict) {
 			return fmt.Errorf("%w\na scenario keeps the coefficients it was registered with: replay into a new --into name", err)
 		}

@@ -16,13 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
 	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/metrics"
-	"github.com/layercake/cascade/internal/router"
 )
 
 type serveFlags struct {
@@ -99,7 +99,7 @@ func (a *app) runCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			if err := router.BindScenario(ctx, b, event.DefaultScenario, coef, cfg); err != nil {
+			if err := consumers.BindScenario(ctx, b, event.DefaultScenario, coef, cfg); err != nil {
 				if errors.Is(err, broker.ErrConflict) {
 					return fmt.Errorf("%w\nthe store already holds scenario base with other coefficients: pass the same --coefficients as before, use a fresh --data-dir, or put the new set in a what-if scenario (cascade replay --into NAME --coefficients FILE)", err)
 				}
@@ -178,7 +178,7 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	metrics.RegisterBuildInfo(reg, Version)
-	ro := router.Options{Batch: s.batch, Metrics: m}
+	ro := consumers.Options{Batch: s.batch, Metrics: m}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ix := a.indexer(ctx, &wg, b, s.indexDir)
@@ -203,7 +203,7 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 			fwg.Wait()
 		}
 	}
-	r := router.New(b, a.log, ro)
+	r := consumers.New(b, a.log, ro)
 	if s.httpListen != "" {
 		hopts := s.httpOptions(reg, func() error {
 			if c, ok := b.(interface{ Connected() bool }); ok && !c.Connected() {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/router"
 )
 
 // withBroker runs fn with a connection made from the global flags.
@@ -49,7 +49,7 @@ func (a *app) scenarioCmd() *cobra.Command {
 				return err
 			}
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				if err := router.BindScenario(cmd.Context(), b, name, coef, cfg); err != nil {
+				if err := consumers.BindScenario(cmd.Context(), b, name, coef, cfg); err != nil {
 					if errors.Is(err, broker.ErrConflict) {
 						return fmt.Errorf("%w\na scenario keeps the coefficients it was registered with: create one under a new NAME", err)
 					}

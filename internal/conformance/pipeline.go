@@ -11,10 +11,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/internal/tree"
 	"github.com/layercake/cascade/producers"
 )
@@ -55,7 +55,7 @@ func publish(t *testing.T, b broker.Broker, s string, raws []string) {
 // startPipeline binds s to coef and serves all five layers until the test ends.
 func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) {
 	t.Helper()
-	if err := router.BindScenario(t.Context(), b, s, coef, broker.ScenarioConfig{}); err != nil {
+	if err := consumers.BindScenario(t.Context(), b, s, coef, broker.ScenarioConfig{}); err != nil {
 		t.Fatalf("bind %s: %v", s, err)
 	}
 	serve(t, b, event.ConsumerLayers)
@@ -63,7 +63,7 @@ func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.L
 
 func serve(t *testing.T, b broker.Broker, layers []event.Layer) context.CancelFunc {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := router.New(b, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), router.Options{Batch: 64, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 2 * time.Second})
+	r := consumers.New(b, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), consumers.Options{Batch: 64, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 2 * time.Second})
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Serve(ctx, layers, 200*time.Millisecond) })
 	stop := func() { cancel(); wg.Wait() }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
@@ -22,7 +23,6 @@ import (
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
 	"github.com/layercake/cascade/internal/metrics"
-	"github.com/layercake/cascade/internal/router"
 )
 
 // apiPipeline runs an embedded broker, all five layers and the API; it returns the API's URL.
@@ -38,11 +38,11 @@ func apiPipeline(t *testing.T, o httpapi.Options) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	if err := router.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
+	if err := consumers.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	r := router.New(b, zerolog.Nop(), router.Options{Metrics: metrics.New(reg), PendingEvery: 100 * time.Millisecond})
+	r := consumers.New(b, zerolog.Nop(), consumers.Options{Metrics: metrics.New(reg), PendingEvery: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) })

@@ -16,12 +16,12 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/rs/zerolog"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
-	"github.com/layercake/cascade/internal/router"
 )
 
 // chromiumPath is Debian's Chromium; CI installs it (apt-get install -y chromium).
@@ -286,13 +286,13 @@ func startPipeline(ctx context.Context, t *testing.T) broker.Broker {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	if err := router.BindScenario(ctx, b, "base", wideFleet(t), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
+	if err := consumers.BindScenario(ctx, b, "base", wideFleet(t), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	rctx, stopRouter := context.WithCancel(ctx)
 	routerDone := make(chan error, 1)
 	go func() {
-		routerDone <- router.New(b, zerolog.Nop(), router.Options{}).Serve(rctx, event.ConsumerLayers, 200*time.Millisecond)
+		routerDone <- consumers.New(b, zerolog.Nop(), consumers.Options{}).Serve(rctx, event.ConsumerLayers, 200*time.Millisecond)
 	}()
 	t.Cleanup(func() {
 		stopRouter()

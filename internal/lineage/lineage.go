@@ -13,9 +13,9 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/demand"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/tree"
 )
@@ -99,7 +99,7 @@ func expand(ctx context.Context, f Finder, coef *coefficients.Loaded, corr strin
 	if event.InputLayer(n.Event.Type) == "" {
 		return nil
 	}
-	outs, err := consumers.Derive(ctx, coef, n.Event, n.Payload)
+	outs, err := demand.Derive(ctx, coef, n.Event, n.Payload)
 	if err != nil {
 		return nil // an event the layer refused has no children
 	}

@@ -11,12 +11,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/lineage"
-	"github.com/layercake/cascade/internal/router"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -43,13 +43,13 @@ func BenchmarkTrace(b *testing.B) {
 	}
 	defer nb.Close()
 	const s = "bench"
-	if err := router.BindScenario(ctx, nb, s, coefficients.Default(), broker.ScenarioConfig{}); err != nil {
+	if err := consumers.BindScenario(ctx, nb, s, coefficients.Default(), broker.ScenarioConfig{}); err != nil {
 		b.Fatal(err)
 	}
 	quiet := zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.WarnLevel)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	r := router.New(nb, quiet, router.Options{Batch: 256})
+	r := consumers.New(nb, quiet, consumers.Options{Batch: 256})
 	wg.Go(func() { _ = r.Serve(ctx, event.ConsumerLayers, 200*time.Millisecond) })
 
 	g := producers.NewGenerator(1, "bench-", time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Minute)

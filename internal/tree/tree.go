@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/demand"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -60,7 +60,7 @@ func Expand(ctx context.Context, c *coefficients.Loaded, ev *event.Event, p even
 	if event.InputLayer(ev.Type) == "" {
 		return n, nil
 	}
-	outs, err := consumers.DeriveTyped(ctx, c, ev, p)
+	outs, err := demand.DeriveTyped(ctx, c, ev, p)
 	if err != nil {
 		return nil, &ExpandError{Layer: event.InputLayer(ev.Type), ID: ev.ID, Err: err}
 	}

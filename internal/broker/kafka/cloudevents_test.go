@@ -16,13 +16,13 @@ import (
 	"github.com/rs/zerolog"
 	kgo "github.com/segmentio/kafka-go"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/kafka"
 	"github.com/layercake/cascade/internal/broker/kafka/kafkatest"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/router"
 )
 
 // kafkaPipeline runs every layer of base on a fresh kfake cluster and returns its addresses.
@@ -30,10 +30,10 @@ func kafkaPipeline(t *testing.T) []string {
 	t.Helper()
 	addrs := kafkatest.Cluster(t)
 	b := connect(t, addrs)
-	if err := router.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
+	if err := consumers.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	r := router.New(b, zerolog.Nop(), router.Options{})
+	r := consumers.New(b, zerolog.Nop(), consumers.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) })

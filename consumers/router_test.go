@@ -1,4 +1,4 @@
-package router_test
+package consumers_test
 
 import (
 	"bytes"
@@ -15,13 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/metrics"
-	"github.com/layercake/cascade/internal/router"
 )
 
 // start runs an embedded server with JetStream and connects to it.
@@ -52,12 +52,12 @@ func signal(id string) broker.Message {
 func serveApplication(t *testing.T, b broker.Broker) (*conformance.SyncBuffer, *metrics.Metrics) {
 	t.Helper()
 	coef := coefficients.Default()
-	if err := router.BindScenario(t.Context(), b, "t", coef, broker.ScenarioConfig{AckWait: time.Second}); err != nil {
+	if err := consumers.BindScenario(t.Context(), b, "t", coef, broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	logs := &conformance.SyncBuffer{}
 	m := metrics.New(prometheus.NewRegistry())
-	r := router.New(b, zerolog.New(logs), router.Options{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Metrics: m})
+	r := consumers.New(b, zerolog.New(logs), consumers.Options{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Metrics: m})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Layer(ctx, "t", event.Application, coef) }()
@@ -68,7 +68,7 @@ func serveApplication(t *testing.T, b broker.Broker) (*conformance.SyncBuffer, *
 // dlq is the dead letters counted for the application layer of scenario t.
 func dlq(m *metrics.Metrics) float64 {
 	var n float64
-	for _, k := range []router.Kind{router.KindDecode, router.KindValidate, router.KindTransform, router.KindPublish} {
+	for _, k := range []consumers.Kind{consumers.KindDecode, consumers.KindValidate, consumers.KindTransform, consumers.KindPublish} {
 		n += testutil.ToFloat64(m.DLQ.WithLabelValues("t", string(event.Application), string(k)))
 	}
 	return n
@@ -109,7 +109,7 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	if len(dl.Data) == 0 || len(dl.Data) >= len(raw) || !bytes.Equal(dl.Data, raw[:len(dl.Data)]) {
 		t.Errorf("dead letter body: %d bytes, want a prefix of the %d-byte input", len(dl.Data), len(raw))
 	}
-	if dl.Header.Get(broker.HeaderErrorKind) != string(router.KindValidate) || dl.Header.Get(broker.HeaderOriginalMsgID) != "poison" {
+	if dl.Header.Get(broker.HeaderErrorKind) != string(consumers.KindValidate) || dl.Header.Get(broker.HeaderOriginalMsgID) != "poison" {
 		t.Errorf("dead letter headers %v", dl.Header)
 	}
 	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() error {

@@ -1,8 +1,8 @@
-// Package consumers holds the five layer transforms of the demand model: pure functions of an
+// Package demand holds the demand model: the five layer transforms, pure functions of an
 // event and a coefficient set that return the demand the event places on the layer below.
 // Stages binds them to the layers of event.Pipeline, and the two together are the topology.
 // Nothing here touches a broker, a clock, a logger or any state between events.
-package consumers
+package demand
 
 import (
 	"context"

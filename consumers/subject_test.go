@@ -1,4 +1,4 @@
-package router_test
+package consumers_test
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package consumers_test
+package demand_test
 
 import (
 	"errors"
@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/demand"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -124,7 +124,7 @@ func TestTransforms(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := consumers.Outputs(c, tt.in)
+			got, err := demand.Outputs(c, tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,7 +161,7 @@ func assertPayload(t *testing.T, got, want event.Payload) {
 
 func TestUnknownAccelerator(t *testing.T) {
 	t.Parallel()
-	_, err := consumers.Outputs(handSet(), &event.DemandChips{Region: "us", Accelerator: "warp9", Units: 1})
+	_, err := demand.Outputs(handSet(), &event.DemandChips{Region: "us", Accelerator: "warp9", Units: 1})
 	var ve *event.ValidationError
 	if !errors.As(err, &ve) || ve.Field != "data.accelerator" {
 		t.Fatalf("err %v, want a validation error on data.accelerator", err)
@@ -170,7 +170,7 @@ func TestUnknownAccelerator(t *testing.T) {
 
 func TestGridIsNotAnInput(t *testing.T) {
 	t.Parallel()
-	_, err := consumers.Outputs(handSet(), &event.DemandGrid{Region: "us"})
+	_, err := demand.Outputs(handSet(), &event.DemandGrid{Region: "us"})
 	if !errors.Is(err, event.ErrInvalid) {
 		t.Fatalf("err %v, want ErrInvalid", err)
 	}

@@ -1,11 +1,11 @@
-// Package router runs layer consumers: it fetches a batch, derives each event's demand with
+// Package consumers runs the layer consumers: for each layer of each scenario it fetches a batch, derives each event's demand with
 // the layer transform, publishes every output and waits for the broker's acks, and only then
 // commits the batch's inputs (broker.Consumer.Commit). Permanent failures become dead letters
 // (cut to fit the broker's largest message); transient ones (broker.Transient: unavailable,
 // timeouts) are retried with capped, jittered back-off for as long as they last. An input
 // whose dead letter the broker refuses too is left uncommitted, for the broker to deliver
 // again (on NATS after the ack wait; on Kafka when its partition is next assigned).
-package router
+package consumers
 
 import (
 	"context"
@@ -19,9 +19,9 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/demand"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/metrics"
 )
@@ -93,7 +93,7 @@ var Kinds = []Kind{KindDecode, KindValidate, KindTransform, KindPublish}
 func Classify(err error) Kind {
 	var de *event.DecodeError
 	switch {
-	case errors.Is(err, consumers.ErrTransform):
+	case errors.Is(err, demand.ErrTransform):
 		return KindTransform
 	case errors.As(err, &de):
 		return KindDecode
@@ -343,7 +343,7 @@ func (r *Router) retry(ctx context.Context, log zerolog.Logger, what string, op 
 func (r *Router) handle(ctx context.Context, scenario string, layer event.Layer, coef *coefficients.Loaded, d broker.Delivery) (msgs []broker.Message, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: panic: %v", consumers.ErrTransform, p)
+			err = fmt.Errorf("%w: panic: %v", demand.ErrTransform, p)
 		}
 	}()
 	m := d.Message()
@@ -355,7 +355,7 @@ func (r *Router) handle(ctx context.Context, scenario string, layer event.Layer,
 		return nil, err
 	}
 	ev.Scenario = scenario
-	evs, err := consumers.Derive(ctx, coef, ev, p)
+	evs, err := demand.Derive(ctx, coef, ev, p)
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +364,7 @@ func (r *Router) handle(ctx context.Context, scenario string, layer event.Layer,
 	for i, o := range evs {
 		data, err := o.Marshal()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", consumers.ErrTransform, err)
+			return nil, fmt.Errorf("%w: %w", demand.ErrTransform, err)
 		}
 		msgs[i] = broker.Message{Subject: event.DemandSubject(scenario, below, o.Subject), ID: o.ID, Key: o.CorrelationID, Data: data}
 	}

@@ -1,4 +1,4 @@
-package consumers_test
+package demand_test
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/layercake/cascade/consumers"
+	"github.com/layercake/cascade/internal/demand"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -16,7 +16,7 @@ import (
 // the topology value renders.
 func TestREADMEShowsTopology(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +35,8 @@ func TestREADMEShowsTopology(t *testing.T) {
 	for readme[diagram] != "```" {
 		diagram++
 	}
-	compare(t, readme, diagram+1, consumers.SubjectsDiagram(event.Pipeline, consumers.Stages))
-	compare(t, readme, start("| layer | derives | formula |"), consumers.FormulaTable(consumers.Stages))
+	compare(t, readme, diagram+1, demand.SubjectsDiagram(event.Pipeline, demand.Stages))
+	compare(t, readme, start("| layer | derives | formula |"), demand.FormulaTable(demand.Stages))
 	// The commands' sections list the layers they take.
 	for _, phrase := range []string{
 		"One layer (" + event.JoinLayers(event.ConsumerLayers, "or") + ") for every scenario.",
@@ -95,58 +95,58 @@ func payload(t event.Topology, typ event.Type) *event.PayloadSpec {
 // Validate to name the fault.
 func TestValidateCatchesBrokenTopology(t *testing.T) {
 	t.Parallel()
-	if err := consumers.Validate(event.Pipeline, consumers.Stages); err != nil {
+	if err := demand.Validate(event.Pipeline, demand.Stages); err != nil {
 		t.Fatalf("the pipeline itself: %v", err)
 	}
 	cases := []struct {
 		name   string
-		break_ func(t *event.Topology, s *[]consumers.Stage)
+		break_ func(t *event.Topology, s *[]demand.Stage)
 		want   string
 	}{
-		{"type accepted by two layers", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"type accepted by two layers", func(t *event.Topology, _ *[]demand.Stage) {
 			l := layer(*t, event.Chips)
 			l.Signals = append(l.Signals, event.TypeRelease)
 		}, "cascade.signal.release.v1 is accepted by 2 layers"},
-		{"payload entering no layer", func(t *event.Topology, s *[]consumers.Stage) {
+		{"payload entering no layer", func(t *event.Topology, s *[]demand.Stage) {
 			layer(*t, event.Model).Signals = nil
 		}, "payload cascade.signal.release.v1 enters no layer"},
-		{"emits onto an unknown layer", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"emits onto an unknown layer", func(t *event.Topology, _ *[]demand.Stage) {
 			layer(*t, event.Energy).Emits = "moon"
 		}, `layer energy emits onto "moon"`},
-		{"emits upwards", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"emits upwards", func(t *event.Topology, _ *[]demand.Stage) {
 			layer(*t, event.Chips).Emits = event.Model
 		}, `layer chips emits onto "model", which is not a layer below it`},
-		{"two terminal layers", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"two terminal layers", func(t *event.Topology, _ *[]demand.Stage) {
 			layer(*t, event.Energy).Emits = ""
 		}, "2 terminal layers"},
-		{"accepted type without payload", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"accepted type without payload", func(t *event.Topology, _ *[]demand.Stage) {
 			t.Payloads = t.Payloads[:len(t.Payloads)-1]
 		}, "type cascade.demand.grid.v1 has no payload"},
-		{"payload declared twice", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"payload declared twice", func(t *event.Topology, _ *[]demand.Stage) {
 			t.Payloads = append(t.Payloads, t.Payloads[0])
 		}, "payload cascade.signal.adoption.v1 declared 2 times"},
-		{"payload without quantities", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"payload without quantities", func(t *event.Topology, _ *[]demand.Stage) {
 			payload(*t, event.TypeDemandEnergy).Quantities = nil
 		}, "payload cascade.demand.energy.v1 lacks New, Quantities or Label"},
-		{"primary not a quantity", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"primary not a quantity", func(t *event.Topology, _ *[]demand.Stage) {
 			payload(*t, event.TypeDemandChips).Primary = "watts"
 		}, `primary "watts" is not its first quantity`},
-		{"required number not NaN", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"required number not NaN", func(t *event.Topology, _ *[]demand.Stage) {
 			payload(*t, event.TypeDemandGrid).New = func() event.Payload { return &event.DemandGrid{} }
 		}, "New leaves required avg_mw at 0, want NaN"},
-		{"constructor of another type", func(t *event.Topology, _ *[]consumers.Stage) {
+		{"constructor of another type", func(t *event.Topology, _ *[]demand.Stage) {
 			payload(*t, event.TypeDemandGrid).New = func() event.Payload { return &event.DemandEnergy{} }
 		}, "payload cascade.demand.grid.v1: New returns another type"},
-		{"accepted type without formula", func(_ *event.Topology, s *[]consumers.Stage) {
+		{"accepted type without formula", func(_ *event.Topology, s *[]demand.Stage) {
 			(*s)[1].Formulas = (*s)[1].Formulas[:1]
 		}, "stage model: 0 formulas for cascade.demand.model.v1, want 1"},
-		{"formula for a type the layer does not accept", func(_ *event.Topology, s *[]consumers.Stage) {
+		{"formula for a type the layer does not accept", func(_ *event.Topology, s *[]demand.Stage) {
 			(*s)[0].Formulas = append((*s)[0].Formulas, (*s)[2].Formulas...)
 		}, "stage application: formula for cascade.demand.infrastructure.v1, which the layer does not accept"},
-		{"stage missing", func(_ *event.Topology, s *[]consumers.Stage) {
+		{"stage missing", func(_ *event.Topology, s *[]demand.Stage) {
 			*s = (*s)[:4]
 		}, "4 stages for 5 consumer layers"},
-		{"stages out of order", func(_ *event.Topology, s *[]consumers.Stage) {
+		{"stages out of order", func(_ *event.Topology, s *[]demand.Stage) {
 			(*s)[3], (*s)[4] = (*s)[4], (*s)[3]
 		}, "stage 4 is energy, want chips"},
 	}
@@ -154,12 +154,12 @@ func TestValidateCatchesBrokenTopology(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			top := clone(event.Pipeline)
-			stages := append([]consumers.Stage(nil), consumers.Stages...)
+			stages := append([]demand.Stage(nil), demand.Stages...)
 			for i := range stages {
-				stages[i].Formulas = append([]consumers.Formula(nil), stages[i].Formulas...)
+				stages[i].Formulas = append([]demand.Formula(nil), stages[i].Formulas...)
 			}
 			c.break_(&top, &stages)
-			err := consumers.Validate(top, stages)
+			err := demand.Validate(top, stages)
 			if !errors.Is(err, event.ErrTopology) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Validate = %v, want an ErrTopology containing %q", err, c.want)
 			}
@@ -185,12 +185,12 @@ func TestContractFilesListTopology(t *testing.T) {
 			Type struct{ Enum []event.Type } `json:"type"`
 		} `json:"properties"`
 	}
-	read("../schemas/cloudevent.json", &ce)
+	read("../../schemas/cloudevent.json", &ce)
 	if !slices.Equal(ce.Properties.Type.Enum, event.Types) {
 		t.Errorf("schemas/cloudevent.json type enum %v, the topology's types %v", ce.Properties.Type.Enum, event.Types)
 	}
 	for _, typ := range event.Types {
-		if _, err := os.Stat("../schemas/" + typ.Short() + ".json"); err != nil {
+		if _, err := os.Stat("../../schemas/" + typ.Short() + ".json"); err != nil {
 			t.Errorf("type %s has no schema: %v", typ, err)
 		}
 	}
@@ -203,11 +203,11 @@ func TestContractFilesListTopology(t *testing.T) {
 			} `json:"row"`
 		} `json:"$defs"`
 	}
-	read("../schemas/totals.json", &tot)
+	read("../../schemas/totals.json", &tot)
 	if !slices.Equal(tot.Defs.Row.Properties.Layer.Enum, event.AllLayers) {
 		t.Errorf("schemas/totals.json row layer enum %v, the topology's layers %v", tot.Defs.Row.Properties.Layer.Enum, event.AllLayers)
 	}
-	api, err := os.ReadFile("../docs/openapi.yaml")
+	api, err := os.ReadFile("../../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
