@@ -82,7 +82,7 @@ func TestDocumentedPathsExist(t *testing.T) {
 			t.Errorf("README: `%s` reads %s, which a fresh clone does not have", m[0], m[1])
 		}
 	}
-	docs := []string{"../README.md", "README.md", "../internal/coefficients/default.yaml", "../internal/history/history.yaml", "../deploy/kafka/README.md"}
+	docs := []string{"../README.md", "../docs/design.md", "README.md", "../internal/coefficients/default.yaml", "../internal/history/history.yaml", "../deploy/kafka/README.md"}
 	for _, doc := range docs {
 		body, err := os.ReadFile(doc)
 		if err != nil {
