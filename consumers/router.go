@@ -34,10 +34,16 @@ type Options struct {
 	DrainTimeout time.Duration // how long shutdown waits for a batch's acks; default 10s
 	PendingEvery time.Duration // how often consumer lag is sampled; default 5s
 	Metrics      *metrics.Metrics
-	// PerScenario, when set, runs beside the layers of every served scenario, with a context
-	// that ends when the scenario stops being served (run's indexer uses it).
-	PerScenario func(ctx context.Context, scenario string)
+	// Followers run beside the layers of every served scenario, each with a context that ends
+	// when the scenario stops being served (run's trace indexer and demand gauges). One that
+	// stops before then is restarted: at once when it returned nil, FollowerRestart later
+	// (default 1s) when it failed, with a warning naming it by its key.
+	Followers       map[string]Follower
+	FollowerRestart time.Duration
 }
+
+// Follower follows one scenario until ctx ends.
+type Follower func(ctx context.Context, scenario string) error
 
 func (o *Options) defaults() {
 	if o.Batch <= 0 {
@@ -54,6 +60,9 @@ func (o *Options) defaults() {
 	}
 	if o.PendingEvery <= 0 {
 		o.PendingEvery = 5 * time.Second
+	}
+	if o.FollowerRestart <= 0 {
+		o.FollowerRestart = time.Second
 	}
 }
 

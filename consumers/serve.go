@@ -51,8 +51,8 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 			}
 			sctx, cancel := context.WithCancel(ctx)
 			active[b.Scenario] = running{version: b.CoefVersion, cancel: cancel}
-			if r.opts.PerScenario != nil {
-				wg.Go(func() { r.opts.PerScenario(sctx, b.Scenario) })
+			for what, f := range r.opts.Followers {
+				wg.Go(func() { r.follow(sctx, what, b.Scenario, f) })
 			}
 			for _, l := range layers {
 				r.count(r.serving, b.Scenario, 1)
@@ -106,5 +106,18 @@ func (r *Router) keep(ctx context.Context, scenario string, l event.Layer, coef 
 	})
 	if errors.Is(err, errRemoved) {
 		log.Info().Msg("scenario removed; layer stopped")
+	}
+}
+
+// follow runs f (what names it in the log) until ctx ends, restarting it when it stops.
+func (r *Router) follow(ctx context.Context, what, scenario string, f Follower) {
+	for ctx.Err() == nil {
+		if err := f(ctx, scenario); err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Str("scenario", scenario).Msg(what + " stopped; restarting")
+			select {
+			case <-ctx.Done():
+			case <-time.After(r.opts.FollowerRestart):
+			}
+		}
 	}
 }

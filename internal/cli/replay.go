@@ -10,7 +10,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
@@ -108,42 +107,31 @@ func optTime(s string) (time.Time, error) {
 	return event.ParseTime(s)
 }
 
-// bindTarget registers the replay's target scenario, of which replay is the owner when it
-// creates it. A new one gets the given coefficients, else base's, else the defaults, and the
-// storage flags; an existing one must already have the given set and keeps the storage
-// settings recorded by its owner (storage flags given for it are refused).
+// bindTarget registers the replay's target scenario (producers.BindTarget) with --coefficients
+// and the storage flags; storage flags given for an existing target are refused.
 func (a *app) bindTarget(ctx context.Context, cmd *cobra.Command, b broker.Broker, into, coefPath string) error {
 	cfg, err := a.scenarioConfig()
 	if err != nil {
 		return err
 	}
 	var coef *coefficients.Loaded
-	switch existing, err := b.Registry().Get(ctx, into); {
-	case coefPath != "":
+	if coefPath != "" {
 		if coef, err = coefficients.Load(coefPath); err != nil {
 			return &ExitError{Code: 2, Err: err}
 		}
-	case err == nil:
+	}
+	coef, err = producers.BindTarget(ctx, b, into, coef, cfg, func(broker.Binding) error {
 		for _, name := range []string{"dedup-window", "ack-wait", "retention-max-age", "retention-max-bytes", "kafka-partitions", "kafka-replication"} {
 			if changed(cmd, name) {
 				return usageError("--%s: scenario %s exists and keeps the storage settings of its owner; leave the flag out", name, into)
 			}
 		}
-		return b.EnsureScenario(ctx, existing.Scenario, existing.Config)
-	case !errors.Is(err, broker.ErrNotFound):
-		return err
-	default:
-		coef = coefficients.Default()
-		if base, err := b.Registry().Get(ctx, event.DefaultScenario); err == nil {
-			if coef, err = coefficients.Parse(base.Document); err != nil {
-				return fmt.Errorf("coefficients of base: %w", err)
-			}
-		}
+		return nil
+	})
+	if errors.Is(err, broker.ErrConflict) {
+		return fmt.Errorf("%w\na scenario keeps the coefficients it was registered with: replay into a new --into name", err)
 	}
-	if err := consumers.BindScenario(ctx, b, into, coef, cfg); err != nil {
-		if errors.Is(err, broker.ErrConflict) {
-			return fmt.Errorf("%w\na scenario keeps the coefficients it was registered with: replay into a new --into name", err)
-		}
+	if err != nil || coef == nil {
 		return err
 	}
 	a.log.Info().Str("scenario", into).Str("coefversion", coef.CoefVersion).Msg("replay target registered")

@@ -187,21 +187,12 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	}
 	// Beside each served scenario's layers: the trace indexer, and the demand gauges where
 	// /metrics is served.
-	followers := map[string]func(ctx context.Context, scenario string) error{}
+	ro.Followers = map[string]consumers.Follower{}
 	if ix != nil {
-		followers["indexer"] = ix.Follow
+		ro.Followers["indexer"] = ix.Follow
 	}
 	if s.httpListen != "" {
-		followers["demand gauges"] = func(ctx context.Context, scenario string) error { return m.FollowDemand(ctx, b, scenario) }
-	}
-	if len(followers) > 0 {
-		ro.PerScenario = func(ctx context.Context, scenario string) {
-			var fwg sync.WaitGroup
-			for what, follow := range followers {
-				fwg.Go(func() { a.keepFollowing(ctx, what, scenario, follow) })
-			}
-			fwg.Wait()
-		}
+		ro.Followers["demand gauges"] = func(ctx context.Context, scenario string) error { return m.FollowDemand(ctx, b, scenario) }
 	}
 	r := consumers.New(b, a.log, ro)
 	if s.httpListen != "" {
@@ -236,20 +227,6 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	err := r.Serve(ctx, layers, s.poll)
 	a.log.Info().Msg("drained; stopped")
 	return err
-}
-
-// keepFollowing runs follow (what names it in the log) until ctx ends, restarting it a second
-// after it stops.
-func (a *app) keepFollowing(ctx context.Context, what, scenario string, follow func(ctx context.Context, scenario string) error) {
-	for ctx.Err() == nil {
-		if err := follow(ctx, scenario); err != nil && ctx.Err() == nil {
-			a.log.Warn().Err(err).Str("scenario", scenario).Msg(what + " stopped; restarting")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
 }
 
 func (a *app) consumeCmd() *cobra.Command {

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -123,7 +121,9 @@ func (a *app) traceCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				ans, err := a.trace(cmd.Context(), b, args[0])
+				ans, err := lineage.Lookup(cmd.Context(), b, a.g.scenario, args[0], func(why lineage.Fallback) {
+					fmt.Fprintf(a.Stderr, "cascade: %s; scanning scenario %s instead of asking run's index\n", why, a.g.scenario)
+				})
 				if err != nil {
 					return notFoundHint(err)
 				}
@@ -136,21 +136,4 @@ func (a *app) traceCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, `the tree as JSON, with "via": "index" or "scan" (which path answered)`)
 	return cmd
-}
-
-// trace asks run's index over the broker. When no run answers (or the broker carries no
-// request/reply), it scans the scenario and says so on stderr.
-func (a *app) trace(ctx context.Context, b broker.Broker, id string) (*lineage.Answer, error) {
-	why := "the broker carries no request/reply"
-	if r, ok := b.(broker.Responder); ok {
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		ans, err := lineage.Ask(rctx, r, a.g.scenario, id)
-		if !errors.Is(err, broker.ErrNoResponders) {
-			return ans, err
-		}
-		why = "no cascade run answers trace requests"
-	}
-	fmt.Fprintf(a.Stderr, "cascade: %s; scanning scenario %s instead of asking run's index\n", why, a.g.scenario)
-	return lineage.ScanTrace(ctx, b, a.g.scenario, id)
 }

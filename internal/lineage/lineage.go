@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
@@ -220,4 +221,37 @@ func Ask(ctx context.Context, r broker.Responder, s, id string) (*Answer, error)
 		return nil, fmt.Errorf("trace reply: %w", err)
 	}
 	return &a, nil
+}
+
+// Fallback says why a trace was answered by a scan rather than by run's index.
+type Fallback string
+
+// Why Lookup scans.
+const (
+	NoRequestReply Fallback = "the broker carries no request/reply"
+	NoRun          Fallback = "no cascade run answers trace requests"
+)
+
+// askTimeout bounds how long Lookup waits for run's answer.
+const askTimeout = 30 * time.Second
+
+// Lookup returns the tree of id in scenario s however it can be had: asked of the run serving
+// trace requests over b (Ask; the answer's Via is run's finder), else, when b carries no
+// request/reply or no run answers, by scanning the scenario (Via is ViaScan). Before it scans
+// it calls scanning, when not nil, with why. Errors of run's answer are returned as Ask's.
+func Lookup(ctx context.Context, b broker.Broker, s, id string, scanning func(why Fallback)) (*Answer, error) {
+	why := NoRequestReply
+	if r, ok := b.(broker.Responder); ok {
+		rctx, cancel := context.WithTimeout(ctx, askTimeout)
+		defer cancel()
+		ans, err := Ask(rctx, r, s, id)
+		if !errors.Is(err, broker.ErrNoResponders) {
+			return ans, err
+		}
+		why = NoRun
+	}
+	if scanning != nil {
+		scanning(why)
+	}
+	return ScanTrace(ctx, b, s, id)
 }
