@@ -91,8 +91,10 @@ func TestBindTargetExistingMustMatchAndKeepsItsStorage(t *testing.T) {
 	if _, err := producers.BindTarget(ctx, b, "t", coefficients.Default(), broker.ScenarioConfig{}, nil); !errors.Is(err, broker.ErrConflict) {
 		t.Fatalf("another set for an existing target: %v, want ErrConflict", err)
 	}
-	if _, err := producers.BindTarget(ctx, b, "t", half, owner, nil); err != nil {
-		t.Fatalf("the same set again: %v", err)
+	// The same set again, with other storage settings (the flags' defaults): the target keeps
+	// its owner's.
+	if got, err := producers.BindTarget(ctx, b, "t", half, broker.ScenarioConfig{}, nil); err != nil || got != half {
+		t.Fatalf("the same set again: bound %v (%v)", got, err)
 	}
 	var told []broker.Binding
 	got, err := producers.BindTarget(ctx, b, "t", nil, broker.ScenarioConfig{DedupWindow: time.Minute}, func(have broker.Binding) error {
@@ -103,7 +105,7 @@ func TestBindTargetExistingMustMatchAndKeepsItsStorage(t *testing.T) {
 		t.Fatalf("existing target used as it is: bound %v (%v), told %+v", got, err, told)
 	}
 	if have, _ := b.Registry().Get(ctx, "t"); have.Config != owner || have.CoefVersion != half.CoefVersion {
-		t.Fatalf("existing target now %+v, want its owner's storage %+v and set %s", have, owner, half.CoefVersion)
+		t.Fatalf("existing target now has storage %+v and set %s, want its owner's %+v and %s", have.Config, have.CoefVersion, owner, half.CoefVersion)
 	}
 	refused := errors.New("refused")
 	if _, err := producers.BindTarget(ctx, b, "t", nil, broker.ScenarioConfig{}, func(broker.Binding) error { return refused }); !errors.Is(err, refused) {
