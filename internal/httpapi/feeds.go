@@ -30,13 +30,7 @@ func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	f, err := s.b.Feed(r.Context(), opts)
 	if err != nil {
-		status := http.StatusServiceUnavailable
-		if errors.Is(err, broker.ErrNotFound) {
-			status = http.StatusNotFound
-		} else if errors.Is(err, event.ErrInvalid) {
-			status = http.StatusBadRequest
-		}
-		writeError(w, status, err.Error())
+		writeError(w, statusOf(err), err.Error())
 		return
 	}
 	defer f.Close()
