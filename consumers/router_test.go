@@ -27,17 +27,8 @@ import (
 // start runs an embedded server with JetStream and connects to it.
 func start(t *testing.T) (*natsjs.Broker, jetstream.JetStream) {
 	t.Helper()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL(), ConnectWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b, conformance.JetStream(t, ns.ClientURL())
+	b, url := conformance.NATS(t)
+	return b, conformance.JetStream(t, url)
 }
 
 func signal(id string) broker.Message {

@@ -24,8 +24,8 @@ func portSignals(s, prefix string, n int) []broker.Message {
 	return out
 }
 
-// fetchN fetches from c until it has n deliveries or total passes.
-func fetchN(t *testing.T, c broker.Consumer, n int, total time.Duration) []broker.Delivery {
+// FetchN fetches from c until it has n deliveries or total passes.
+func FetchN(t *testing.T, c broker.Consumer, n int, total time.Duration) []broker.Delivery {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), total)
 	defer cancel()
@@ -67,7 +67,7 @@ func testCommit(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fetchN(t, c1, 6, 20*time.Second)
+	got := FetchN(t, c1, 6, 20*time.Second)
 	if fmt.Sprint(ids(got)) != "[c-0 c-1 c-2 c-3 c-4 c-5]" {
 		t.Fatalf("fetched %v, want c-0 to c-5 in order", ids(got))
 	}
@@ -85,7 +85,7 @@ func testCommit(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	again := fetchN(t, c2, 3, h.AckWait*3+20*time.Second)
+	again := FetchN(t, c2, 3, h.AckWait*3+20*time.Second)
 	if fmt.Sprint(ids(again)) != "[c-3 c-4 c-5]" {
 		t.Fatalf("delivered again %v, want only the uncommitted c-3 c-4 c-5", ids(again))
 	}
@@ -138,7 +138,7 @@ func testErrors(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := fetchN(t, c, 1, 20*time.Second)
+	held := FetchN(t, c, 1, 20*time.Second)
 	h.Kill(killed)
 	err = killed.Publish(ctx, portSignals("base", "dead", 1))
 	if !errors.Is(err, broker.ErrClosed) || broker.Transient(err) {
@@ -162,7 +162,7 @@ func testErrors(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	defer next.Close()
-	if again := fetchN(t, next, 1, h.AckWait*3+20*time.Second); again[0].Message().ID != held[0].Message().ID {
+	if again := FetchN(t, next, 1, h.AckWait*3+20*time.Second); again[0].Message().ID != held[0].Message().ID {
 		t.Errorf("after the kill a new consumer got %s first, want %s, which the killed one held", again[0].Message().ID, held[0].Message().ID)
 	}
 

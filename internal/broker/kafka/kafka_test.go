@@ -183,8 +183,7 @@ func TestConnectNobodyThere(t *testing.T) {
 func TestTopicsCreatedWithPartitions(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
-	o := testOptions(t, addrs)
-	b := connectWith(t, o)
+	b := connect(t, addrs)
 	if err := b.EnsureScenario(t.Context(), "what-if", broker.ScenarioConfig{Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
@@ -528,8 +527,7 @@ func TestLagDoesNotJoinTheGroup(t *testing.T) {
 func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
-	o := testOptions(t, addrs)
-	b := connectWith(t, o)
+	b := connect(t, addrs)
 	ctx := t.Context()
 	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 1}); err != nil {
 		t.Fatal(err)
@@ -544,17 +542,6 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 		}
 		return n
 	}
-	fetch := func(c broker.Consumer, n int) []broker.Delivery {
-		var got []broker.Delivery
-		for len(got) < n {
-			batch, err := c.Fetch(ctx, n-len(got))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, batch...)
-		}
-		return got
-	}
 	commit := func(c broker.Consumer, ds ...broker.Delivery) {
 		if err := c.Commit(ctx, ds); err != nil {
 			t.Fatal(err)
@@ -564,7 +551,7 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fetch(c, 3)
+	got := conformance.FetchN(t, c, 3, 10*time.Second)
 	// Committing the last one alone sends nothing: the first two would be lost on a crash.
 	commit(c, got[2])
 	if n := lag(); n != 6 {
@@ -576,7 +563,7 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 		t.Fatalf("lag %d after committing the batch, want 3", n)
 	}
 	// Closing commits the committed prefix, and nothing past a gap.
-	got = fetch(c, 3)
+	got = conformance.FetchN(t, c, 3, 10*time.Second)
 	commit(c, got[0], got[2])
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -591,8 +578,7 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
-	o := testOptions(t, addrs)
-	b := connectWith(t, o)
+	b := connect(t, addrs)
 	ctx := t.Context()
 	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 2}); err != nil {
 		t.Fatal(err)
@@ -606,14 +592,7 @@ func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var got []broker.Delivery
-	for len(got) < len(msgs) {
-		batch, err := c.Fetch(ctx, len(msgs)-len(got))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, batch...)
-	}
+	got := conformance.FetchN(t, c, len(msgs), 10*time.Second)
 	// The gap is the first delivery of the partition it is in; everything else is committed.
 	partition := func(d broker.Delivery) string { p, _, _ := strings.Cut(d.Cursor(), ":"); return p }
 	gap := got[0]
