@@ -217,6 +217,16 @@ func (c ScenarioConfig) Validate() error {
 	return nil
 }
 
+// CheckScenario refuses, before an adapter touches its broker, a scenario name that does not
+// match event.NamePattern (event.ErrInvalid) and a config that Validate refuses
+// (ErrInvalidConfig).
+func CheckScenario(s string, cfg ScenarioConfig) error {
+	if !event.ValidName(s) {
+		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
+	}
+	return cfg.Validate()
+}
+
 // Binding ties a scenario to its coefficient set and records its owner's storage settings.
 type Binding struct {
 	Scenario    string         `json:"scenario"`
