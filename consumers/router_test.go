@@ -31,6 +31,15 @@ func start(t *testing.T) (*natsjs.Broker, jetstream.JetStream) {
 	return b, conformance.JetStream(t, url)
 }
 
+// applicationConsumer is the state of scenario t's application consumer.
+func applicationConsumer(t *testing.T, js jetstream.JetStream) (*jetstream.ConsumerInfo, error) {
+	c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(t.Context())
+}
+
 // publishAmongGood publishes poison, then five good signals good-0 … good-4; it returns how
 // many messages it published.
 func publishAmongGood(t *testing.T, b broker.Broker, poison broker.Message) int {
@@ -112,11 +121,7 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 		t.Errorf("dead letter headers %v", dl.Header)
 	}
 	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() error {
-		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
-		if err != nil {
-			return err
-		}
-		ci, err := c.Info(t.Context())
+		ci, err := applicationConsumer(t, js)
 		if err != nil {
 			return err
 		}
@@ -184,11 +189,7 @@ func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 		return nil
 	})
 	conformance.Eventually(t, 10*time.Second, "the poison input handed back, the good ones acknowledged", func() error {
-		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
-		if err != nil {
-			return err
-		}
-		ci, err := c.Info(t.Context())
+		ci, err := applicationConsumer(t, js)
 		if err != nil {
 			return err
 		}

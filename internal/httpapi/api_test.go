@@ -75,12 +75,8 @@ func request(t *testing.T, base string, c call) (int, string) {
 // openAPI reads the routes of docs/openapi.yaml ("GET /v1/totals").
 func openAPI(t *testing.T) map[string]bool {
 	t.Helper()
-	doc, err := loadSpec()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	for path, item := range doc.Paths.Map() {
+	for path, item := range mustSpec(t).Paths.Map() {
 		for method := range item.Operations() {
 			out[method+" "+path] = true
 		}
