@@ -48,17 +48,24 @@ func ids(ds []broker.Delivery) []string {
 	return out
 }
 
-// Commit: what a consumer committed is not delivered again, what it did not commit comes
-// again to the next consumer of its layer, and Lag counts the uncommitted.
-func testCommit(t *testing.T, h Harness) {
-	connect := h.Fresh(t)
-	b := connect(t)
-	ctx := t.Context()
-	// As an owner does: the storage with its config, recorded in the binding, whose ack
-	// wait consumers on other connections go by.
+// freshBound starts a fresh broker and binds scenario base on a first connection as an owner
+// does: the storage with the harness's ack wait, recorded in the binding, which consumers on
+// other connections go by. It returns how to open more connections, and the first.
+func freshBound(t *testing.T, h Harness) (connect func(t *testing.T) broker.Broker, b broker.Broker) {
+	t.Helper()
+	connect = h.Fresh(t)
+	b = connect(t)
 	if err := routerBind(t, b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
+	return connect, b
+}
+
+// Commit: what a consumer committed is not delivered again, what it did not commit comes
+// again to the next consumer of its layer, and Lag counts the uncommitted.
+func testCommit(t *testing.T, h Harness) {
+	connect, b := freshBound(t, h)
+	ctx := t.Context()
 	if err := b.Publish(ctx, portSignals("base", "c", 6)); err != nil {
 		t.Fatal(err)
 	}
@@ -112,13 +119,8 @@ func testCommit(t *testing.T, h Harness) {
 // Errors: a request the broker refuses for what it is is permanent, an operation on a killed
 // connection fails with ErrClosed, and one against a broker that stopped is transient.
 func testErrors(t *testing.T, h Harness) {
-	connect := h.Fresh(t)
-	b := connect(t)
+	connect, b := freshBound(t, h)
 	ctx := t.Context()
-	// Bound with the harness's ack wait, which consumers on other connections go by.
-	if err := routerBind(t, b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
-		t.Fatal(err)
-	}
 	limit := broker.DefaultMaxPayload
 	if l, ok := b.(broker.PayloadLimiter); ok {
 		limit = l.MaxPayload()
