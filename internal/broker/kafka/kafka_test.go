@@ -79,6 +79,18 @@ func connect(t *testing.T, addrs []string) *kafka.Broker {
 	return connectWith(t, testOptions(t, addrs))
 }
 
+// withBase starts a kfake cluster, connects to it and creates scenario base with cfg; it
+// returns the cluster's addresses and the connection.
+func withBase(t *testing.T, cfg broker.ScenarioConfig) ([]string, *kafka.Broker) {
+	t.Helper()
+	addrs := kafkatest.Cluster(t)
+	b := connect(t, addrs)
+	if err := b.EnsureScenario(t.Context(), "base", cfg); err != nil {
+		t.Fatal(err)
+	}
+	return addrs, b
+}
+
 // admin is a client of its own (kafka-go's default transport caches metadata for 6s),
 // closed by t.Cleanup.
 func admin(t *testing.T, addrs []string) *kgo.Client {
@@ -340,12 +352,8 @@ func drain(ctx context.Context, c broker.Consumer, seen func(id string)) error {
 
 func TestTwoConsumersShareALayer(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	pub := connect(t, addrs)
+	addrs, pub := withBase(t, broker.ScenarioConfig{})
 	ctx := t.Context()
-	if err := pub.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	group := event.ConsumerName("base", event.Model)
 	var mu sync.Mutex
 	count := map[string]int{}
@@ -399,12 +407,8 @@ func TestTwoConsumersShareALayer(t *testing.T) {
 
 func TestRebalanceMidStreamLosesNothing(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	pub := connect(t, addrs)
+	addrs, pub := withBase(t, broker.ScenarioConfig{})
 	ctx := t.Context()
-	if err := pub.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	count := map[string]int{}
 	seen := func(id string) { mu.Lock(); count[id]++; mu.Unlock() }
@@ -489,12 +493,8 @@ func TestRebalanceMidStreamLosesNothing(t *testing.T) {
 
 func TestLagDoesNotJoinTheGroup(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	b := connect(t, addrs)
+	addrs, b := withBase(t, broker.ScenarioConfig{})
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	if err := b.Publish(ctx, signals("base", event.Energy, "us", "e", 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -526,12 +526,8 @@ func TestLagDoesNotJoinTheGroup(t *testing.T) {
 // outcome it returns; a delivery behind a gap is recorded and sent when the gap closes.
 func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	b := connect(t, addrs)
+	_, b := withBase(t, broker.ScenarioConfig{Partitions: 1})
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
 	if err := b.Publish(ctx, signals("base", event.Application, "us", "a", 6)); err != nil {
 		t.Fatal(err)
 	}
@@ -577,12 +573,8 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 // back the commits of its own partition only: the rest of the batch is committed at once.
 func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	b := connect(t, addrs)
+	_, b := withBase(t, broker.ScenarioConfig{Partitions: 2})
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
 	msgs := signals("base", event.Application, "us", "g", 40)
 	if err := b.Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
