@@ -4,8 +4,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -39,5 +42,49 @@ func TestDLQLayer(t *testing.T) {
 		if code, _, stderr := run(t.Context(), "", env, "dlq", "ls", "--layer", layer); code != 2 || !strings.Contains(stderr, "--layer") {
 			t.Errorf("dlq ls --layer %s: exit %d, %s; want 2 naming --layer", layer, code, stderr)
 		}
+	}
+}
+
+// `dlq redrive` re-publishes each dead letter's body to its original subject, skips one whose
+// body was cut (saying so), and publishes it once when run twice.
+func TestDLQRedrive(t *testing.T) {
+	t.Parallel()
+	ns, env := startBroker(t)
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	orig := event.SignalSubject("base", event.Chips, "us")
+	err = b.Publish(t.Context(), []broker.Message{
+		{Subject: event.DLQSubject("base", event.Chips), ID: "dead-1", Data: []byte("whole"), Header: map[string]string{broker.HeaderLayer: "chips", broker.HeaderOriginalSubject: orig}},
+		{Subject: event.DLQSubject("base", event.Chips), ID: "dead-2", Data: []byte("cu"), Header: map[string]string{broker.HeaderLayer: "chips", broker.HeaderOriginalSubject: orig, broker.HeaderTruncated: "9"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		code, out, stderr := run(t.Context(), "", env, "dlq", "redrive", "--layer", "chips")
+		if code != 0 || !strings.Contains(out, "re-drove 1 dead letters") || !strings.Contains(out, "skipped 1 dead letters") {
+			t.Fatalf("dlq redrive: %d %q %s", code, out, stderr)
+		}
+	}
+	st, err := conformance.JetStream(t, ns.ClientURL()).Stream(t.Context(), event.StreamName("base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(orig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[orig]; n != 1 {
+		t.Fatalf("%d messages on %s after two redrives, want 1", n, orig)
+	}
+	m, err := st.GetLastMsgForSubject(t.Context(), orig)
+	if err != nil || string(m.Data) != "whole" {
+		t.Fatalf("last message on %s: %v %v, want the dead letter's body", orig, m, err)
 	}
 }
