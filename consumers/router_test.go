@@ -27,17 +27,31 @@ import (
 // start runs an embedded server with JetStream and connects to it.
 func start(t *testing.T) (*natsjs.Broker, jetstream.JetStream) {
 	t.Helper()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	b, url := conformance.NATS(t)
+	return b, conformance.JetStream(t, url)
+}
+
+// applicationConsumer is the state of scenario t's application consumer.
+func applicationConsumer(t *testing.T, js jetstream.JetStream) (*jetstream.ConsumerInfo, error) {
+	c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
 	if err != nil {
+		return nil, err
+	}
+	return c.Info(t.Context())
+}
+
+// publishAmongGood publishes poison, then five good signals good-0 … good-4; it returns how
+// many messages it published.
+func publishAmongGood(t *testing.T, b broker.Broker, poison broker.Message) int {
+	t.Helper()
+	msgs := []broker.Message{poison}
+	for i := range 5 {
+		msgs = append(msgs, signal("good-"+strconv.Itoa(i)))
+	}
+	if err := b.Publish(t.Context(), msgs); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(ns.Shutdown)
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL(), ConnectWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b, conformance.JetStream(t, ns.ClientURL())
+	return len(msgs)
 }
 
 func signal(id string) broker.Message {
@@ -85,13 +99,7 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 	}
 	raw := bytes.Repeat([]byte("x"), b.MaxPayload()-64)
 	poison := broker.Message{Subject: event.SignalSubject("t", event.Application, "us"), ID: "poison", Data: raw}
-	msgs := []broker.Message{poison}
-	for i := range 5 {
-		msgs = append(msgs, signal("good-"+strconv.Itoa(i)))
-	}
-	if err := b.Publish(t.Context(), msgs); err != nil {
-		t.Fatal(err)
-	}
+	sent := publishAmongGood(t, b, poison)
 	logs, m := serveApplication(t, b)
 
 	var dl *jetstream.RawStreamMsg
@@ -113,16 +121,12 @@ func TestNearLimitSignalIsDeadLetteredTruncated(t *testing.T) {
 		t.Errorf("dead letter headers %v", dl.Header)
 	}
 	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() error {
-		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
+		ci, err := applicationConsumer(t, js)
 		if err != nil {
 			return err
 		}
-		ci, err := c.Info(t.Context())
-		if err != nil {
-			return err
-		}
-		if ci.NumPending != 0 || ci.NumAckPending != 0 || ci.AckFloor.Stream < uint64(len(msgs)) {
-			return fmt.Errorf("%d pending, %d unacknowledged, acknowledged up to %d of %d", ci.NumPending, ci.NumAckPending, ci.AckFloor.Stream, len(msgs))
+		if ci.NumPending != 0 || ci.NumAckPending != 0 || ci.AckFloor.Stream < uint64(sent) {
+			return fmt.Errorf("%d pending, %d unacknowledged, acknowledged up to %d of %d", ci.NumPending, ci.NumAckPending, ci.AckFloor.Stream, sent)
 		}
 		return nil
 	})
@@ -168,13 +172,7 @@ func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	poison := broker.Message{Subject: event.SignalSubject("t", event.Application, "us"), ID: "poison", Data: bytes.Repeat([]byte("x"), 1900)}
-	msgs := []broker.Message{poison}
-	for i := range 5 {
-		msgs = append(msgs, signal("good-"+strconv.Itoa(i)))
-	}
-	if err := b.Publish(t.Context(), msgs); err != nil {
-		t.Fatal(err)
-	}
+	publishAmongGood(t, b, poison)
 	logs, m := serveApplication(t, b)
 	conformance.Eventually(t, 10*time.Second, "every good signal's outputs", func() error {
 		info, err := st.Info(t.Context(), jetstream.WithSubjectFilter("cascade.t.demand.model.>"))
@@ -191,11 +189,7 @@ func TestPermanentPublishFailureHoldsUpOnlyItsInput(t *testing.T) {
 		return nil
 	})
 	conformance.Eventually(t, 10*time.Second, "the poison input handed back, the good ones acknowledged", func() error {
-		c, err := js.Consumer(t.Context(), event.StreamName("t"), event.ConsumerName("t", event.Application))
-		if err != nil {
-			return err
-		}
-		ci, err := c.Info(t.Context())
+		ci, err := applicationConsumer(t, js)
 		if err != nil {
 			return err
 		}

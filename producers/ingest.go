@@ -69,17 +69,14 @@ func Split(body []byte) ([]Item, error) {
 // failing the whole array; an element that is not one JSON value is an Item with Err.
 func splitArray(body []byte) ([]Item, error) {
 	var items []Item
-	depth, inString, escaped, start := 0, false, false, 1
+	var str jsonStrings
+	depth, start := 0, 1
 	for i := 1; i < len(body); i++ {
 		c := body[i]
+		if !str.outside(c) {
+			continue
+		}
 		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			escaped = c == '\\'
-			inString = c != '"'
-		case c == '"':
-			inString = true
 		case c == '{' || c == '[':
 			depth++
 		case depth > 0 && (c == '}' || c == ']'):
@@ -163,18 +160,35 @@ func oversized(n int) error {
 	return &event.ValidationError{Field: "event", Rule: fmt.Sprintf("over %d KiB (%d bytes)", event.MaxEventBytes>>10, n)}
 }
 
+// jsonStrings follows JSON text byte by byte to tell the bytes of strings from the rest.
+type jsonStrings struct{ in, escaped bool }
+
+// outside reads the next byte c and reports whether it stands outside every string (a
+// string's quotes count as inside).
+func (s *jsonStrings) outside(c byte) bool {
+	switch {
+	case s.escaped:
+		s.escaped = false
+	case s.in:
+		s.escaped = c == '\\'
+		s.in = c != '"'
+	case c == '"':
+		s.in = true
+	default:
+		return true
+	}
+	return false
+}
+
 // tooDeep reports whether objects and arrays nest deeper than MaxDepth in raw, strings aside.
 func tooDeep(raw []byte) bool {
-	depth, inString, escaped := 0, false, false
+	var str jsonStrings
+	depth := 0
 	for _, c := range raw {
+		if !str.outside(c) {
+			continue
+		}
 		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			escaped = c == '\\'
-			inString = c != '"'
-		case c == '"':
-			inString = true
 		case c == '{' || c == '[':
 			if depth++; depth > MaxDepth {
 				return true

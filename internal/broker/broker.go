@@ -217,6 +217,16 @@ func (c ScenarioConfig) Validate() error {
 	return nil
 }
 
+// CheckScenario refuses, before an adapter touches its broker, a scenario name that does not
+// match event.NamePattern (event.ErrInvalid) and a config that Validate refuses
+// (ErrInvalidConfig).
+func CheckScenario(s string, cfg ScenarioConfig) error {
+	if !event.ValidName(s) {
+		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
+	}
+	return cfg.Validate()
+}
+
 // Binding ties a scenario to its coefficient set and records its owner's storage settings.
 type Binding struct {
 	Scenario    string         `json:"scenario"`
@@ -397,4 +407,32 @@ func Each(ctx context.Context, b Broker, o FeedOptions, fn func(Delivery) error)
 			return err
 		}
 	}
+}
+
+// Next is what one call of Feed.Next returned.
+type Next struct {
+	Delivery Delivery
+	Err      error
+}
+
+// Pump calls f.Next on a goroutine of its own and sends each result on the returned channel
+// (of capacity buf), for a reader that waits on other things too. It stops when ctx ends or
+// after sending a result with an error; done is closed once the goroutine has returned.
+func Pump(ctx context.Context, f Feed, buf int) (next <-chan Next, done <-chan struct{}) {
+	ch, fin := make(chan Next, buf), make(chan struct{})
+	go func() {
+		defer close(fin)
+		for {
+			d, err := f.Next(ctx)
+			select {
+			case ch <- Next{d, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch, fin
 }

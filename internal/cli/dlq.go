@@ -38,28 +38,22 @@ func (a *app) dlqCmd() *cobra.Command {
 		Short:   "Print dead letters as NDJSON: error, kind, layer, original subject and body",
 		Example: "  cascade dlq ls\n  cascade dlq ls --layer chips --scenario half-util",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			sel, err := a.dlqSelector(layer)
-			if err != nil {
-				return err
-			}
+		RunE: a.onDeadLetters(&layer, func(ctx context.Context, b broker.Broker, sel broker.Selector) error {
 			enc := json.NewEncoder(a.Stdout)
-			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				return deadLetters(cmd.Context(), b, sel, func(d broker.Delivery) error {
-					m := d.Message()
-					line := map[string]any{
-						"seq": d.Seq(), "time": d.Time().UTC(), "layer": m.Header[broker.HeaderLayer],
-						"kind": m.Header[broker.HeaderErrorKind], "error": m.Header[broker.HeaderError],
-						"subject": m.Header[broker.HeaderOriginalSubject], "msg_id": m.Header[broker.HeaderOriginalMsgID],
-						"deliveries": m.Header[broker.HeaderDeliveries], "body": string(m.Data),
-					}
-					if n := m.Header[broker.HeaderTruncated]; n != "" {
-						line["truncated_from"] = n
-					}
-					return enc.Encode(line)
-				})
+			return deadLetters(ctx, b, sel, func(d broker.Delivery) error {
+				m := d.Message()
+				line := map[string]any{
+					"seq": d.Seq(), "time": d.Time().UTC(), "layer": m.Header[broker.HeaderLayer],
+					"kind": m.Header[broker.HeaderErrorKind], "error": m.Header[broker.HeaderError],
+					"subject": m.Header[broker.HeaderOriginalSubject], "msg_id": m.Header[broker.HeaderOriginalMsgID],
+					"deliveries": m.Header[broker.HeaderDeliveries], "body": string(m.Data),
+				}
+				if n := m.Header[broker.HeaderTruncated]; n != "" {
+					line["truncated_from"] = n
+				}
+				return enc.Encode(line)
 			})
-		},
+		}),
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "redrive",
@@ -70,38 +64,44 @@ publishes it once. Dead letters whose bodies were cut to fit the broker (Cascade
 skipped.`,
 		Example: "  cascade dlq redrive --layer chips",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			sel, err := a.dlqSelector(layer)
+		RunE: a.onDeadLetters(&layer, func(ctx context.Context, b broker.Broker, sel broker.Selector) error {
+			var msgs []broker.Message
+			cut := 0
+			err := deadLetters(ctx, b, sel, func(d broker.Delivery) error {
+				m := d.Message()
+				if m.Header[broker.HeaderTruncated] != "" {
+					cut++ // its body is incomplete
+					return nil
+				}
+				msgs = append(msgs, broker.Message{Subject: m.Header[broker.HeaderOriginalSubject], ID: "redrive:" + d.Cursor(), Key: m.Key, Data: m.Data})
+				return nil
+			})
 			if err != nil {
 				return err
 			}
-			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				var msgs []broker.Message
-				cut := 0
-				err := deadLetters(cmd.Context(), b, sel, func(d broker.Delivery) error {
-					m := d.Message()
-					if m.Header[broker.HeaderTruncated] != "" {
-						cut++ // its body is incomplete
-						return nil
-					}
-					msgs = append(msgs, broker.Message{Subject: m.Header[broker.HeaderOriginalSubject], ID: "redrive:" + d.Cursor(), Key: m.Key, Data: m.Data})
-					return nil
-				})
-				if err != nil {
+			if len(msgs) > 0 {
+				if err := b.Publish(ctx, msgs); err != nil {
 					return err
 				}
-				if len(msgs) > 0 {
-					if err := b.Publish(cmd.Context(), msgs); err != nil {
-						return err
-					}
-				}
-				fmt.Fprintf(a.Stdout, "re-drove %d dead letters\n", len(msgs))
-				if cut > 0 {
-					fmt.Fprintf(a.Stdout, "skipped %d dead letters whose bodies were cut to fit the broker (%s)\n", cut, broker.HeaderTruncated)
-				}
-				return nil
-			})
-		},
+			}
+			fmt.Fprintf(a.Stdout, "re-drove %d dead letters\n", len(msgs))
+			if cut > 0 {
+				fmt.Fprintf(a.Stdout, "skipped %d dead letters whose bodies were cut to fit the broker (%s)\n", cut, broker.HeaderTruncated)
+			}
+			return nil
+		}),
 	})
 	return cmd
+}
+
+// onDeadLetters is the run of a dlq subcommand: --layer checked, then fn on a connected broker
+// with the selection of the scenario's dead letters.
+func (a *app) onDeadLetters(layer *string, fn func(ctx context.Context, b broker.Broker, sel broker.Selector) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		sel, err := a.dlqSelector(*layer)
+		if err != nil {
+			return err
+		}
+		return a.withBroker(cmd.Context(), func(b broker.Broker) error { return fn(cmd.Context(), b, sel) })
+	}
 }

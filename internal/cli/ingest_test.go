@@ -15,18 +15,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
 )
 
 // startBroker runs a bare in-process nats-server with JetStream: no scenario is registered.
 func startBroker(t *testing.T) (*server.Server, map[string]string) {
 	t.Helper()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := conformance.NATSServer(t)
 	return ns, map[string]string{"CASCADE_NATS_URL": ns.ClientURL()}
 }
 

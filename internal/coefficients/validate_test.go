@@ -20,9 +20,16 @@ func fresh(t *testing.T) *coefficients.Set {
 	return l.Set
 }
 
-// wantInvalid checks that err matches ErrInvalid and that its message holds want ("key: rule").
+// wantInvalid checks that err matches ErrInvalid and that its message holds want ("key: rule");
+// an empty want means no error.
 func wantInvalid(t *testing.T, err error, want string) {
 	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("got %v, want nil", err)
+		}
+		return
+	}
 	var v *event.ValidationError
 	if err == nil || !errors.Is(err, event.ErrInvalid) || !errors.As(err, &v) {
 		t.Fatalf("got %v, want a ValidationError holding %q", err, want)
@@ -49,18 +56,18 @@ func TestValidate(t *testing.T) {
 		{"default category unknown", func(s *coefficients.Set) { s.Applications.DefaultCategory = "games" },
 			`applications.default_category: must name one of applications.categories (got "games")`},
 		{"category requests zero", func(s *coefficients.Set) {
-			setCategory(s, "chat", func(c *coefficients.Category) { c.RequestsPerUserDay = 0 })
+			setEntry(s.Applications.Categories, "chat", func(c *coefficients.Category) { c.RequestsPerUserDay = 0 })
 		},
 			"applications.categories.chat.requests_per_user_day: must be > 0"},
 		{"category tokens negative", func(s *coefficients.Set) {
-			setCategory(s, "coding", func(c *coefficients.Category) { c.TokensPerRequest = -1 })
+			setEntry(s.Applications.Categories, "coding", func(c *coefficients.Category) { c.TokensPerRequest = -1 })
 		},
 			"applications.categories.coding.tokens_per_request: must be > 0"},
 		{"category tokens NaN", func(s *coefficients.Set) {
-			setCategory(s, "image", func(c *coefficients.Category) { c.TokensPerRequest = math.NaN() })
+			setEntry(s.Applications.Categories, "image", func(c *coefficients.Category) { c.TokensPerRequest = math.NaN() })
 		}, "applications.categories.image.tokens_per_request: must be a finite number"},
 		{"category model not in catalog", func(s *coefficients.Set) {
-			setCategory(s, "agents", func(c *coefficients.Category) { c.Model = "gpt-9" })
+			setEntry(s.Applications.Categories, "agents", func(c *coefficients.Category) { c.Model = "gpt-9" })
 		},
 			`applications.categories.agents.model: must name a model of models.catalog (got "gpt-9")`},
 		{"default model not in catalog", func(s *coefficients.Set) { s.Models.DefaultModel = "gpt-9" },
@@ -69,15 +76,15 @@ func TestValidate(t *testing.T) {
 		{"reasoning multiplier negative", func(s *coefficients.Set) { s.Models.ReasoningTokenMultiplier = -1 }, "models.reasoning_token_multiplier: must be >= 0"},
 		{"reasoning multiplier infinite", func(s *coefficients.Set) { s.Models.ReasoningTokenMultiplier = math.Inf(1) }, "models.reasoning_token_multiplier: must be a finite number"},
 		{"params_total zero", func(s *coefficients.Set) {
-			setModel(s, "kimi-k2", func(m *coefficients.CatalogModel) { m.ParamsTotal = 0 })
+			setEntry(s.Models.Catalog, "kimi-k2", func(m *coefficients.CatalogModel) { m.ParamsTotal = 0 })
 		},
 			"models.catalog.kimi-k2.params_total: must be > 0"},
 		{"params_active zero", func(s *coefficients.Set) {
-			setModel(s, "kimi-k2", func(m *coefficients.CatalogModel) { m.ParamsActive = 0 })
+			setEntry(s.Models.Catalog, "kimi-k2", func(m *coefficients.CatalogModel) { m.ParamsActive = 0 })
 		},
 			"models.catalog.kimi-k2.params_active: must be > 0"},
 		{"params_active above params_total", func(s *coefficients.Set) {
-			setModel(s, "llama-3.1-8b", func(m *coefficients.CatalogModel) { m.ParamsActive = 9e9 })
+			setEntry(s.Models.Catalog, "llama-3.1-8b", func(m *coefficients.CatalogModel) { m.ParamsActive = 9e9 })
 		}, "models.catalog.llama-3.1-8b.params_active: must be <= params_total"},
 		{"expected tokens open negative", func(s *coefficients.Set) { s.Models.Release.ExpectedTokensPerDay.Open = -1 },
 			"models.release.expected_tokens_per_day.open: must be >= 0"},
@@ -112,15 +119,15 @@ func TestValidate(t *testing.T) {
 		{"pue default below 1", func(s *coefficients.Set) { s.Infrastructure.PUE.Default = 0.9 }, "infrastructure.pue.default: must be >= 1"},
 		{"pue region below 1", func(s *coefficients.Set) { s.Infrastructure.PUE.Regions["us"] = 0.5 }, "infrastructure.pue.regions.us: must be >= 1"},
 		{"peak zero", func(s *coefficients.Set) {
-			setAccelerator(s, "h100", func(a *coefficients.Accelerator) { a.PeakFlopPerS = 0 })
+			setEntry(s.Chips.Accelerators, "h100", func(a *coefficients.Accelerator) { a.PeakFlopPerS = 0 })
 		},
 			"chips.accelerators.h100.peak_flop_per_s: must be > 0"},
 		{"system_kw negative", func(s *coefficients.Set) {
-			setAccelerator(s, "b200", func(a *coefficients.Accelerator) { a.SystemKW = -1 })
+			setEntry(s.Chips.Accelerators, "b200", func(a *coefficients.Accelerator) { a.SystemKW = -1 })
 		},
 			"chips.accelerators.b200.system_kw: must be > 0"},
 		{"hbm zero", func(s *coefficients.Set) {
-			setAccelerator(s, "mi300x", func(a *coefficients.Accelerator) { a.HBMGB = 0 })
+			setEntry(s.Chips.Accelerators, "mi300x", func(a *coefficients.Accelerator) { a.HBMGB = 0 })
 		},
 			"chips.accelerators.mi300x.hbm_gb: must be > 0"},
 		{"load factor zero", func(s *coefficients.Set) { s.Energy.LoadFactor = 0 }, "energy.load_factor: must be in (0, 1]"},
@@ -137,12 +144,6 @@ func TestValidate(t *testing.T) {
 			s := fresh(t)
 			tc.in(s)
 			err := s.Validate()
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("got %v, want nil", err)
-				}
-				return
-			}
 			wantInvalid(t, err, tc.wantErr)
 		})
 	}
@@ -168,29 +169,12 @@ func TestValidateReportsAll(t *testing.T) {
 	}
 }
 
-func setCategory(s *coefficients.Set, name string, f func(*coefficients.Category)) {
-	c, ok := s.Applications.Categories[name]
+// setEntry changes the entry name of one of the default set's maps in place.
+func setEntry[V any](m map[string]V, name string, f func(*V)) {
+	v, ok := m[name]
 	if !ok {
 		panic("default set has no " + name)
 	}
-	f(&c)
-	s.Applications.Categories[name] = c
-}
-
-func setModel(s *coefficients.Set, name string, f func(*coefficients.CatalogModel)) {
-	m, ok := s.Models.Catalog[name]
-	if !ok {
-		panic("default set has no " + name)
-	}
-	f(&m)
-	s.Models.Catalog[name] = m
-}
-
-func setAccelerator(s *coefficients.Set, name string, f func(*coefficients.Accelerator)) {
-	a, ok := s.Chips.Accelerators[name]
-	if !ok {
-		panic("default set has no " + name)
-	}
-	f(&a)
-	s.Chips.Accelerators[name] = a
+	f(&v)
+	m[name] = v
 }

@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
 )
 
 // Harness starts brokers for the suite.
@@ -123,4 +125,29 @@ func JetStream(t *testing.T, url string, opts ...nats.Option) jetstream.JetStrea
 		t.Fatal(err)
 	}
 	return js
+}
+
+// NATSServer runs an embedded nats-server with JetStream on a free local port, its store in
+// t.TempDir(); it is shut down by t.Cleanup.
+func NATSServer(t testing.TB) *server.Server {
+	t.Helper()
+	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// NATS runs NATSServer and connects a broker to it (closed by t.Cleanup, before the server
+// shuts down); it returns the broker and the server's client URL.
+func NATS(t testing.TB) (*natsjs.Broker, string) {
+	t.Helper()
+	ns := NATSServer(t)
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL(), ConnectWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b, ns.ClientURL()
 }

@@ -94,9 +94,7 @@ func mustHistory(t *testing.T) []*event.Event {
 }
 
 func testWhatIf(t *testing.T, h Harness) {
-	b := h.Fresh(t)(t)
-	base := coefficients.Default()
-	startPipeline(t, b, "base", base)
+	b, base := basePipeline(t, h)
 	half := *base.Set
 	half.Version = "half-inference-utilization"
 	half.Infrastructure.Utilization.Inference /= 2
@@ -155,9 +153,7 @@ func mustTotals(t *testing.T, b broker.Broker, s string) *query.Totals {
 }
 
 func testTraceAndRange(t *testing.T, h Harness) {
-	b := h.Fresh(t)(t)
-	coef := coefficients.Default()
-	startPipeline(t, b, "base", coef)
+	b, coef := basePipeline(t, h)
 	all := replayHistory(t, b, "base", coef)
 
 	a, err := lineage.ScanTrace(t.Context(), b, "base", "hist-2025-01-20-deepseek-r1")

@@ -52,6 +52,15 @@ func publish(t *testing.T, b broker.Broker, s string, raws []string) {
 	}
 }
 
+// basePipeline starts a fresh broker running the whole pipeline on scenario base under the
+// default coefficients; it returns a connection and those coefficients.
+func basePipeline(t *testing.T, h Harness) (broker.Broker, *coefficients.Loaded) {
+	t.Helper()
+	b, coef := h.Fresh(t)(t), coefficients.Default()
+	startPipeline(t, b, "base", coef)
+	return b, coef
+}
+
 // startPipeline binds s to coef and serves all five layers until the test ends.
 func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) {
 	t.Helper()

@@ -24,8 +24,8 @@ func portSignals(s, prefix string, n int) []broker.Message {
 	return out
 }
 
-// fetchN fetches from c until it has n deliveries or total passes.
-func fetchN(t *testing.T, c broker.Consumer, n int, total time.Duration) []broker.Delivery {
+// FetchN fetches from c until it has n deliveries or total passes.
+func FetchN(t *testing.T, c broker.Consumer, n int, total time.Duration) []broker.Delivery {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), total)
 	defer cancel()
@@ -48,17 +48,24 @@ func ids(ds []broker.Delivery) []string {
 	return out
 }
 
-// Commit: what a consumer committed is not delivered again, what it did not commit comes
-// again to the next consumer of its layer, and Lag counts the uncommitted.
-func testCommit(t *testing.T, h Harness) {
-	connect := h.Fresh(t)
-	b := connect(t)
-	ctx := t.Context()
-	// As an owner does: the storage with its config, recorded in the binding, whose ack
-	// wait consumers on other connections go by.
+// freshBound starts a fresh broker and binds scenario base on a first connection as an owner
+// does: the storage with the harness's ack wait, recorded in the binding, which consumers on
+// other connections go by. It returns how to open more connections, and the first.
+func freshBound(t *testing.T, h Harness) (connect func(t *testing.T) broker.Broker, b broker.Broker) {
+	t.Helper()
+	connect = h.Fresh(t)
+	b = connect(t)
 	if err := routerBind(t, b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
+	return connect, b
+}
+
+// Commit: what a consumer committed is not delivered again, what it did not commit comes
+// again to the next consumer of its layer, and Lag counts the uncommitted.
+func testCommit(t *testing.T, h Harness) {
+	connect, b := freshBound(t, h)
+	ctx := t.Context()
 	if err := b.Publish(ctx, portSignals("base", "c", 6)); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +74,7 @@ func testCommit(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fetchN(t, c1, 6, 20*time.Second)
+	got := FetchN(t, c1, 6, 20*time.Second)
 	if fmt.Sprint(ids(got)) != "[c-0 c-1 c-2 c-3 c-4 c-5]" {
 		t.Fatalf("fetched %v, want c-0 to c-5 in order", ids(got))
 	}
@@ -85,7 +92,7 @@ func testCommit(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	again := fetchN(t, c2, 3, h.AckWait*3+20*time.Second)
+	again := FetchN(t, c2, 3, h.AckWait*3+20*time.Second)
 	if fmt.Sprint(ids(again)) != "[c-3 c-4 c-5]" {
 		t.Fatalf("delivered again %v, want only the uncommitted c-3 c-4 c-5", ids(again))
 	}
@@ -112,13 +119,8 @@ func testCommit(t *testing.T, h Harness) {
 // Errors: a request the broker refuses for what it is is permanent, an operation on a killed
 // connection fails with ErrClosed, and one against a broker that stopped is transient.
 func testErrors(t *testing.T, h Harness) {
-	connect := h.Fresh(t)
-	b := connect(t)
+	connect, b := freshBound(t, h)
 	ctx := t.Context()
-	// Bound with the harness's ack wait, which consumers on other connections go by.
-	if err := routerBind(t, b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
-		t.Fatal(err)
-	}
 	limit := broker.DefaultMaxPayload
 	if l, ok := b.(broker.PayloadLimiter); ok {
 		limit = l.MaxPayload()
@@ -138,7 +140,7 @@ func testErrors(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := fetchN(t, c, 1, 20*time.Second)
+	held := FetchN(t, c, 1, 20*time.Second)
 	h.Kill(killed)
 	err = killed.Publish(ctx, portSignals("base", "dead", 1))
 	if !errors.Is(err, broker.ErrClosed) || broker.Transient(err) {
@@ -162,7 +164,7 @@ func testErrors(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	defer next.Close()
-	if again := fetchN(t, next, 1, h.AckWait*3+20*time.Second); again[0].Message().ID != held[0].Message().ID {
+	if again := FetchN(t, next, 1, h.AckWait*3+20*time.Second); again[0].Message().ID != held[0].Message().ID {
 		t.Errorf("after the kill a new consumer got %s first, want %s, which the killed one held", again[0].Message().ID, held[0].Message().ID)
 	}
 

@@ -70,8 +70,7 @@ func testSharedLayer(t *testing.T, h Harness) {
 
 // Reading a scenario to its end (totals, dlq ls) ends even while the pipeline keeps writing.
 func testReadToEndWhileLive(t *testing.T, h Harness) {
-	b := h.Fresh(t)(t)
-	startPipeline(t, b, "base", coefficients.Default())
+	b, _ := basePipeline(t, h)
 	publish(t, b, "base", Signals())
 	waitDemand(t, b, "base", 1)
 	ctx, stop := context.WithCancel(t.Context())

@@ -20,9 +20,7 @@ func near(got, want float64) bool {
 }
 
 func testEndToEnd(t *testing.T, h Harness) {
-	b := h.Fresh(t)(t)
-	coef := coefficients.Default()
-	startPipeline(t, b, "base", coef)
+	b, coef := basePipeline(t, h)
 	raws := Signals()
 	publish(t, b, "base", raws)
 	want := expected(t, coef, "base", raws)
@@ -140,8 +138,7 @@ func testDeterminism(t *testing.T, h Harness) {
 }
 
 func testBadInput(t *testing.T, h Harness) {
-	b := h.Fresh(t)(t)
-	startPipeline(t, b, "base", coefficients.Default())
+	b, _ := basePipeline(t, h)
 	ts := signalTime.Format(time.RFC3339)
 	env := func(typ, id, region, data string) string {
 		return `{"specversion":"1.0","id":"` + id + `","source":"/test","type":"` + typ + `","subject":"` + region + `","time":"` + ts + `","data":` + data + `}`

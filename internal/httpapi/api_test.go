@@ -17,7 +17,6 @@ import (
 
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
@@ -28,16 +27,7 @@ import (
 // apiPipeline runs an embedded broker, all five layers and the API; it returns the API's URL.
 func apiPipeline(t *testing.T, o httpapi.Options) string {
 	t.Helper()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	b, err := natsjs.Connect(context.Background(), natsjs.Options{URL: ns.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, _ := conformance.NATS(t)
 	if err := consumers.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +75,8 @@ func request(t *testing.T, base string, c call) (int, string) {
 // openAPI reads the routes of docs/openapi.yaml ("GET /v1/totals").
 func openAPI(t *testing.T) map[string]bool {
 	t.Helper()
-	doc, err := loadSpec()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	for path, item := range doc.Paths.Map() {
+	for path, item := range mustSpec(t).Paths.Map() {
 		for method := range item.Operations() {
 			out[method+" "+path] = true
 		}

@@ -18,8 +18,8 @@ import (
 
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
 )
@@ -276,16 +276,7 @@ func wideFleet(t *testing.T) *coefficients.Loaded {
 // startPipeline runs an embedded NATS JetStream and every layer's consumer for scenario base.
 func startPipeline(ctx context.Context, t *testing.T) broker.Broker {
 	t.Helper()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatalf("nats: %v", err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	b, err := natsjs.Connect(ctx, natsjs.Options{URL: ns.ClientURL()})
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, _ := conformance.NATS(t)
 	if err := consumers.BindScenario(ctx, b, "base", wideFleet(t), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}

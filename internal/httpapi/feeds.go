@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/layercake/cascade/internal/broker"
@@ -30,13 +29,7 @@ func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	f, err := s.b.Feed(r.Context(), opts)
 	if err != nil {
-		status := http.StatusServiceUnavailable
-		if errors.Is(err, broker.ErrNotFound) {
-			status = http.StatusNotFound
-		} else if errors.Is(err, event.ErrInvalid) {
-			status = http.StatusBadRequest
-		}
-		writeError(w, status, err.Error())
+		writeError(w, statusOf(err), err.Error())
 		return
 	}
 	defer f.Close()
@@ -66,26 +59,8 @@ func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }() // the reader is gone before the feed closes
-	type next struct {
-		d   broker.Delivery
-		err error
-	}
-	ch := make(chan next)
-	wg.Go(func() {
-		for {
-			d, err := f.Next(ctx)
-			select {
-			case ch <- next{d, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
+	ch, pumped := broker.Pump(ctx, f, 0)
+	defer func() { cancel(); <-pumped }() // the reader is gone before the feed closes
 	ping := time.NewTicker(s.opts.Ping)
 	defer ping.Stop()
 	for {
@@ -96,15 +71,15 @@ func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
 		case <-ping.C:
 			err = send(": ping\n\n")
 		case n := <-ch:
-			if n.err != nil {
+			if n.Err != nil {
 				return
 			}
-			m := n.d.Message()
+			m := n.Delivery.Message()
 			typ := ""
 			if sub, err := event.ParseSubject(m.Subject); err == nil {
 				typ = string(sub.Layer.DemandType())
 			}
-			err = send("id: %s\nevent: %s\ndata: %s\n\n", n.d.Cursor(), typ, m.Data)
+			err = send("id: %s\nevent: %s\ndata: %s\n\n", n.Delivery.Cursor(), typ, m.Data)
 		}
 		if err != nil {
 			return

@@ -32,7 +32,7 @@ func TestPostSignalsAnswersBadLinesOneByOne(t *testing.T) {
 	if status != 207 {
 		t.Fatalf("status %d, want 207: %.300s", status, body)
 	}
-	want := []struct{ id, err string }{
+	want := []answer{
 		{"ingest-1", ""},
 		{"", "event: over 256 KiB"},
 		{"", "event: nesting deeper than 64"},
@@ -41,22 +41,7 @@ func TestPostSignalsAnswersBadLinesOneByOne(t *testing.T) {
 		{"", "model layer: data.flop_per_s: must be finite with |x| <= 1e21"},
 		{"ingest-2", ""},
 	}
-	got := strings.Split(strings.TrimSpace(body), "\n")
-	if len(got) != len(want) {
-		t.Fatalf("%d answer lines, want %d: %.300s", len(got), len(want), body)
-	}
-	for i, w := range want {
-		var a struct {
-			Line      int
-			ID, Error string
-		}
-		if err := json.Unmarshal([]byte(got[i]), &a); err != nil {
-			t.Fatal(err)
-		}
-		if a.Line != i+1 || a.ID != w.id || !strings.Contains(a.Error, w.err) || (w.err == "") != (a.Error == "") {
-			t.Errorf("line %d: %s, want id %q error %q", i+1, got[i], w.id, w.err)
-		}
-	}
+	wantAnswers(t, body, "line", want)
 }
 
 // A JSON array body is answered element by element as well: one element nested 20,000 deep
@@ -89,10 +74,20 @@ func TestPostSignalsAnswersADeepArrayElementOnItsOwn(t *testing.T) {
 	if status != 207 {
 		t.Fatalf("status %d, want 207: %.300s", status, out)
 	}
-	want := []struct{ id, err string }{{"array-1", ""}, {"", "event: nesting deeper than 64"}, {"array-3", ""}}
-	got := strings.Split(strings.TrimSpace(out), "\n")
+	want := []answer{{"array-1", ""}, {"", "event: nesting deeper than 64"}, {"array-3", ""}}
+	wantAnswers(t, out, "element", want)
+}
+
+// answer is what one line of a signals reply should say: the id taken, or an error holding err.
+type answer struct{ id, err string }
+
+// wantAnswers checks a signals reply line by line against want; what names an input unit
+// (line, element) in the failure.
+func wantAnswers(t *testing.T, body, what string, want []answer) {
+	t.Helper()
+	got := strings.Split(strings.TrimSpace(body), "\n")
 	if len(got) != len(want) {
-		t.Fatalf("%d answer lines, want %d: %.300s", len(got), len(want), out)
+		t.Fatalf("%d answer lines, want %d: %.300s", len(got), len(want), body)
 	}
 	for i, w := range want {
 		var a struct {
@@ -103,7 +98,7 @@ func TestPostSignalsAnswersADeepArrayElementOnItsOwn(t *testing.T) {
 			t.Fatal(err)
 		}
 		if a.Line != i+1 || a.ID != w.id || !strings.Contains(a.Error, w.err) || (w.err == "") != (a.Error == "") {
-			t.Errorf("element %d: %s, want id %q error %q", i+1, got[i], w.id, w.err)
+			t.Errorf("%s %d: %s, want id %q error %q", what, i+1, got[i], w.id, w.err)
 		}
 	}
 }

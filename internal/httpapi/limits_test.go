@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
@@ -49,20 +48,11 @@ func serve(t *testing.T, b broker.Broker, o httpapi.Options) string {
 // client URL.
 func feedBroker(t *testing.T) (broker.Broker, string) {
 	t.Helper()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, url := conformance.NATS(t)
 	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	return b, ns.ClientURL()
+	return b, url
 }
 
 // rawRequest writes one HTTP/1.1 request on c and reads its answer.

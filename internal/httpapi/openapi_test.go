@@ -20,6 +20,16 @@ import (
 
 const specFile = "../../docs/openapi.yaml"
 
+// mustSpec is loadSpec's document, or the test fails.
+func mustSpec(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := loadSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
 // loadSpec loads docs/openapi.yaml and validates it as an OpenAPI document.
 func loadSpec() (*openapi3.T, error) {
 	doc, err := openapi3.NewLoader().LoadFromFile(specFile)
@@ -158,10 +168,7 @@ func (s specTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // description was split into stray keys by an unquoted comma.
 func TestOpenAPIDocumentValid(t *testing.T) {
 	t.Parallel()
-	doc, err := loadSpec()
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc := mustSpec(t)
 	ids := map[string]bool{}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {

@@ -42,3 +42,13 @@ func (s *Server) scenarioParam(q url.Values) (string, error) {
 	}
 	return sc, nil
 }
+
+// scenarioOnly reads the query of a route whose one parameter is scenario: the scenario,
+// checked, or the server's default.
+func (s *Server) scenarioOnly(r *http.Request) (string, error) {
+	q, err := params(r, "scenario")
+	if err != nil {
+		return "", err
+	}
+	return s.scenarioParam(q)
+}

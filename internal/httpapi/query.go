@@ -64,17 +64,11 @@ func (s *Server) totalsOptions(r *http.Request) (query.TotalsOptions, error) {
 // getTrace answers what `cascade trace ID` prints, as JSON.
 func (s *Server) getTrace(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	q, err := params(r, "scenario")
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+	scenario, err := s.scenarioOnly(r)
+	if err == nil {
+		err = event.CheckID(id)
 	}
-	scenario, err := s.scenarioParam(q)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if err := event.CheckID(id); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}

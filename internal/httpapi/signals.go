@@ -26,12 +26,7 @@ var structuredTypes = []string{"application/json", "application/cloudevents+json
 // line. The body is read whole before anything is published; 200 means every event was taken
 // and acknowledged by the broker, 207 some, 400 none.
 func (s *Server) postSignals(w http.ResponseWriter, r *http.Request) {
-	q, err := params(r, "scenario")
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	scenario, err := s.scenarioParam(q)
+	scenario, err := s.scenarioOnly(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

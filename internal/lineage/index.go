@@ -134,26 +134,7 @@ func (x *Indexer) Follow(ctx context.Context, s string) error {
 		cancel()
 		return err
 	}
-	type next struct {
-		d   broker.Delivery
-		err error
-	}
-	ch := make(chan next, 1024)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			d, err := f.Next(fctx)
-			select {
-			case ch <- next{d, err}:
-			case <-fctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	ch, done := broker.Pump(fctx, f, 1024)
 	defer func() { cancel(); _ = f.Close(); <-done }()
 
 	delay := x.FlushDelay
@@ -185,18 +166,18 @@ func (x *Indexer) Follow(ctx context.Context, s string) error {
 			}
 			flush = nil
 		case n := <-ch:
-			if n.err != nil {
+			if n.Err != nil {
 				if ctx.Err() != nil {
 					return commit()
 				}
-				return errors.Join(n.err, commit())
+				return errors.Join(n.Err, commit())
 			}
-			pos, ok := n.d.(broker.Positioned)
+			pos, ok := n.Delivery.(broker.Positioned)
 			if !ok {
 				return fmt.Errorf("index %s: the broker's deliveries have no position", s)
 			}
-			cursor = n.d.Cursor()
-			if id := eventID(n.d.Message()); id != "" {
+			cursor = n.Delivery.Cursor()
+			if id := eventID(n.Delivery.Message()); id != "" {
 				if err := b.Set(idKey(s, id), []byte(pos.Position()), nil); err != nil {
 					return err
 				}

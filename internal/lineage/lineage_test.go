@@ -13,8 +13,8 @@ import (
 
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/producers"
@@ -32,16 +32,7 @@ func BenchmarkTrace(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: b.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nb, err := natsjs.Connect(ctx, natsjs.Options{URL: ns.ClientURL(), ConnectWait: 5 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nb.Close()
+	nb, _ := conformance.NATS(b)
 	const s = "bench"
 	if err := consumers.BindScenario(ctx, nb, s, coefficients.Default(), broker.ScenarioConfig{}); err != nil {
 		b.Fatal(err)

@@ -61,6 +61,44 @@ func sdkEvent(t *testing.T, id, region string) cloudevents.Event {
 	return e
 }
 
+// writeSignals writes records straight onto scenario base's application signal topic, as
+// any Kafka client would.
+func writeSignals(t *testing.T, addrs []string, ms ...kgo.Message) {
+	t.Helper()
+	w := &kgo.Writer{Addr: kgo.TCP(addrs...), Topic: "cascade.base.signal.application", RequiredAcks: kgo.RequireAll}
+	defer w.Close()
+	if err := w.WriteMessages(t.Context(), ms...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gridEvents reads scenario base's grid topic until want records arrived and decodes them.
+func gridEvents(t *testing.T, addrs []string, want int) []event.Event {
+	t.Helper()
+	var out []event.Event
+	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", want) {
+		var e event.Event
+		if err := json.Unmarshal(m.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// deadLetterCause reads scenario base's application dead-letter topic until a record arrived
+// and returns how many there are and the first one's Cascade-Error header.
+func deadLetterCause(t *testing.T, addrs []string) (n int, cause string) {
+	t.Helper()
+	dlq := readRecords(t, addrs, "cascade.base.dlq.application", 1)
+	for _, h := range dlq[0].Headers {
+		if h.Key == "Cascade-Error" {
+			cause = string(h.Value)
+		}
+	}
+	return len(dlq), cause
+}
+
 // readRecords reads topic from the start until want records arrived, or fails.
 func readRecords(t *testing.T, addrs []string, topic string, want int) []kgo.Message {
 	t.Helper()
@@ -162,33 +200,19 @@ func TestKafkaRecordsWithoutCascadeHeaders(t *testing.T) {
 		raw, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": id, "source": "/kcat", "type": typ, "subject": data["region"], "time": "2025-02-01T00:00:00Z", "data": data})
 		return kgo.Message{Key: []byte(id), Value: raw}
 	}
-	w := &kgo.Writer{Addr: kgo.TCP(addrs...), Topic: "cascade.base.signal.application", RequiredAcks: kgo.RequireAll}
-	defer w.Close()
-	if err := w.WriteMessages(t.Context(),
+	writeSignals(t, addrs,
 		record("kcat-1", string(event.TypeAdoption), adoptionData("de")),
 		record("kcat-chips", string(event.TypeDemandChips), map[string]any{"region": "de", "accelerator": "h100", "units": 10}),
-	); err != nil {
-		t.Fatal(err)
-	}
+	)
 	roots := map[string]int{}
-	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", 2) {
-		var e event.Event
-		if err := json.Unmarshal(m.Value, &e); err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range gridEvents(t, addrs, 2) {
 		roots[e.CorrelationID]++
 	}
 	if roots["kcat-1"] != 2 || len(roots) != 1 {
 		t.Errorf("grid events by root: %v, want 2 of kcat-1", roots)
 	}
-	dlq := readRecords(t, addrs, "cascade.base.dlq.application", 1)
-	var cause string
-	for _, h := range dlq[0].Headers {
-		if h.Key == "Cascade-Error" {
-			cause = string(h.Value)
-		}
-	}
-	if len(dlq) != 1 || !strings.Contains(cause, "cascade.demand.chips.v1 is not accepted by layer application") {
-		t.Errorf("dead letters %d, the first saying %q", len(dlq), cause)
+	n, cause := deadLetterCause(t, addrs)
+	if n != 1 || !strings.Contains(cause, "cascade.demand.chips.v1 is not accepted by layer application") {
+		t.Errorf("dead letters %d, the first saying %q", n, cause)
 	}
 }

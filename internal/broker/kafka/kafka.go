@@ -363,10 +363,7 @@ func (b *Broker) EnsureScenario(ctx context.Context, s string, cfg broker.Scenar
 // ensureScenario creates s's missing topics with cfg and, when update is set, applies cfg's
 // retention to the existing ones.
 func (b *Broker) ensureScenario(ctx context.Context, s string, cfg broker.ScenarioConfig, update bool) error {
-	if !event.ValidName(s) {
-		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := broker.CheckScenario(s, cfg); err != nil {
 		return err
 	}
 	b.mu.Lock()

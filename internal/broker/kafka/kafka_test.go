@@ -79,6 +79,18 @@ func connect(t *testing.T, addrs []string) *kafka.Broker {
 	return connectWith(t, testOptions(t, addrs))
 }
 
+// withBase starts a kfake cluster, connects to it and creates scenario base with cfg; it
+// returns the cluster's addresses and the connection.
+func withBase(t *testing.T, cfg broker.ScenarioConfig) ([]string, *kafka.Broker) {
+	t.Helper()
+	addrs := kafkatest.Cluster(t)
+	b := connect(t, addrs)
+	if err := b.EnsureScenario(t.Context(), "base", cfg); err != nil {
+		t.Fatal(err)
+	}
+	return addrs, b
+}
+
 // admin is a client of its own (kafka-go's default transport caches metadata for 6s),
 // closed by t.Cleanup.
 func admin(t *testing.T, addrs []string) *kgo.Client {
@@ -183,8 +195,7 @@ func TestConnectNobodyThere(t *testing.T) {
 func TestTopicsCreatedWithPartitions(t *testing.T) {
 	t.Parallel()
 	addrs := kafkatest.Cluster(t)
-	o := testOptions(t, addrs)
-	b := connectWith(t, o)
+	b := connect(t, addrs)
 	if err := b.EnsureScenario(t.Context(), "what-if", broker.ScenarioConfig{Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
@@ -341,12 +352,8 @@ func drain(ctx context.Context, c broker.Consumer, seen func(id string)) error {
 
 func TestTwoConsumersShareALayer(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	pub := connect(t, addrs)
+	addrs, pub := withBase(t, broker.ScenarioConfig{})
 	ctx := t.Context()
-	if err := pub.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	group := event.ConsumerName("base", event.Model)
 	var mu sync.Mutex
 	count := map[string]int{}
@@ -400,12 +407,8 @@ func TestTwoConsumersShareALayer(t *testing.T) {
 
 func TestRebalanceMidStreamLosesNothing(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	pub := connect(t, addrs)
+	addrs, pub := withBase(t, broker.ScenarioConfig{})
 	ctx := t.Context()
-	if err := pub.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	count := map[string]int{}
 	seen := func(id string) { mu.Lock(); count[id]++; mu.Unlock() }
@@ -490,12 +493,8 @@ func TestRebalanceMidStreamLosesNothing(t *testing.T) {
 
 func TestLagDoesNotJoinTheGroup(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	b := connect(t, addrs)
+	addrs, b := withBase(t, broker.ScenarioConfig{})
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	if err := b.Publish(ctx, signals("base", event.Energy, "us", "e", 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -527,13 +526,8 @@ func TestLagDoesNotJoinTheGroup(t *testing.T) {
 // outcome it returns; a delivery behind a gap is recorded and sent when the gap closes.
 func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	o := testOptions(t, addrs)
-	b := connectWith(t, o)
+	_, b := withBase(t, broker.ScenarioConfig{Partitions: 1})
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
 	if err := b.Publish(ctx, signals("base", event.Application, "us", "a", 6)); err != nil {
 		t.Fatal(err)
 	}
@@ -544,17 +538,6 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 		}
 		return n
 	}
-	fetch := func(c broker.Consumer, n int) []broker.Delivery {
-		var got []broker.Delivery
-		for len(got) < n {
-			batch, err := c.Fetch(ctx, n-len(got))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, batch...)
-		}
-		return got
-	}
 	commit := func(c broker.Consumer, ds ...broker.Delivery) {
 		if err := c.Commit(ctx, ds); err != nil {
 			t.Fatal(err)
@@ -564,7 +547,7 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fetch(c, 3)
+	got := conformance.FetchN(t, c, 3, 10*time.Second)
 	// Committing the last one alone sends nothing: the first two would be lost on a crash.
 	commit(c, got[2])
 	if n := lag(); n != 6 {
@@ -576,7 +559,7 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 		t.Fatalf("lag %d after committing the batch, want 3", n)
 	}
 	// Closing commits the committed prefix, and nothing past a gap.
-	got = fetch(c, 3)
+	got = conformance.FetchN(t, c, 3, 10*time.Second)
 	commit(c, got[0], got[2])
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -590,13 +573,8 @@ func TestCommitSendsOnlyTheContiguousPrefix(t *testing.T) {
 // back the commits of its own partition only: the rest of the batch is committed at once.
 func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
 	t.Parallel()
-	addrs := kafkatest.Cluster(t)
-	o := testOptions(t, addrs)
-	b := connectWith(t, o)
+	_, b := withBase(t, broker.ScenarioConfig{Partitions: 2})
 	ctx := t.Context()
-	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
 	msgs := signals("base", event.Application, "us", "g", 40)
 	if err := b.Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
@@ -606,14 +584,7 @@ func TestAGapHoldsBackOnlyItsPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var got []broker.Delivery
-	for len(got) < len(msgs) {
-		batch, err := c.Fetch(ctx, len(msgs)-len(got))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, batch...)
-	}
+	got := conformance.FetchN(t, c, len(msgs), 10*time.Second)
 	// The gap is the first delivery of the partition it is in; everything else is committed.
 	partition := func(d broker.Delivery) string { p, _, _ := strings.Cut(d.Cursor(), ":"); return p }
 	gap := got[0]

@@ -33,17 +33,9 @@ func TestKafkaSignalWithoutSubjectTakesDataRegion(t *testing.T) {
 		{Key: "ce_time", Value: []byte("2025-02-01T00:00:00Z")},
 		{Key: "content-type", Value: []byte("application/json")},
 	}}
-	w := &kgo.Writer{Addr: kgo.TCP(addrs...), Topic: "cascade.base.signal.application", RequiredAcks: kgo.RequireAll}
-	defer w.Close()
-	if err := w.WriteMessages(t.Context(), structured("nosub-structured", nil), binary, structured("nosub-differs", "eu")); err != nil {
-		t.Fatal(err)
-	}
+	writeSignals(t, addrs, structured("nosub-structured", nil), binary, structured("nosub-differs", "eu"))
 	roots := map[string]int{}
-	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", 4) {
-		var e event.Event
-		if err := json.Unmarshal(m.Value, &e); err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range gridEvents(t, addrs, 4) {
 		if e.Subject != "de" {
 			t.Errorf("grid event %s: subject %q, want de", e.ID, e.Subject)
 		}
@@ -52,14 +44,8 @@ func TestKafkaSignalWithoutSubjectTakesDataRegion(t *testing.T) {
 	if roots["nosub-structured"] != 2 || roots["nosub-binary"] != 2 || len(roots) != 2 {
 		t.Errorf("grid events by root: %v, want 2 of each signal without a subject", roots)
 	}
-	dlq := readRecords(t, addrs, "cascade.base.dlq.application", 1)
-	var cause string
-	for _, h := range dlq[0].Headers {
-		if h.Key == "Cascade-Error" {
-			cause = string(h.Value)
-		}
-	}
-	if len(dlq) != 1 || !strings.Contains(cause, `subject: region "eu" differs from data.region "de"`) {
-		t.Errorf("dead letters %d, the first saying %q", len(dlq), cause)
+	n, cause := deadLetterCause(t, addrs)
+	if n != 1 || !strings.Contains(cause, `subject: region "eu" differs from data.region "de"`) {
+		t.Errorf("dead letters %d, the first saying %q", n, cause)
 	}
 }

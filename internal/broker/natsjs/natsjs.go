@@ -218,10 +218,7 @@ func orUnlimited(n int64) int64 {
 // de-dup window and retention to cfg's: the owner's settings win. Consumers opened on this
 // connection afterwards use cfg.AckWait. Partitions do not apply and are ignored.
 func (b *Broker) EnsureScenario(ctx context.Context, s string, cfg broker.ScenarioConfig) error {
-	if !event.ValidName(s) {
-		return fmt.Errorf("%w: scenario %q must match %s", event.ErrInvalid, s, event.NamePattern)
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := broker.CheckScenario(s, cfg); err != nil {
 		return err
 	}
 	b.mu.Lock()

@@ -25,12 +25,7 @@ func startServer(t *testing.T) string {
 
 func start(t *testing.T) *server.Server {
 	t.Helper()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
+	return conformance.NATSServer(t)
 }
 
 func connect(t *testing.T, url string) *natsjs.Broker {
