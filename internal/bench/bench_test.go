@@ -2,13 +2,12 @@ package bench_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/layercake/cascade/internal/bench"
 	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -16,16 +15,7 @@ import (
 // positive rates, and leaves the raw measurement's scenario deleted.
 func TestRunReportsWhatThePipelineStored(t *testing.T) {
 	t.Parallel()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL(), ConnectWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, _ := conformance.NATS(t)
 	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/lineage"
@@ -26,16 +25,7 @@ type narrowed struct{ broker.Broker }
 // is not followed by a scan.
 func TestLookupAsksRunElseScansAndSaysWhy(t *testing.T) {
 	t.Parallel()
-	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nb, err := natsjs.Connect(t.Context(), natsjs.Options{URL: ns.ClientURL(), ConnectWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nb.Close() })
+	nb, _ := conformance.NATS(t)
 	ctx := t.Context()
 	const s = "base"
 	if err := consumers.BindScenario(ctx, nb, s, coefficients.Default(), broker.ScenarioConfig{}); err != nil {
