@@ -386,6 +386,9 @@ func checkRoute(subject, scenario string, layer event.Layer, ev *event.Event) er
 	if err != nil {
 		return err
 	}
+	if s.Kind != event.KindSignal && s.Kind != event.KindDemand {
+		return &event.ValidationError{Field: "subject", Rule: fmt.Sprintf("%s is neither a signal nor a demand subject", subject)}
+	}
 	if in := event.InputLayer(ev.Type); in != layer {
 		return &event.ValidationError{Field: "type", Rule: fmt.Sprintf("%s is not accepted by layer %s", ev.Type, layer)}
 	}

@@ -71,9 +71,12 @@ func StreamName(s string) string {
 // ConsumerName is the durable consumer of layer l in scenario s.
 func ConsumerName(s string, l Layer) string { return "cascade-" + s + "-" + string(l) }
 
-// InputSubjects are the wildcard subjects layer l's consumer reads in scenario s.
+// InputSubjects are the filter subjects layer l's consumer reads in scenario s: one,
+// "cascade.<s>.*.<l>.*", which takes the signals entering l and the demand placed on it (a
+// dead-letter subject has no region token, so it never matches). One filter keeps JetStream
+// on its single-filter delivery path, which measured faster than two.
 func InputSubjects(s string, l Layer) []string {
-	return []string{SignalSubject(s, l, Any), DemandSubject(s, l, Any)}
+	return []string{Subject{Scenario: s, Kind: Kind(Any), Layer: l}.String()}
 }
 
 // Kind is what a subject carries: signals entering a layer, demand placed on it, or its dead

@@ -24,7 +24,7 @@ func TestSubjectBuilder(t *testing.T) {
 			t.Errorf("got %q, want %q", c.got, c.want)
 		}
 	}
-	if got := event.InputSubjects("s", event.Model); !slices.Equal(got, []string{"cascade.s.signal.model.*", "cascade.s.demand.model.*"}) {
+	if got := event.InputSubjects("s", event.Model); !slices.Equal(got, []string{"cascade.s.*.model.*"}) {
 		t.Errorf("InputSubjects = %q", got)
 	}
 	sub, err := event.ParseSubject(event.DemandSubject("s", event.Chips, "us"))

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,52 @@ func TestConnectRefusesAnUnparsableURL(t *testing.T) {
 	}
 	if msg := err.Error(); !strings.Contains(msg, "--nats-url") || !strings.Contains(msg, "u:xxxxx@") || strings.Contains(msg, "secret") {
 		t.Fatalf("%q: want the flag named and the password hidden", msg)
+	}
+}
+
+// A layer's durable consumer reads its signals and its demand through one filter subject,
+// which keeps JetStream on its single-filter delivery path.
+func TestLayerConsumerHasOneFilterSubject(t *testing.T) {
+	t.Parallel()
+	b, url := conformance.NATS(t)
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Consumer(t.Context(), "base", event.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := conformance.JetStream(t, url).Stream(t.Context(), event.StreamName("base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Consumer(t.Context(), event.ConsumerName("base", event.Model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.CachedInfo().Config
+	if filters := append([]string{cfg.FilterSubject}, cfg.FilterSubjects...); len(cfg.FilterSubjects) > 1 || (cfg.FilterSubject == "") == (len(cfg.FilterSubjects) == 0) {
+		t.Fatalf("filters %q, want exactly one", filters)
+	}
+	msgs := []broker.Message{
+		{Subject: event.SignalSubject("base", event.Model, "us"), ID: "s"},
+		{Subject: event.DemandSubject("base", event.Model, "us"), ID: "d"},
+		{Subject: event.DemandSubject("base", event.Infrastructure, "us"), ID: "other-layer"},
+		{Subject: event.DLQSubject("base", event.Model), ID: "dead"},
+	}
+	for i := range msgs {
+		msgs[i].Data = []byte(msgs[i].ID)
+	}
+	if err := b.Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	got := conformance.FetchN(t, c, 2, 10*time.Second)
+	ids := []string{got[0].Message().ID, got[1].Message().ID}
+	if !slices.Equal(ids, []string{"s", "d"}) {
+		t.Fatalf("the model layer read %v, want its signal and its demand", ids)
+	}
+	if n, err := b.Lag(t.Context(), "base", event.Model); err != nil || n != 2 {
+		t.Fatalf("lag %d (%v): the model layer holds more than its two messages", n, err)
 	}
 }
