@@ -3,11 +3,9 @@
 package event
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -54,18 +52,6 @@ type Event struct {
 	CoefVersion     string          `json:"coefversion,omitempty"`
 	SourceURL       string          `json:"sourceurl,omitempty"`
 	Data            json.RawMessage `json:"data"`
-}
-
-// Marshal encodes e with its time in UTC, as the contract requires.
-func (e *Event) Marshal() ([]byte, error) {
-	e.Time = e.Time.UTC()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // Region is the region named by the event's subject attribute.
