@@ -74,12 +74,13 @@ func TestMarshalAllocatesOnlyItsOutput(t *testing.T) {
 }
 
 // TestDecodeAllocatesItsOutputs holds Decode near what it returns: the envelope, its strings,
-// its data and the payload with its strings (encoding/json took 30 allocations for this body).
+// its data and the payload with its strings, with a little room for pools the collector emptied
+// (encoding/json took 27 to 30 allocations for these bodies).
 func TestDecodeAllocatesItsOutputs(t *testing.T) {
 	for _, bb := range benchBodies {
 		body := []byte(bb.body)
-		if n := testing.AllocsPerRun(100, func() { _, _, _ = event.Decode(body) }); n > 18 {
-			t.Errorf("%s: Decode allocates %v times, want at most 18", bb.name, n)
+		if n := testing.AllocsPerRun(100, func() { _, _, _ = event.Decode(body) }); n > 20 {
+			t.Errorf("%s: Decode allocates %v times, want at most 20", bb.name, n)
 		}
 	}
 }
