@@ -246,7 +246,8 @@ func TestDifferentialGaps(t *testing.T) {
 		{"payload member in mixed case", with(t, with(t, adoption, "data.users_delta", drop), "data.Users_Delta", 5), gapCase},
 		{"payload member twice, once in upper case", with(t, adoption, "data.APP", "x"), gapCase},
 		{"one-digit hour", with(t, adoption, "time", "2025-01-01T1:00:00Z"), gapLaxTime},
-		{"comma before the fraction", with(t, adoption, "time", "2025-01-01T10:00:00,5Z"), gapLaxTime},
+		// encoding/json took the comma; segmentio/encoding's time parser refuses it, as RFC 3339 does.
+		{"comma before the fraction", with(t, adoption, "time", "2025-01-01T10:00:00,5Z"), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,12 +1,13 @@
 package event
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/segmentio/encoding/json"
 )
 
 // MaxEventBytes bounds one event on the wire.
@@ -28,7 +29,7 @@ func Decode(body []byte) (*Event, Payload, error) {
 		return nil, nil, err
 	}
 	var e Event
-	if err := json.Unmarshal(body, &e); err != nil {
+	if err := json.Unmarshal(body, &e); err != nil { // segmentio/encoding: encoding/json's rules, five times faster
 		return nil, nil, &DecodeError{Err: err}
 	}
 	if err := e.validateEnvelope(); err != nil {

@@ -3,11 +3,9 @@
 package event
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -56,18 +54,6 @@ type Event struct {
 	Data            json.RawMessage `json:"data"`
 }
 
-// Marshal encodes e with its time in UTC, as the contract requires.
-func (e *Event) Marshal() ([]byte, error) {
-	e.Time = e.Time.UTC()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
 // Region is the region named by the event's subject attribute.
 func (e *Event) Region() string { return e.Subject }
 
@@ -75,12 +61,12 @@ func (e *Event) Region() string { return e.Subject }
 // that emits it and the output's key (workload, accelerator or finetune-end), never of a
 // position, so re-processing a parent re-creates the same ids and the broker de-duplicates them.
 func DerivedID(parentID string, emitter Layer, key string) string {
-	h := sha256.New()
-	h.Write([]byte(parentID))
-	h.Write([]byte{0})
-	h.Write([]byte(emitter))
-	h.Write([]byte{0})
-	h.Write([]byte(key))
-	sum := h.Sum(nil)
-	return string(emitter.Emits()) + "-" + hex.EncodeToString(sum[:16])
+	var stack [2 * MaxIDBytes]byte // an id, a layer and a key fit here, so hashing allocates nothing
+	in := append(stack[:0], parentID...)
+	in = append(append(in, 0), emitter...)
+	in = append(append(in, 0), key...)
+	sum := sha256.Sum256(in)
+	var hx [32]byte
+	hex.Encode(hx[:], sum[:16])
+	return string(emitter.Emits()) + "-" + string(hx[:])
 }

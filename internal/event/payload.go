@@ -1,10 +1,10 @@
 package event
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/segmentio/encoding/json"
 )
 
 // MaxAbs bounds every number on the wire.
@@ -132,9 +132,11 @@ func DecodePayload(t Type, data []byte) (Payload, error) {
 	if len(data) == 0 {
 		return nil, invalid("data", "required")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(p); err != nil {
+	rest, err := json.Parse(data, p, json.DisallowUnknownFields)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("invalid character %q after the data object", rest[0])
+	}
+	if err != nil {
 		return nil, &DecodeError{Err: fmt.Errorf("data of %s: %w", t.Short(), err)}
 	}
 	if err := p.Validate(); err != nil {

@@ -351,12 +351,18 @@ type delivery struct {
 
 func newDelivery(msg jetstream.Msg) *delivery {
 	d := &delivery{msg: msg, m: broker.Message{Subject: msg.Subject(), Data: msg.Data()}}
-	h := msg.Headers()
-	d.m.ID = h.Get(jetstream.MsgIDHeader)
-	if len(h) > 0 {
-		d.m.Header = make(map[string]string, len(h))
-		for k := range h {
-			d.m.Header[k] = h.Get(k)
+	// The de-duplication id is the message's ID, not one of its headers (as on Kafka), so a
+	// message carrying only that id, as every event does, gets no header map at all.
+	for k, v := range msg.Headers() {
+		switch {
+		case len(v) == 0:
+		case k == jetstream.MsgIDHeader:
+			d.m.ID = v[0]
+		default:
+			if d.m.Header == nil {
+				d.m.Header = make(map[string]string, len(msg.Headers()))
+			}
+			d.m.Header[k] = v[0]
 		}
 	}
 	d.meta, _ = msg.Metadata()

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -178,5 +179,47 @@ func TestLayerConsumerHasOneFilterSubject(t *testing.T) {
 	}
 	if n, err := b.Lag(t.Context(), "base", event.Model); err != nil || n != 2 {
 		t.Fatalf("lag %d (%v): the model layer holds more than its two messages", n, err)
+	}
+}
+
+// A delivery carries the de-duplication id as its ID, never as a header: an event published
+// with only its id arrives with no header map, and one with a header of its own keeps just
+// that.
+func TestDeliveryHeadersLeaveOutTheMsgID(t *testing.T) {
+	t.Parallel()
+	b := connect(t, startServer(t))
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Consumer(t.Context(), "base", event.Chips)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	subj := event.DemandSubject("base", event.Chips, "eu")
+	msgs := []broker.Message{
+		{Subject: subj, ID: "plain", Data: []byte(`{}`)},
+		{Subject: subj, ID: "with-header", Header: map[string]string{"Cascade-Layer": "chips"}, Data: []byte(`{}`)},
+	}
+	if err := b.Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	var got []broker.Delivery
+	conformance.Eventually(t, 2*time.Second, "both messages delivered", func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		ds, err := c.Fetch(ctx, 2)
+		got = append(got, ds...)
+		if len(got) < 2 {
+			return fmt.Errorf("%d of 2 delivered (%v)", len(got), err)
+		}
+		return nil
+	})
+	plain, with := got[0].Message(), got[1].Message()
+	if plain.ID != "plain" || plain.Header != nil {
+		t.Errorf("plain event: ID %q, header %v; want ID plain and no header map", plain.ID, plain.Header)
+	}
+	if with.ID != "with-header" || len(with.Header) != 1 || with.Header["Cascade-Layer"] != "chips" {
+		t.Errorf("event with a header: ID %q, header %v; want ID with-header and only Cascade-Layer", with.ID, with.Header)
 	}
 }
