@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/layercake/cascade/internal/event"
@@ -275,6 +276,46 @@ func Bind(ctx context.Context, r Registry, b Binding) (Binding, error) {
 	return have, nil
 }
 
+// Checkpoints keeps small named values on the broker, the resume positions of connectors
+// (`cascade connect`), so that a connector restarted anywhere goes on where it stopped. On
+// NATS it is the KV bucket cascade_checkpoints; on Kafka the compacted topic
+// cascade.checkpoints (key = name). A value is at most MaxCheckpointBytes.
+type Checkpoints interface {
+	// Get returns the value stored under name, or an error matching ErrNotFound. It sees
+	// every Put that returned before it was called, from any connection.
+	Get(ctx context.Context, name string) ([]byte, error)
+	// Put stores value under name, replacing what was there.
+	Put(ctx context.Context, name string, value []byte) error
+}
+
+// MaxCheckpointBytes bounds one checkpoint value, well inside either broker's message limit.
+const MaxCheckpointBytes = 512 << 10
+
+// CheckCheckpoint refuses, before an adapter touches its broker, a checkpoint name that is
+// not a KV key (letters, digits, '-', '_', '.', '=' and '/', 1 to 256 bytes, not starting or
+// ending with '.'), matching event.ErrInvalid.
+func CheckCheckpoint(name string) error {
+	bad := func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("-_./=", r)
+	}
+	if name == "" || len(name) > 256 || strings.ContainsFunc(name, bad) || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") {
+		return fmt.Errorf("%w: checkpoint name %q must be 1 to 256 of [A-Za-z0-9-_./=], not starting or ending with '.'", event.ErrInvalid, name)
+	}
+	return nil
+}
+
+// CheckCheckpointPut refuses what CheckCheckpoint refuses and a value that is empty or over
+// MaxCheckpointBytes (ErrPermanent).
+func CheckCheckpointPut(name string, value []byte) error {
+	if err := CheckCheckpoint(name); err != nil {
+		return err
+	}
+	if len(value) == 0 || len(value) > MaxCheckpointBytes {
+		return fmt.Errorf("%w: checkpoint %s is %d bytes; want 1 to %d", ErrPermanent, name, len(value), MaxCheckpointBytes)
+	}
+	return nil
+}
+
 // Ordering says which messages a broker keeps in publish order for every reader.
 type Ordering int
 
@@ -366,6 +407,8 @@ type Broker interface {
 	Feed(ctx context.Context, o FeedOptions) (Feed, error)
 	// Registry is the scenario registry kept on this broker.
 	Registry() Registry
+	// Checkpoints is the store of connectors' resume positions kept on this broker.
+	Checkpoints() Checkpoints
 	// Features says what this broker can do beyond this interface (see Features).
 	Features() Features
 	// Close releases the connection (on Kafka after committing what consumers recorded).

@@ -49,6 +49,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
 	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
 	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
+	t.Run("Checkpoints", func(t *testing.T) { t.Parallel(); testCheckpoints(t, h) })
 	t.Run("Features", func(t *testing.T) { t.Parallel(); testFeatures(t, h) })
 	t.Run("Feed", func(t *testing.T) { t.Parallel(); testFeed(t, h) })
 	t.Run("Republish", func(t *testing.T) { t.Parallel(); testRepublish(t, h) })

@@ -61,6 +61,9 @@ const StructuredContentType = "application/cloudevents+json"
 // RegistryTopic is the compacted topic holding scenario bindings.
 const RegistryTopic = "cascade.scenarios"
 
+// CheckpointTopic is the compacted topic holding connectors' checkpoints.
+const CheckpointTopic = "cascade.checkpoints"
+
 var _ broker.Broker = (*Broker)(nil)
 
 // Broker is the Kafka adapter. It is safe for concurrent use.
@@ -72,6 +75,7 @@ type Broker struct {
 	w      *kafka.Writer
 	dialer *kafka.Dialer
 	reg    *registry
+	ckp    *checkpoints
 
 	mu        sync.Mutex
 	closed    bool
@@ -151,7 +155,8 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		consumers: map[*consumer]struct{}{},
 		feeds:     map[*feed]struct{}{},
 	}
-	b.reg = &registry{b: b, state: map[string]broker.Binding{}}
+	b.reg = newRegistry(b)
+	b.ckp = newCheckpoints(b)
 	b.log.Debug().Object("options", o).Msg("connected to kafka")
 	return b, nil
 }

@@ -9,8 +9,6 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/layercake/cascade/internal/broker"
 )
 
@@ -19,98 +17,36 @@ import (
 // has read and, on each call, reads only the records appended since, up to the end offset:
 // no consumer group is involved.
 type registry struct {
-	b *Broker
-
 	mu    sync.Mutex
-	ready bool  // the topic exists
-	next  int64 // offset after the last record applied to state
+	log   *compacted
 	state map[string]broker.Binding
+}
+
+func newRegistry(b *Broker) *registry {
+	r := &registry{state: map[string]broker.Binding{}}
+	r.log = &compacted{b: b, topic: RegistryTopic, reset: func() { r.state = map[string]broker.Binding{} }, apply: func(key string, val []byte, offset int64) {
+		if len(val) == 0 {
+			delete(r.state, key)
+			return
+		}
+		var bd broker.Binding
+		if err := json.Unmarshal(val, &bd); err != nil {
+			b.log.Warn().Err(err).Str("scenario", key).Int64("offset", offset).Msg("undecodable scenario binding skipped")
+			return
+		}
+		r.state[key] = bd
+	}}
+	return r
 }
 
 // Registry returns the scenario registry kept in the compacted topic cascade.scenarios.
 func (b *Broker) Registry() broker.Registry { return b.reg }
 
-// refresh makes sure the topic exists and applies the records appended since the last call.
-// It must be called with r.mu held.
-func (r *registry) refresh(ctx context.Context) error {
-	if r.b.isClosed() {
-		return broker.ErrClosed
-	}
-	if !r.ready {
-		cfg := []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
-		if _, err := r.b.ensureTopics(ctx, []string{RegistryTopic}, 1, 0, cfg); err != nil {
-			return fmt.Errorf("registry: %w", err)
-		}
-		r.ready = true
-	}
-	p := tp{RegistryTopic, 0}
-	first, end, err := r.b.bounds(ctx, []tp{p})
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	if r.next < first[p] {
-		// Compaction or retention removed records we had not read: read it all again.
-		r.state, r.next = map[string]broker.Binding{}, first[p]
-	}
-	for r.next < end[p] {
-		resp, err := r.b.client.Fetch(ctx, &kafka.FetchRequest{
-			Topic: RegistryTopic, Partition: 0, Offset: r.next, MinBytes: 1, MaxBytes: 4 << 20, MaxWait: r.b.opts.MaxWait,
-		})
-		if err == nil && resp.Error != nil {
-			err = resp.Error
-		}
-		if errors.Is(err, kafka.RequestTimedOut) && ctx.Err() == nil {
-			continue
-		}
-		if err != nil {
-			return wrap(fmt.Errorf("registry: read at %d: %w", r.next, err))
-		}
-		got := 0
-		for {
-			rec, err := resp.Records.ReadRecord()
-			if err != nil {
-				break
-			}
-			if rec.Offset < r.next {
-				continue
-			}
-			key, _ := kafka.ReadAll(rec.Key)
-			val, err := kafka.ReadAll(rec.Value)
-			if err != nil {
-				return wrap(fmt.Errorf("registry: read record %d: %w", rec.Offset, err))
-			}
-			r.next = rec.Offset + 1
-			got++
-			if len(val) == 0 {
-				delete(r.state, string(key))
-				continue
-			}
-			var bd broker.Binding
-			if err := json.Unmarshal(val, &bd); err != nil {
-				r.b.log.Warn().Err(err).Str("scenario", string(key)).Int64("offset", rec.Offset).Msg("undecodable scenario binding skipped")
-				continue
-			}
-			r.state[string(key)] = bd
-		}
-		if got == 0 {
-			if resp.LogStartOffset > r.next {
-				r.next = resp.LogStartOffset
-				continue
-			}
-			if resp.HighWatermark >= end[p] {
-				break // the rest is compacted away
-			}
-		}
-	}
-	return nil
-}
+// refresh applies the records appended since the last call; it must be called with r.mu held.
+func (r *registry) refresh(ctx context.Context) error { return r.log.refresh(ctx) }
 
 func (r *registry) write(ctx context.Context, scenario string, val []byte) error {
-	err := r.b.w.WriteMessages(ctx, kafka.Message{Topic: RegistryTopic, Key: []byte(scenario), Value: val})
-	if err != nil {
-		return wrap(fmt.Errorf("registry: write %s: %w", scenario, err))
-	}
-	return nil
+	return r.log.write(ctx, scenario, val)
 }
 
 // Create writes b when the scenario is not bound yet and returns it with true; otherwise

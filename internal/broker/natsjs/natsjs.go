@@ -97,7 +97,8 @@ type Broker struct {
 	mu      sync.Mutex
 	streams map[string]bool                  // scenarios whose stream is known to exist
 	owned   map[string]broker.ScenarioConfig // configs EnsureScenario applied on this connection
-	kv      jetstream.KeyValue
+	kv      jetstream.KeyValue               // the registry bucket
+	ckv     jetstream.KeyValue               // the checkpoints bucket
 }
 
 // Connect dials the server and waits up to ConnectWait for it.

@@ -21,23 +21,28 @@ type registry struct{ b *Broker }
 func (b *Broker) Registry() broker.Registry { return registry{b} }
 
 func (r registry) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	r.b.mu.Lock()
-	kv := r.b.kv
-	r.b.mu.Unlock()
-	if kv != nil {
-		return kv, nil
-	}
-	kv, err := r.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return r.b.keyValue(ctx, &r.b.kv, jetstream.KeyValueConfig{
 		Bucket:      RegistryBucket,
 		Description: "cascade scenario -> coefficient set",
 		Storage:     jetstream.FileStorage,
 	})
-	if err != nil {
-		return nil, wrap(fmt.Errorf("registry bucket: %w", err))
+}
+
+// keyValue returns the bucket cfg names, creating it when missing, and caches it in *cache.
+func (b *Broker) keyValue(ctx context.Context, cache *jetstream.KeyValue, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	b.mu.Lock()
+	kv := *cache
+	b.mu.Unlock()
+	if kv != nil {
+		return kv, nil
 	}
-	r.b.mu.Lock()
-	r.b.kv = kv
-	r.b.mu.Unlock()
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("%s bucket: %w", cfg.Bucket, err))
+	}
+	b.mu.Lock()
+	*cache = kv
+	b.mu.Unlock()
 	return kv, nil
 }
 
