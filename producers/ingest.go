@@ -459,3 +459,32 @@ func bindingCoefficients(b broker.Binding) (*coefficients.Loaded, error) {
 	parsed.Store(b.CoefVersion, c)
 	return c, nil
 }
+
+// BatchSize is how many items PublishAll hands the broker in one acknowledged batch.
+const BatchSize = 1000
+
+// PublishAll publishes items in batches of BatchSize and calls answer with each item's
+// Result, in order. Once a batch could not be published, the items after it are not tried:
+// each is answered with that reason instead, and that reason is returned. It also returns
+// answer's first error, and how many items were not taken.
+func (p *Publisher) PublishAll(ctx context.Context, items []Item, answer func(i int, r Result) error) (failed int, err error) {
+	var stopped error
+	for start := 0; start < len(items); start += BatchSize {
+		part := items[start:min(start+BatchSize, len(items))]
+		var results []Result
+		if stopped != nil {
+			results = Refused(part, stopped)
+		} else {
+			results, stopped = p.Publish(ctx, part)
+		}
+		for i, r := range results {
+			if !r.OK() {
+				failed++
+			}
+			if err := answer(start+i, r); err != nil {
+				return failed, fmt.Errorf("writing the answers: %w", err)
+			}
+		}
+	}
+	return failed, stopped
+}

@@ -79,28 +79,7 @@ func (a *app) publishCmd() *cobra.Command {
 			out := bufio.NewWriter(a.Stdout)
 			enc := json.NewEncoder(out)
 			enc.SetEscapeHTML(false)
-			failed := 0
-			// Once a batch could not be published, the lines after it are not tried: each
-			// answers with that reason instead.
-			var stopped error
-			const chunk = 1000
-			for start := 0; start < len(items); start += chunk {
-				part := items[start:min(start+chunk, len(items))]
-				var results []producers.Result
-				if stopped != nil {
-					results = producers.Refused(part, stopped)
-				} else {
-					results, stopped = p.Publish(cmd.Context(), part)
-				}
-				for _, r := range results {
-					if !r.OK() {
-						failed++
-					}
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-			}
+			failed, stopped := p.PublishAll(cmd.Context(), items, func(_ int, r producers.Result) error { return enc.Encode(r) })
 			if err := out.Flush(); err != nil {
 				return fmt.Errorf("writing the answers: %w", err)
 			}
