@@ -22,9 +22,9 @@ var ErrNotFound = errors.New("not found at the source")
 // Client fetches documents from a source over HTTP, backing off on 429 and 5xx (and on
 // connection errors): exponentially, or as long as the answer's Retry-After says.
 type Client struct {
-	HTTP      *http.Client  // default: one with a 30s timeout
-	UserAgent string        // default "cascade-connect"
-	MaxBody   int64         // largest body read; default 64 MiB
+	HTTP      *http.Client // default: one with a 30s timeout
+	UserAgent string       // default "cascade-connect"
+	MaxBody   int64        // largest body read; default 64 MiB
 	// MaxElapsed bounds the retries of one request; default 2 minutes.
 	MaxElapsed time.Duration
 	// OnRetry, when set, is told of each failed try and the wait before the next.
