@@ -132,4 +132,3 @@ func (a *app) runConnector(cmd *cobra.Command, cf connectFlags, src connect.Sour
 	a.log.Info().Str("source", src.Name()).Int("read", sum.Read).Msgf("%s: %d signals taken", src.Name(), sum.Read)
 	return nil
 }
-
