@@ -39,6 +39,7 @@ answer line per signal. Run it once (--once) or polling (--every 1h).`,
 	f.DurationVar(&cf.ackTimeout, "ack-timeout", producers.DefaultAckTimeout, "how long to wait for the broker to acknowledge each batch of 1,000 signals")
 
 	var minParams float64
+	var derivatives bool
 	var since, hfBase, epochBase string
 	hf := &cobra.Command{
 		Use:   "huggingface",
@@ -49,11 +50,12 @@ answer line per signal. Run it once (--once) or polling (--every 1h).`,
 			if err != nil {
 				return usageError("--since: %w", err)
 			}
-			return a.runConnector(cmd, cf, &connect.HuggingFace{BaseURL: hfBase, MinParams: minParams, Since: start, Client: &connect.Client{}})
+			return a.runConnector(cmd, cf, &connect.HuggingFace{BaseURL: hfBase, MinParams: minParams, Since: start, Derivatives: derivatives, Client: a.httpClient()})
 		},
 	}
 	hf.Flags().StringVar(&hfBase, "base-url", connect.HuggingFaceURL, "the Hub's address")
 	hf.Flags().Float64Var(&minParams, "min-params", 1e9, "pass over models with fewer parameters (safetensors total)")
+	hf.Flags().BoolVar(&derivatives, "derivatives", false, "also read fine-tunes, quantizations, merges and adapters of another model (tagged base_model:…), which their base's release already counts")
 	hf.Flags().StringVar(&since, "since", "24h", "on the first poll (no checkpoint yet), read models created after this: RFC 3339, YYYY-MM-DD or a duration ago")
 
 	epoch := &cobra.Command{
@@ -61,7 +63,7 @@ answer line per signal. Run it once (--once) or polling (--every 1h).`,
 		Short: "Epoch AI's notable-models dataset -> signal.release and training demand.infrastructure",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runConnector(cmd, cf, &connect.Epoch{BaseURL: epochBase, Client: &connect.Client{}})
+			return a.runConnector(cmd, cf, &connect.Epoch{BaseURL: epochBase, Client: a.httpClient()})
 		},
 	}
 	epoch.Flags().StringVar(&epochBase, "base-url", connect.EpochURL, "where the dataset is published (the CSV is "+connect.EpochPath+" under it)")
@@ -86,6 +88,13 @@ answer line per signal. Run it once (--once) or polling (--every 1h).`,
 	file.Flags().StringVar(&checkpoint, "checkpoint", "", "the checkpoint's name on the broker (default connect/file/<DATA's file name>)")
 	cmd.AddCommand(hf, epoch, file)
 	return cmd
+}
+
+// httpClient is the connectors' HTTP client; it logs each retry.
+func (a *app) httpClient() *connect.Client {
+	return &connect.Client{OnRetry: func(err error, wait time.Duration) {
+		a.log.Warn().Err(err).Dur("wait", wait).Msgf("source answered with an error; trying again in %s", wait)
+	}}
 }
 
 // runConnector polls src as cf says, printing each signal's answer line.

@@ -1,13 +1,18 @@
 package connect_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/producers/connect"
 )
@@ -141,5 +146,49 @@ func TestFileJSONRowsAndBadMaps(t *testing.T) {
 		if !errors.As(err, &ve) || ve.Field != field {
 			t.Errorf("map without a good %s: %v", field, err)
 		}
+	}
+}
+
+// Polling (Every) reads the file again at each tick: a row appended while it runs is
+// published once, and nothing else is; Every returns when its context ends.
+func TestEveryPicksUpAppendedRows(t *testing.T) {
+	t.Parallel()
+	b, _ := registered(t)
+	path, m := writeFiles(t, "month,app,region,wau\n2025-01,chat,us,100\n", "users.csv")
+	r, _ := runner(b, &connect.File{Path: path, Map: m})
+	var mu sync.Mutex
+	var ids []string
+	r.Answer = func(a connect.Answer) error {
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, a.ID)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Every(ctx, 20*time.Millisecond) }()
+	seen := func(n int) func() error {
+		return func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ids) != n {
+				return fmt.Errorf("answers %v, want %d", ids, n)
+			}
+			return nil
+		}
+	}
+	conformance.Eventually(t, 5*time.Second, "the first row", seen(1))
+	if err := os.WriteFile(path, []byte("month,app,region,wau\n2025-01,chat,us,100\n2025-02,chat,us,130\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conformance.Eventually(t, 5*time.Second, "the appended row", seen(2))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ids[1] != "users:chat:2025-02" || len(stored(t, b)) != 2 {
+		t.Fatalf("answers %v", ids)
 	}
 }

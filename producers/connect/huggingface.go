@@ -21,7 +21,7 @@ const HuggingFaceURL = "https://huggingface.co"
 // listing GET /api/models?pipeline_tag=text-generation&sort=createdAt&direction=-1, newest
 // first and paged by its Link header, then GET /api/models/{id} for each new model
 // (safetensors.total, tags, cardData) and its config.json (experts). A model above MinParams
-// becomes a signal.release with id "huggingface:<model id>"; its checkpoint is the newest
+// that does not derive from another (see Derivatives) becomes a signal.release with id "huggingface:<model id>"; its checkpoint is the newest
 // creation time read and the ids created at that instant.
 type HuggingFace struct {
 	BaseURL   string    // default HuggingFaceURL
@@ -32,6 +32,10 @@ type HuggingFace struct {
 	PageSize int
 	// MaxPages bounds the pages one poll reads; default 50.
 	MaxPages int
+	// Derivatives also reads models whose tags name a base model they were fine-tuned,
+	// quantized, merged or adapted from; by default they are passed over, as the release
+	// of their base model already counts its derivative fine-tunes.
+	Derivatives bool
 }
 
 // Name is the checkpoint name.
@@ -48,6 +52,19 @@ type hfListed struct {
 	CreatedAt   time.Time `json:"createdAt"`
 	PipelineTag string    `json:"pipeline_tag"`
 	Private     bool      `json:"private"`
+	Tags        []string  `json:"tags"`
+}
+
+// derivative reports whether the model's tags name a base model it derives from.
+func (m hfListed) derivative() bool {
+	return slices.ContainsFunc(m.Tags, func(t string) bool {
+		for _, k := range []string{"finetune", "quantized", "merge", "adapter"} {
+			if strings.HasPrefix(t, "base_model:"+k+":") {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // hfModel is what GET /api/models/{id} says of a model.
@@ -147,7 +164,7 @@ func (h *HuggingFace) newModels(ctx context.Context, cp hfCheckpoint) ([]hfListe
 // release reads one model's details and makes its signal; ok is false for a model that is
 // not a public text-generation model above MinParams with safetensors metadata.
 func (h *HuggingFace) release(ctx context.Context, line int, m hfListed) (Signal, bool, error) {
-	if m.Private || (m.PipelineTag != "" && m.PipelineTag != "text-generation") {
+	if m.Private || (m.PipelineTag != "" && m.PipelineTag != "text-generation") || (!h.Derivatives && m.derivative()) {
 		return Signal{}, false, nil
 	}
 	u := h.base() + "/api/models/" + m.ID

@@ -21,7 +21,7 @@ func hf(base string) *connect.HuggingFace {
 
 // The Hub connector reads the recorded listing (two pages, newest first) down to --since,
 // publishes one signal.release per public safetensors text-generation model above
-// --min-params, oldest first, with params_total from safetensors.total, params_active
+// --min-params that is not a fine-tune of another (its base's release counts it), oldest first, with params_total from safetensors.total, params_active
 // estimated from config.json's experts for the mixture of experts (and so marked in its
 // answer) and equal to the total for the dense model, reasoning from the tags, a sourceurl
 // and an id from the Hub's model id. Polling again reads the listing's first page, finds
@@ -75,8 +75,8 @@ func TestHuggingFaceOnceThenAgainAddsNothing(t *testing.T) {
 		t.Fatalf("dense release %+v, sourceurl %q", rel, ev.SourceURL)
 	}
 	for _, u := range rec.requests() {
-		if strings.Contains(u, "Before-Since") || strings.Contains(u, "tiny-1B/resolve") {
-			t.Errorf("read %s: a model before --since, or the config of one below --min-params", u)
+		if strings.Contains(u, "Before-Since") || strings.Contains(u, "tiny-1B/resolve") || strings.Contains(u, "finetuned") {
+			t.Errorf("read %s: a model before --since, the config of one below --min-params, or a fine-tune", u)
 		}
 	}
 
