@@ -61,7 +61,7 @@ func (c *Client) Get(ctx context.Context, url string) ([]byte, http.Header, erro
 			}
 			return answer{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }() // a read path: the body is read whole first
 		body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody()+1))
 		if err != nil {
 			return answer{}, fmt.Errorf("%w: GET %s: reading the body: %w", ErrUnavailable, url, err)
