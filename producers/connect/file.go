@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -104,7 +105,8 @@ func (m *Map) check() error {
 	case len(m.Data) == 0:
 		return bad("data", "required")
 	}
-	for name, f := range m.Data {
+	for _, name := range slices.Sorted(maps.Keys(m.Data)) {
+		f := m.Data[name]
 		switch {
 		case (f.Column == "") == (f.Value == nil):
 			return bad("data."+name, "give column or value")
@@ -231,7 +233,8 @@ func (f *File) signal(r row, read map[string]time.Time, state map[string]*series
 	}
 	data := map[string]any{}
 	last := map[string]float64{}
-	for name, fd := range m.Data {
+	for _, name := range slices.Sorted(maps.Keys(m.Data)) { // the first bad field, always the same
+		fd := m.Data[name]
 		if fd.Column == "" {
 			data[name] = fd.Value
 			continue
