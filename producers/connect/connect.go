@@ -78,6 +78,9 @@ type Summary struct {
 	Refused int // answered with an error
 }
 
+// checkpointTimeout bounds each read and write of the checkpoint on the broker.
+const checkpointTimeout = producers.DefaultAckTimeout
+
 // ErrNotTaken is matched by the error of a poll whose signals were answered but not all
 // taken: some were refused, or the broker did not take them.
 var ErrNotTaken = errors.New("not every signal was taken")
@@ -90,8 +93,10 @@ func (r *Runner) Once(ctx context.Context) (Summary, error) {
 	name := r.Source.Name()
 	var cp []byte
 	if r.Checkpoints != nil {
+		gctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
 		var err error
-		cp, err = r.Checkpoints.Get(ctx, name)
+		cp, err = r.Checkpoints.Get(gctx, name)
+		cancel()
 		if err != nil && !errors.Is(err, broker.ErrNotFound) {
 			return Summary{}, fmt.Errorf("reading checkpoint %s: %w", name, err)
 		}
@@ -112,7 +117,9 @@ func (r *Runner) Once(ctx context.Context) (Summary, error) {
 		return sum, fmt.Errorf("%w: %d of %d: %w", ErrNotTaken, refused, len(items), stopped)
 	}
 	if r.Checkpoints != nil && batch.Checkpoint != nil {
-		if err := r.Checkpoints.Put(ctx, name, batch.Checkpoint); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
+		defer cancel()
+		if err := r.Checkpoints.Put(pctx, name, batch.Checkpoint); err != nil {
 			return sum, fmt.Errorf("storing checkpoint %s (the signals were published; the next poll publishes them again under the same ids): %w", name, err)
 		}
 	}
