@@ -67,3 +67,17 @@ func TestConnectFlagsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// --dry-run needs no broker: the example file's rows are answered, each with its id, and
+// nothing is published or checkpointed (a second dry run answers them all again).
+func TestConnectFileDryRun(t *testing.T) {
+	t.Parallel()
+	args := []string{"connect", "file", "../../examples/connect/app-users.csv", "--map", "../../examples/connect/app-users.map.yaml", "--once", "--dry-run"}
+	for range 2 {
+		code, out, stderr := run(t.Context(), "", nil, args...)
+		as := answers(t, out)
+		if code != 0 || len(as) != 8 || as[0].ID != "app-users:chatgpt:world:2024-12" || as[0].Line != 2 {
+			t.Fatalf("dry run: exit %d, %s %s", code, out, stderr)
+		}
+	}
+}
