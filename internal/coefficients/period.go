@@ -16,11 +16,13 @@ import (
 // DateLayout is the form of a period's from and until and of an accelerator's available_from.
 const DateLayout = "2006-01-02"
 
-// Period is a set of values in force from a date (midnight UTC) until the next period's date,
-// or until its own until (exclusive), after which the undated values apply again. Its other
-// keys (applications, models, infrastructure, energy) have the shape of the document's and
-// override it: maps merge key by key, except that a fleet mix (infrastructure.fleet.default or
-// .regions.<r>) is replaced whole. Periods are sorted by from and do not overlap.
+// Period is a change of values at a date: in force from `from` (midnight UTC) until the next
+// period's date, or until its own until (exclusive), after which the undated values apply
+// again. Its other keys (applications, models, infrastructure, energy) have the shape of the
+// document's and are laid over the values in force just before it (the previous period's, or
+// the undated ones): maps merge key by key, except that a fleet mix
+// (infrastructure.fleet.default or .regions.<r>) is replaced whole. Periods are sorted by from
+// and do not overlap.
 type Period struct {
 	From  string `yaml:"from" json:"from"`
 	Until string `yaml:"until,omitempty" json:"until,omitempty"`
@@ -60,8 +62,8 @@ func (l *Loaded) At(t time.Time) *Set {
 // Dated reports whether the set has periods, i.e. whether At depends on the time.
 func (l *Loaded) Dated() bool { return len(l.segments) > 0 }
 
-// resolve builds the segments of a parsed set: each period merged over base (the document's
-// JSON value without periods and sources), checked against the schema and Validate, and every
+// resolve builds the segments of a parsed set: each period merged over the values in force
+// before it (at first base, the document's JSON value without periods and sources), checked against the schema and Validate, and every
 // fleet's accelerators checked against their availability from the segment's start. Errors
 // name the period as periods.<from>.
 func resolve(s *Set, doc map[string]any) ([]segment, error) {
@@ -75,6 +77,7 @@ func resolve(s *Set, doc map[string]any) ([]segment, error) {
 	var segs []segment
 	var errs []error
 	var prevFrom, prevUntil time.Time
+	prev := base
 	for i, p := range s.Periods {
 		at := fmt.Sprintf("periods.%d", i)
 		from, err := time.Parse(DateLayout, p.From)
@@ -106,15 +109,17 @@ func resolve(s *Set, doc map[string]any) ([]segment, error) {
 		delete(values, "from")
 		delete(values, "until")
 		s.Periods[i].Values = values
-		merged := merge(base, values, nil)
+		merged := merge(prev, values, nil)
+		prev = merged
 		set, err := decodeMerged(merged)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", at, err))
+			errs = append(errs, prefixed(err, at))
 			continue
 		}
 		segs = append(segs, segment{from: from, set: set})
 		if !until.IsZero() {
 			segs = append(segs, segment{from: until, set: s})
+			prev = base
 		}
 	}
 	if len(errs) > 0 {
@@ -152,6 +157,25 @@ func decodeMerged(doc map[string]any) (*Set, error) {
 		return nil, err
 	}
 	return &set, nil
+}
+
+// prefixed puts at before the field of every validation error in err (a period's merged
+// document reports its own paths); other errors are wrapped with at.
+func prefixed(err error, at string) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, prefixed(e, at))
+		}
+		return errors.Join(out...)
+	}
+	var ve *event.ValidationError
+	if errors.As(err, &ve) {
+		c := *ve
+		c.Field = at + "." + ve.Field
+		return &c
+	}
+	return fmt.Errorf("%s: %w", at, err)
 }
 
 // merge returns base with over laid on it: maps merge key by key, other values are replaced,
