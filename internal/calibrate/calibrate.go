@@ -73,11 +73,15 @@ var References = []Reference{
 		model: func(ctx context.Context, c *coefficients.Loaded, _ *replay) (float64, error) {
 			return chatRequestWh(ctx, c, day(2025, 5, 1))
 		}},
-	{Name: "epoch-gpt4o-query", What: "typical GPT-4o query: 100B active, 500 tokens (Feb 2025)", Unit: "Wh", Published: 0.30, Low: 0.6, High: 1.0,
-		Source: "https://epoch.ai/gradient-updates/how-much-energy-does-chatgpt-use", Tests: "the FLOP-to-Wh chain (utilization, system power, PUE, load factor) on Epoch's workload and the fleet in force",
+	{Name: "epoch-gpt4o-query", What: "typical GPT-4o query: 100B active, 500 tokens on H100 (Feb 2025)", Unit: "Wh", Published: 0.30, Low: 0.6, High: 1.0,
+		Source: "https://epoch.ai/gradient-updates/how-much-energy-does-chatgpt-use", Tests: "the FLOP-to-Wh chain (utilization, idle capacity, system power, PUE, load factor) on Epoch's workload and hardware; Epoch assumes 10% utilization, the chain its own",
 		model: func(ctx context.Context, c *coefficients.Loaded, _ *replay) (float64, error) {
 			active, no := 1e11, false
-			return requestWh(ctx, c, day(2025, 2, 1), &event.DemandModel{Region: "us", Model: c.Set.Models.DefaultModel, TokensPerDay: 500, ParamsActive: &active, Reasoning: &no})
+			n, err := pinned(c, day(2025, 2, 1), "h100").expand(ctx, &event.DemandModel{Region: "us", Model: c.Set.Models.DefaultModel, TokensPerDay: 500, ParamsActive: &active, Reasoning: &no})
+			if err != nil {
+				return 0, err
+			}
+			return n.avgMW() * 24 * 1e6, nil
 		}},
 	{Name: "altman-chatgpt-query", What: "average ChatGPT query (Jun 2025)", Unit: "Wh", Published: 0.34, Low: 0.3, High: 1.0,
 		Source: "https://blog.samaltman.com/the-gentle-singularity", Tests: "per-request energy of the default chat category (region us, 2025-06); no method published, hence the wide band",
@@ -91,18 +95,19 @@ var References = []Reference{
 		}},
 	{Name: "deepseek-serving-fleet", What: "DeepSeek V3+R1 service, 776B tokens/day on H800 (27-28 Feb 2025)", Unit: "H800", Published: 1814, Low: 1.0, High: 2.5,
 		Source: "https://github.com/deepseek-ai/open-infra-index/blob/main/202502OpenSourceWeek/day_6_one_more_thing_deepseekV3R1_inference_system_overview.md",
-		Tests: "inference utilization of an H800 (all 776B tokens at 2 x 37B FLOP each); DeepSeek's FP8 expert-parallel serving runs above a fleet average",
+		Tests:  "inference utilization of an H800 (all 776B tokens at 2 x 37B FLOP each); the published figure is the average of nodes serving, so idle capacity is left out; DeepSeek's FP8 expert-parallel serving runs above a fleet average",
 		model: func(ctx context.Context, c *coefficients.Loaded, _ *replay) (float64, error) {
+			at := day(2025, 2, 27)
 			active, no := 3.7e10, false
-			n, err := pinned(c, day(2025, 2, 27), "h800").expand(ctx, &event.DemandModel{Region: "cn", Model: c.Set.Models.DefaultModel, TokensPerDay: 7.76e11, ParamsActive: &active, Reasoning: &no})
+			n, err := pinned(c, at, "h800").expand(ctx, &event.DemandModel{Region: "cn", Model: c.Set.Models.DefaultModel, TokensPerDay: 7.76e11, ParamsActive: &active, Reasoning: &no})
 			if err != nil {
 				return 0, err
 			}
-			return n.units(), nil
+			return n.units() / (1 + c.At(at).Infrastructure.IdleCapacity[event.Inference]), nil
 		}},
 	{Name: "llama-3.1-405b-hours", What: "Llama 3.1 405B pre-training, 3.79e25 FLOP (6 x 405B x 15.6T)", Unit: "M H100-hours", Published: 30.84, Low: 0.8, High: 1.0,
 		Source: "https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/MODEL_CARD.md",
-		Tests: "training utilization on H100 (published hours include restarts and long-context stages, so the model lands a little low)",
+		Tests:  "training utilization on H100 (published hours include restarts and long-context stages, so the model lands a little low)",
 		model: func(ctx context.Context, c *coefficients.Loaded, _ *replay) (float64, error) {
 			n, err := training(ctx, c, day(2024, 3, 1), "h100", 405e9, 15.6e12)
 			if err != nil {
@@ -112,7 +117,7 @@ var References = []Reference{
 		}},
 	{Name: "llama-3.1-405b-co2", What: "Llama 3.1 405B training emissions, location-based", Unit: "tCO2e", Published: 8930, Low: 1.0, High: 1.6,
 		Source: "https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/MODEL_CARD.md",
-		Tests: "training energy and US grid intensity; Meta counts 700 W TDP per GPU, the chain all-in system power, PUE and the training load factor, so it lands above",
+		Tests:  "training energy and US grid intensity; Meta counts 700 W TDP per GPU, the chain all-in system power, PUE and the training load factor, so it lands above",
 		model: func(ctx context.Context, c *coefficients.Loaded, _ *replay) (float64, error) {
 			n, err := training(ctx, c, day(2024, 3, 1), "h100", 405e9, 15.6e12)
 			if err != nil {
@@ -129,15 +134,26 @@ var References = []Reference{
 			}
 			return n.units() * trainingSeconds / 3600 / 1e6, nil
 		}},
-	{Name: "epoch-installed-base", What: "installed AI compute at chip level, > 10 GW (15M H100e, Jan 2026)", Unit: "GW", Published: 10, Low: 1.0, High: 2.5,
+	{Name: "epoch-installed-base", What: "installed AI compute, 15M H100-equivalents, > 10 GW at chip level (Jan 2026)", Unit: "GW", Published: 10, Low: 1.5, High: 2.0,
 		Source: "https://epoch.ai/blog/introducing-the-ai-chip-sales-data-explorer",
-		Tests: "the replayed history's IT power at the end of 2025 (system power, which runs 1.5-2x chip power, over a sample of the market)",
-		model: func(_ context.Context, _ *coefficients.Loaded, h *replay) (float64, error) {
-			return h.itMW(day(2025, 12, 31)) / 1000, nil
+		Tests: "fleet mix and all-in system power: 15M H100s' worth of peak FLOP/s spread over the fleet in force mid-2025 (the middle of the sales that make up the base), at system rather than chip power",
+		model: func(_ context.Context, c *coefficients.Loaded, _ *replay) (float64, error) {
+			set := c.At(day(2025, 7, 1))
+			h100, ok := set.Chips.Accelerators["h100"]
+			if !ok {
+				return 0, fmt.Errorf("no h100 in chips.accelerators")
+			}
+			peak := 15e6 * h100.PeakFlopPerS
+			gw := 0.0
+			for name, share := range set.Infrastructure.Fleet.Default {
+				a := set.Chips.Accelerators[name]
+				gw += peak * share / a.PeakFlopPerS * a.SystemKW / 1e6
+			}
+			return gw, nil
 		}},
-	{Name: "iea-datacentres-2024", What: "world data-centre electricity, 2024", Unit: "TWh/yr", Published: 415, Low: 0.01, High: 1.0,
+	{Name: "iea-datacentres-2024", What: "world data-centre electricity, 2024, against the replayed history's demand at the end of 2024", Unit: "TWh/yr", Published: 415, Low: 0.0004, High: 0.1,
 		Source: "https://www.iea.org/reports/energy-and-ai",
-		Tests: "order of magnitude only: the replayed history's AI demand at the end of 2024 is a sample of AI, itself a part of all data-centre use; outside the band is a units error",
+		Tests:  "order of magnitude only: the history is a sample (a few dozen apps, releases and programmes) of AI, itself a part of all data-centre use. Below 0.04% it holds less than ChatGPT alone (0.85 GWh/day = 0.31 TWh/yr); above 10% a sample rivals the census, a units error",
 		model: func(_ context.Context, _ *coefficients.Loaded, h *replay) (float64, error) {
 			return h.avgMW(day(2024, 12, 31), "") * 8760 / 1e6, nil
 		}},

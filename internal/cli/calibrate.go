@@ -54,7 +54,7 @@ outside its band is marked; with --strict the command then exits 1.`,
 					if !r.InBand {
 						mark = "OUT"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.2f\t%.2f–%.2f\t%s\t%s\n", r.Name, tree.Number(r.Model), tree.Number(r.Published), r.Unit, r.Ratio, r.Low, r.High, mark, r.Source)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.3g\t%.3g–%.3g\t%s\t%s\n", r.Name, tree.Number(r.Model), tree.Number(r.Published), r.Unit, r.Ratio, r.Low, r.High, mark, r.Source)
 				}
 				if err := w.Flush(); err != nil {
 					return err

@@ -73,6 +73,9 @@ type Infrastructure struct {
 	Utilization Utilization `yaml:"utilization" json:"utilization"`
 	Fleet       Fleet       `yaml:"fleet" json:"fleet"`
 	PUE         Regional    `yaml:"pue" json:"pue"`
+	// IdleCapacity is, per workload, the accelerators kept idle or as backup on top of those
+	// the demand keeps busy, as a fraction of the busy ones (absent: none).
+	IdleCapacity map[string]float64 `yaml:"idle_capacity,omitempty" json:"idle_capacity,omitempty"`
 }
 
 // Utilization is the realized fraction of peak FLOP/s per workload.

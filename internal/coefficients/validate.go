@@ -21,7 +21,7 @@ const ShareTolerance = 1e-9
 // naming an accelerator of chips.accelerators; every category's model and default_model in
 // the catalog; default_category among the categories; an accelerator's available_from a date
 // and its per-workload utilization, like energy.load_factor_by_workload, fractions of known
-// workloads. It reports every broken rule, in a
+// workloads; infrastructure.idle_capacity >= 0 per known workload. It reports every broken rule, in a
 // fixed order (maps by sorted key), joined; each is a *event.ValidationError whose Field is
 // the dotted key.
 func (s *Set) Validate() error {
@@ -70,6 +70,13 @@ func (s *Set) Validate() error {
 		c.mix(s, "infrastructure.fleet.regions."+region, inf.Fleet.Regions[region])
 	}
 	c.regional("infrastructure.pue", inf.PUE, 1)
+	for _, w := range sortedKeys(inf.IdleCapacity) {
+		if (Utilization{Inference: 1, Training: 1, Finetune: 1}).For(w) == 0 {
+			c.fail("infrastructure.idle_capacity."+w, "unknown workload: want inference, training or finetune")
+			continue
+		}
+		c.nonNegative("infrastructure.idle_capacity."+w, inf.IdleCapacity[w])
+	}
 
 	for _, name := range sortedKeys(s.Chips.Accelerators) {
 		a, at := s.Chips.Accelerators[name], "chips.accelerators."+name

@@ -47,7 +47,7 @@ var Stages = []Stage{
 		Formula: "tokens × (reasoning ? reasoning multiplier : 1) × 2 × params_active / 86400; a release also adds fine-tuning FLOP/s, retracted after 90 days"},
 	{Layer: event.Infrastructure, Formulas: []Formula{total(Infrastructure)},
 		Flow: "FLOP/s → accelerators", Derives: "accelerators per kind",
-		Formula: "flop_per_s × fleet share / (peak FLOP/s × utilization of the accelerator and workload)"},
+		Formula: "flop_per_s × fleet share / (peak FLOP/s × utilization of the accelerator and workload) × (1 + idle capacity)"},
 	{Layer: event.Chips, Formulas: []Formula{FormulaOf(Chips)},
 		Flow: "accelerators → MW", Derives: "MW IT and facility",
 		Formula: "units × system_kW / 1000, × PUE"},

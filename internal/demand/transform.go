@@ -94,7 +94,8 @@ func infra(region, workload string, flop float64) Output {
 	return Output{Key: workload, Payload: &event.DemandInfrastructure{Region: region, Workload: workload, FlopPerS: flop}}
 }
 
-// Infrastructure spreads FLOP/s over the region's fleet, in accelerators sorted by name.
+// Infrastructure spreads FLOP/s over the region's fleet, in accelerators sorted by name, at
+// each accelerator's utilization of the workload, plus the workload's idle capacity.
 func Infrastructure(c *coefficients.Set, d *event.DemandInfrastructure) []Output {
 	mix := c.Infrastructure.Fleet.For(d.Region)
 	names := make([]string, 0, len(mix))
@@ -104,10 +105,11 @@ func Infrastructure(c *coefficients.Set, d *event.DemandInfrastructure) []Output
 		}
 	}
 	sort.Strings(names)
+	idle := 1 + c.Infrastructure.IdleCapacity[d.Workload]
 	out := make([]Output, 0, len(names))
 	for _, a := range names {
 		acc := c.Chips.Accelerators[a]
-		units := d.FlopPerS * mix[a] / (acc.PeakFlopPerS * acc.UtilizationFor(c.Infrastructure.Utilization, d.Workload))
+		units := d.FlopPerS * mix[a] / (acc.PeakFlopPerS * acc.UtilizationFor(c.Infrastructure.Utilization, d.Workload)) * idle
 		hbm := units * acc.HBMGB
 		out = append(out, Output{Key: a, Payload: &event.DemandChips{Region: d.Region, Accelerator: a, Units: units, HBMGB: &hbm, Workload: d.Workload}})
 	}
