@@ -136,7 +136,7 @@ var References = []Reference{
 		}},
 	{Name: "epoch-installed-base", What: "installed AI compute, 15M H100-equivalents, > 10 GW at chip level (Jan 2026)", Unit: "GW", Published: 10, Low: 1.5, High: 2.0,
 		Source: "https://epoch.ai/blog/introducing-the-ai-chip-sales-data-explorer",
-		Tests: "fleet mix and all-in system power: 15M H100s' worth of peak FLOP/s spread over the fleet in force mid-2025 (the middle of the sales that make up the base), at system rather than chip power",
+		Tests:  "fleet mix and all-in system power: 15M H100s' worth of peak FLOP/s spread over the fleet in force mid-2025 (the middle of the sales that make up the base), at system rather than chip power",
 		model: func(_ context.Context, c *coefficients.Loaded, _ *replay) (float64, error) {
 			set := c.At(day(2025, 7, 1))
 			h100, ok := set.Chips.Accelerators["h100"]
