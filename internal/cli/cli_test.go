@@ -256,7 +256,7 @@ func TestHistoryWalkThrough(t *testing.T) {
 		}
 		return nil
 	})
-	for _, want := range []string{"signal.release.v1 [cn deepseek-r1]", "demand.infrastructure.v1 [cn finetune] -", "@2025-04-20"} {
+	for _, want := range []string{"signal.release.v1 [cn-deepseek deepseek-r1]", "demand.infrastructure.v1 [cn-deepseek finetune] -", "@2025-04-20"} {
 		if !strings.Contains(tree, want) {
 			t.Errorf("trace lacks %q:\n%s", want, tree)
 		}
