@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/layercake/cascade/internal/event"
@@ -47,6 +48,8 @@ func (p Period) MarshalJSON() ([]byte, error) {
 type segment struct {
 	from time.Time
 	set  *Set
+	// values are the keys the period itself sets (nil for the undated values).
+	values map[string]any
 }
 
 // At returns the set in force at t: the undated values, or a period's values merged over them.
@@ -116,7 +119,7 @@ func resolve(s *Set, doc map[string]any) ([]segment, error) {
 			errs = append(errs, prefixed(err, at))
 			continue
 		}
-		segs = append(segs, segment{from: from, set: set})
+		segs = append(segs, segment{from: from, set: set, values: values})
 		if !until.IsZero() {
 			segs = append(segs, segment{from: until, set: s})
 			prev = base
@@ -198,6 +201,21 @@ func merge(base, over map[string]any, at []string) map[string]any {
 	return out
 }
 
+// setsKey reports whether values holds the dotted path.
+func setsKey(values map[string]any, path []string) bool {
+	var v any = values
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		if v, ok = m[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // isMix reports whether path is a fleet mix.
 func isMix(path []string) bool {
 	if len(path) < 3 || path[0] != "infrastructure" || path[1] != "fleet" {
@@ -218,6 +236,10 @@ func availability(s *Set, segs []segment) error {
 		}
 		f := sg.set.Infrastructure.Fleet
 		check := func(key string, m Mix) {
+			inherited := ""
+			if sg.set != s && !setsKey(sg.values, strings.Split(key, ".")) {
+				inherited = " (a mix inherited from the values before this period: give the period its own)"
+			}
 			for _, name := range sortedKeys(m) {
 				acc := sg.set.Chips.Accelerators[name]
 				if m[name] <= 0 || acc.AvailableFrom == "" {
@@ -226,7 +248,7 @@ func availability(s *Set, segs []segment) error {
 				avail, err := time.Parse(DateLayout, acc.AvailableFrom)
 				if err == nil && sg.from.Before(avail) {
 					errs = append(errs, &event.ValidationError{Field: at + key + "." + name,
-						Rule: fmt.Sprintf("accelerator %s is available from %s, after the fleet %s %s", name, acc.AvailableFrom, when, sg.from.Format(DateLayout))})
+						Rule: fmt.Sprintf("accelerator %s is available from %s, after the fleet %s %s%s", name, acc.AvailableFrom, when, sg.from.Format(DateLayout), inherited)})
 				}
 			}
 		}

@@ -120,6 +120,9 @@ func TestPeriodsRefused(t *testing.T) {
 		{"region fleet before availability", `
   - {from: 2023-01-01, infrastructure: {fleet: {regions: {cn: {h800: 1}}}}}`,
 			"periods.2023-01-01.infrastructure.fleet.regions.cn.h800: accelerator h800 is available from 2023-03-21"},
+		{"inherited mix before availability", `
+  - {from: 2025-01-01, infrastructure: {fleet: {regions: {us: {b200: 1}}}}}
+  - {from: 2025-02-01, energy: {load_factor: 0.6}}`, ""},
 		{"undated fleet again after until", `
   - {from: 2021-01-01, until: 2021-06-01, energy: {load_factor: 0.6}}`, ""},
 		{"misspelt key in a period", `
@@ -167,6 +170,20 @@ func TestPeriodUntilResumesUndated(t *testing.T) {
 	}
 	if got := l.At(date(2025, 1, 1)).Infrastructure.Fleet.Default; got["b200"] != 1 || l.At(date(2025, 1, 1)) != l.Set {
 		t.Errorf("after until: %v, want the undated set", got)
+	}
+}
+
+// An undated region mix is in force in every period that does not replace it, so it must be
+// available when the first period begins; the error says the mix was inherited.
+func TestInheritedMixChecked(t *testing.T) {
+	t.Parallel()
+	doc := strings.Replace(undated(t), "      cn: {a100: 1.0}\n", "      cn: {a100: 1.0}\n      us: {b200: 1.0}\n", 1) + `periods:
+  - {from: 2023-01-01, energy: {load_factor: 0.6}}
+`
+	_, err := coefficients.Parse([]byte(doc))
+	if err == nil || !strings.Contains(err.Error(), "periods.2023-01-01.infrastructure.fleet.regions.us.b200: accelerator b200 is available from 2024-11-01") ||
+		!strings.Contains(err.Error(), "inherited") {
+		t.Fatalf("got %v", err)
 	}
 }
 
