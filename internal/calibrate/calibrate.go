@@ -300,15 +300,3 @@ func (r *replay) avgMW(until time.Time, app string) (mw float64) {
 	}
 	return mw
 }
-
-// itMW is the IT power of all demand in force at until.
-func (r *replay) itMW(until time.Time) (mw float64) {
-	for _, t := range r.trees {
-		node{t}.walk(func(x *tree.Node) {
-			if e, ok := x.Payload.(*event.DemandEnergy); ok && !x.Event.Time.After(until) {
-				mw += e.ITMW
-			}
-		})
-	}
-	return mw
-}
