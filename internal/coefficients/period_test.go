@@ -61,6 +61,10 @@ func TestDefaultFleetByDate(t *testing.T) {
 	if d.At(date(2019, 1, 1)) != d.Set {
 		t.Error("before the first period the undated values apply")
 	}
+	// Grid intensity by year: the us figure of 2022, then 2023's from the 2023 period on.
+	if a, b := d.At(date(2022, 12, 1)).Energy.GridIntensityGPerKWh.For("us"), d.At(date(2025, 1, 1)).Energy.GridIntensityGPerKWh.For("us"); a != 390 || b != 367 {
+		t.Errorf("us grid intensity 2022 %v, 2025 %v; want 390 then 367", a, b)
+	}
 	// Values a period does not touch are the undated ones.
 	if got := d.At(date(2025, 6, 1)).Energy.GridIntensityGPerKWh.For("dk"); got != 152 {
 		t.Errorf("dk grid intensity in 2025 = %v, want the undated 152", got)
