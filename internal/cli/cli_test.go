@@ -25,6 +25,7 @@ import (
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/history"
 	"github.com/layercake/cascade/schemas"
 )
 
@@ -229,12 +230,16 @@ func startRun(t *testing.T) string {
 func TestHistoryWalkThrough(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"CASCADE_NATS_URL": startRun(t)}
-	if code, out, stderr := run(t.Context(), "", env, "replay", "--history"); code != 0 || !strings.Contains(out, "replayed 68 signals into base") {
+	sigs, err := history.Signals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := run(t.Context(), "", env, "replay", "--history"); code != 0 || !strings.Contains(out, fmt.Sprintf("replayed %d signals into base", len(sigs))) {
 		t.Fatalf("replay: %d %s %s", code, out, stderr)
 	}
 	half := filepath.Join(t.TempDir(), "half.yaml")
 	_, doc, _ := run(t.Context(), "", nil, "coefficients", "show")
-	doc = strings.Replace(doc, "version: default-2026.11", "version: half-inference", 1)
+	doc = strings.Replace(doc, "version: default-2026.12", "version: half-inference", 1)
 	doc = regexp.MustCompile(`(?m)^(\s+utilization:\s*\{?\s*inference:\s*)0\.15`).ReplaceAllString(doc, "${1}0.075")
 	if err := os.WriteFile(half, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
@@ -251,7 +256,7 @@ func TestHistoryWalkThrough(t *testing.T) {
 		}
 		return nil
 	})
-	for _, want := range []string{"signal.release.v1 [cn deepseek-r1]", "demand.infrastructure.v1 [cn finetune] -", "@2025-04-20"} {
+	for _, want := range []string{"signal.release.v1 [cn-deepseek deepseek-r1]", "demand.infrastructure.v1 [cn-deepseek finetune] -", "@2025-04-20"} {
 		if !strings.Contains(tree, want) {
 			t.Errorf("trace lacks %q:\n%s", want, tree)
 		}
@@ -294,7 +299,7 @@ func TestSubscribeFollowsAFeed(t *testing.T) {
 	if code, out, stderr := run(t.Context(), adoptionUS, env, "publish"); code != 0 || !strings.Contains(out, "plain-client-1") {
 		t.Fatalf("publish: %d %s %s", code, out, stderr)
 	}
-	// Two grid events (h100 and b200 in the default fleet) for the US adoption.
+	// The US adoption gives one grid event per accelerator of the fleet in force; two are read.
 	var out string
 	conformance.Eventually(t, 20*time.Second, "two grid events", func() error {
 		var stderr string
@@ -399,4 +404,16 @@ func TestTraceWithoutRunSaysItScans(t *testing.T) {
 	if code, _, stderr := run(t.Context(), "", env, "trace", "no-such-event"); code != 1 || !strings.Contains(stderr, "no such event") {
 		t.Fatalf("trace of an unknown id by scan: exit %d %s", code, stderr)
 	}
+}
+
+// gridEventsPerSignal is how many grid events a signal in region at when derives with the
+// default coefficients: one per accelerator of the fleet in force.
+func gridEventsPerSignal(region string, when time.Time) int {
+	n := 0
+	for _, share := range coefficients.Default().At(when).Infrastructure.Fleet.For(region) {
+		if share > 0 {
+			n++
+		}
+	}
+	return n
 }

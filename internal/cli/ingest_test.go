@@ -102,7 +102,7 @@ func TestPublishRefusesAnUnregisteredScenario(t *testing.T) {
 	}
 	_, doc, _ := run(t.Context(), "", nil, "coefficients", "show")
 	other := filepath.Join(t.TempDir(), "other.yaml")
-	if err := os.WriteFile(other, []byte(strings.Replace(doc, "version: default-2026.11", "version: other", 1)), 0o644); err != nil {
+	if err := os.WriteFile(other, []byte(strings.Replace(doc, "version: default-2026.12", "version: other", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, _, stderr = run(t.Context(), "", env, "scenario", "create", "nosuch", "--coefficients", other)
@@ -149,7 +149,7 @@ func TestPublishRefusesAnUnrepresentableTree(t *testing.T) {
 
 	// In a scenario whose chat requests are a million times longer, 1e9 users are too many.
 	_, doc, _ := run(t.Context(), "", nil, "coefficients", "show")
-	long := strings.Replace(doc, "version: default-2026.11", "version: long-requests", 1)
+	long := strings.Replace(doc, "version: default-2026.12", "version: long-requests", 1)
 	long = strings.Replace(long, "tokens_per_request: 1000", "tokens_per_request: 1000000000", 1)
 	if long == doc {
 		t.Fatal("could not edit the default coefficients")

@@ -61,8 +61,9 @@ func TestKcatReadsDemandFromAKfakeBackedRun(t *testing.T) {
 	conformance.Eventually(t, 30*time.Second, "kcat to read the grid topic", func() error {
 		out, err := exec.CommandContext(t.Context(), kcat, "-b", first, "-C", "-t", "cascade.base.demand.grid", "-o", "beginning", "-e", "-q").Output()
 		got = string(out)
-		if n := strings.Count(got, `"type":"cascade.demand.grid.v1"`); n != 2 {
-			return fmt.Errorf("kcat read %d of 2 grid events (%v)", n, err)
+		want := gridEventsPerSignal("us", time.Date(2025, 1, 27, 0, 0, 0, 0, time.UTC)) // adoptionUS's time
+		if n := strings.Count(got, `"type":"cascade.demand.grid.v1"`); n != want {
+			return fmt.Errorf("kcat read %d of %d grid events (%v)", n, want, err)
 		}
 		return nil
 	})

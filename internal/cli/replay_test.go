@@ -16,7 +16,7 @@ func TestReplayChecksEveryLineUnderTheTargetsCoefficients(t *testing.T) {
 	dir := t.TempDir()
 	// In scenario "long", a chat request is a thousand times longer: 1e9 users are too many there.
 	_, doc, _ := run(t.Context(), "", nil, "coefficients", "show")
-	long := strings.Replace(doc, "version: default-2026.11", "version: long-chat", 1)
+	long := strings.Replace(doc, "version: default-2026.12", "version: long-chat", 1)
 	long = strings.Replace(long, "chat: {requests_per_user_day: 3.6, tokens_per_request: 1000,", "chat: {requests_per_user_day: 3.6, tokens_per_request: 1000000,", 1)
 	coef := filepath.Join(dir, "long.yaml")
 	if err := os.WriteFile(coef, []byte(long), 0o644); err != nil {

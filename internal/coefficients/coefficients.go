@@ -11,6 +11,9 @@ type Set struct {
 	Chips          Chips             `yaml:"chips" json:"chips"`
 	Energy         Energy            `yaml:"energy" json:"energy"`
 	Sources        map[string]string `yaml:"sources,omitempty" json:"sources,omitempty"`
+	// Periods are the values that change at dates (see Period); a set without them is
+	// timeless.
+	Periods []Period `yaml:"periods,omitempty" json:"periods,omitempty"`
 }
 
 // Applications holds per-category usage.
@@ -70,6 +73,9 @@ type Infrastructure struct {
 	Utilization Utilization `yaml:"utilization" json:"utilization"`
 	Fleet       Fleet       `yaml:"fleet" json:"fleet"`
 	PUE         Regional    `yaml:"pue" json:"pue"`
+	// IdleCapacity is, per workload, the accelerators kept idle or as backup on top of those
+	// the demand keeps busy, as a fraction of the busy ones (absent: none).
+	IdleCapacity map[string]float64 `yaml:"idle_capacity,omitempty" json:"idle_capacity,omitempty"`
 }
 
 // Utilization is the realized fraction of peak FLOP/s per workload.
@@ -133,6 +139,20 @@ type Accelerator struct {
 	PeakFlopPerS float64 `yaml:"peak_flop_per_s" json:"peak_flop_per_s"`
 	SystemKW     float64 `yaml:"system_kw" json:"system_kw"`
 	HBMGB        float64 `yaml:"hbm_gb" json:"hbm_gb"`
+	// AvailableFrom is the first day (YYYY-MM-DD) the accelerator shipped in volume; a fleet in
+	// force before it may not name it. Empty: always available.
+	AvailableFrom string `yaml:"available_from,omitempty" json:"available_from,omitempty"`
+	// Utilization overrides infrastructure.utilization per workload for this accelerator
+	// (memory-bound inference realizes a different share of peak on each chip).
+	Utilization map[string]float64 `yaml:"utilization,omitempty" json:"utilization,omitempty"`
+}
+
+// UtilizationFor is the accelerator's own utilization of workload, else u's.
+func (a Accelerator) UtilizationFor(u Utilization, workload string) float64 {
+	if v, ok := a.Utilization[workload]; ok {
+		return v
+	}
+	return u.For(workload)
 }
 
 // Energy holds the grid-side coefficients.
@@ -140,4 +160,14 @@ type Energy struct {
 	LoadFactor           float64  `yaml:"load_factor" json:"load_factor"`
 	ReserveMargin        float64  `yaml:"reserve_margin" json:"reserve_margin"`
 	GridIntensityGPerKWh Regional `yaml:"grid_intensity_g_per_kwh" json:"grid_intensity_g_per_kwh"`
+	// LoadFactorByWorkload overrides LoadFactor per workload (training runs near TDP).
+	LoadFactorByWorkload map[string]float64 `yaml:"load_factor_by_workload,omitempty" json:"load_factor_by_workload,omitempty"`
+}
+
+// LoadFactorFor is the workload's load factor, else LoadFactor.
+func (e Energy) LoadFactorFor(workload string) float64 {
+	if v, ok := e.LoadFactorByWorkload[workload]; ok {
+		return v
+	}
+	return e.LoadFactor
 }

@@ -2,20 +2,24 @@ package coefficients_test
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/layercake/cascade/internal/coefficients"
 )
 
-var coefVersion = regexp.MustCompile(`^default-2026\.11\+[0-9a-f]{8}$`)
+var coefVersion = regexp.MustCompile(`^default-2026\.12\+[0-9a-f]{8}$`)
 
 func TestDefault(t *testing.T) {
 	d := coefficients.Default()
@@ -23,7 +27,7 @@ func TestDefault(t *testing.T) {
 		t.Error("Default parses more than once")
 	}
 	if !coefVersion.MatchString(d.CoefVersion) {
-		t.Errorf("coefversion %q, want default-2026.11+<8 hex>", d.CoefVersion)
+		t.Errorf("coefversion %q, want default-2026.12+<8 hex>", d.CoefVersion)
 	}
 	if err := d.Set.Validate(); err != nil {
 		t.Fatal(err)
@@ -48,8 +52,13 @@ func TestDefault(t *testing.T) {
 			t.Errorf("accelerator %s missing", a)
 		}
 	}
-	if got := s.Infrastructure.Fleet.For("cn"); len(got) != 1 || got["h800"] != 1 {
-		t.Errorf("fleet of cn = %v, want h800 only", got)
+	for _, a := range []string{"a100", "a800", "h20", "b300", "gb300", "ascend-910b", "ascend-910c", "tpu-v5e", "tpu-v6e"} {
+		if _, ok := s.Chips.Accelerators[a]; !ok {
+			t.Errorf("accelerator %s missing", a)
+		}
+	}
+	if got := d.At(time.Date(2025, 2, 27, 0, 0, 0, 0, time.UTC)).Infrastructure.Fleet.For("cn-deepseek"); len(got) != 1 || got["h800"] != 1 {
+		t.Errorf("DeepSeek's fleet in 2025 = %v, want h800 only", got)
 	}
 	if got := s.Energy.GridIntensityGPerKWh.For("zz"); got != 445 {
 		t.Errorf("grid intensity of an unknown region = %v, want the default 445", got)
@@ -75,13 +84,33 @@ func unsourced(doc any) (missing, stale []string) {
 			}
 		case []any:
 			for i, x := range v {
-				walk(path+"."+string(rune('0'+i)), x)
+				key := strconv.Itoa(i)
+				if m, ok := x.(map[string]any); ok && path == "periods" {
+					// A period is named by its from date; from and until are its name, not values.
+					key = fmt.Sprint(m["from"])
+					if t, ok := m["from"].(time.Time); ok {
+						key = t.Format(coefficients.DateLayout)
+					}
+					m = maps.Clone(m)
+					delete(m, "from")
+					delete(m, "until")
+					x = m
+				}
+				walk(path+"."+key, x)
 			}
 		case int, float64, uint64:
 			leaves[path] = true
 			src, _ := sources[path].(string)
 			if !sourced(src) {
 				missing = append(missing, path)
+			}
+		case time.Time, string:
+			// A date (available_from) needs a source like a number; other strings are names.
+			if strings.HasSuffix(path, ".available_from") {
+				leaves[path] = true
+				if src, _ := sources[path].(string); !sourced(src) {
+					missing = append(missing, path)
+				}
 			}
 		case bool:
 			leaves[path] = true
@@ -173,17 +202,17 @@ func TestParseErrors(t *testing.T) {
 		{"number as a string", edit(t, "reserve_margin: 0.15", `reserve_margin: "0.15"`), "energy.reserve_margin: must be a number"},
 		{"boolean as a string", edit(t, "params_total: 6.71e11, reasoning: true}", `params_total: 6.71e11, reasoning: "yes"}`),
 			"models.catalog.deepseek-r1.reasoning: must be a boolean"},
-		{"version a number", edit(t, "version: default-2026.11", "version: 2026.11"), "version: must be a string"},
+		{"version a number", edit(t, "version: default-2026.12", "version: 2026.12"), "version: must be a string"},
 		{"missing key", edit(t, "  reserve_margin: 0.15\n", ""), "energy.reserve_margin: required"},
 		{"missing category field", edit(t, "chat: {requests_per_user_day: 3.6, ", "chat: {"), "applications.categories.chat.requests_per_user_day: required"},
 		{"not a finite number", edit(t, "load_factor: 0.7", "load_factor: .nan"), "energy.load_factor: must be a finite number"},
 		{"infinite", edit(t, "default: 445", "default: .inf"), "energy.grid_intensity_g_per_kwh.default: must be a finite number"},
 		{"range the schema knows", edit(t, "load_factor: 0.7", "load_factor: 1.7"), "energy.load_factor: must be <= 1"},
 		{"bad accelerator name", edit(t, "    h100: {peak", "    H100: {peak"), "chips.accelerators.H100: key must match"},
-		{"rule beyond the schema", edit(t, "cn: {h800: 1.0}", "cn: {h800: 0.9}"), "infrastructure.fleet.regions.cn: shares must sum to 1 (got 0.9)"},
+		{"rule beyond the schema", edit(t, "cn: {a100: 1.0}", "cn: {a100: 0.9}"), "infrastructure.fleet.regions.cn: shares must sum to 1 (got 0.9)"},
 		{"reference beyond the schema", edit(t, "default_model: frontier-moe", "default_model: gpt-9"), `models.default_model: must name a model of models.catalog (got "gpt-9")`},
 		{"empty document", []byte(""), "(root): must be an object"},
-		{"numeric region key", edit(t, "cn: {h800: 1.0}", "42: {h800: 1.0}\n      cn: {h800: 1.0}"), ""},
+		{"numeric region key", edit(t, "cn: {a100: 1.0}", "42: {a100: 1.0}\n      cn: {a100: 1.0}"), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,14 +238,13 @@ func TestCoefVersion(t *testing.T) {
 	}{
 		{"same document", coefficients.DefaultYAML(), true},
 		{"comment and layout only", append([]byte("# a comment\n\n"), coefficients.DefaultYAML()...), true},
-		{"flow style instead of block", edit(t, "regions:\n      cn: {h800: 1.0}", "regions: {cn: {h800: 1}}"), true},
-		{"regions omitted instead of empty", edit(t, "    default: 1.2\n    regions: {}\n", "    default: 1.2\n"), true},
+		{"flow style instead of block", edit(t, "regions:\n      cn: {a100: 1.0}\n      cn-deepseek: {a100: 1.0}", "regions: {cn: {a100: 1}, cn-deepseek: {a100: 1}}"), true},
 		{"the canonical JSON", base.Canonical, true},
 		{"a number changed", edit(t, "load_factor: 0.7", "load_factor: 0.71"), false},
 		{"a boolean changed", edit(t, "params_total: 6.71e11, reasoning: true}", "params_total: 6.71e11, reasoning: false}"), false},
 		{"a model added", edit(t, "  catalog:\n", "  catalog:\n    tiny: {params_active: 1e9, params_total: 1e9, reasoning: false}\n"), false},
 		{"a source changed", edit(t, "assumption: closed weights cannot be fine-tuned by others", "assumption: none"), false},
-		{"version changed", edit(t, "version: default-2026.11", "version: default-2026.12"), false},
+		{"version changed", edit(t, "version: default-2026.12", "version: default-2026.13"), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package coefficients_test
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/layercake/cascade/internal/coefficients"
 )
@@ -12,9 +13,12 @@ func ExampleDefault() {
 	version, hash, _ := strings.Cut(d.CoefVersion, "+")
 	fmt.Println(version, len(hash), "hex digits")
 	fmt.Println(d.Set.Infrastructure.Fleet.For("cn"), d.Set.Infrastructure.PUE.For("us"))
+	// The values in force at a time: the fleet of 2024 in China.
+	fmt.Println(d.At(time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC)).Infrastructure.Fleet.For("cn"))
 	// Output:
-	// default-2026.11 8 hex digits
-	// map[h800:1] 1.2
+	// default-2026.12 8 hex digits
+	// map[a100:1] 1.2
+	// map[a800:0.15 ascend-910b:0.2 h20:0.35 h800:0.3]
 }
 
 func ExampleParse() {

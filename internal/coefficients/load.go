@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -30,6 +31,8 @@ type Loaded struct {
 	// Canonical is json.Marshal(Set): maps in sorted key order, so equal sets give equal
 	// bytes. It is itself a valid document: Parse(Canonical) yields the same CoefVersion.
 	Canonical []byte
+	// segments are the resolved periods, by start (see At).
+	segments []segment
 }
 
 // Parse reads one coefficient document (YAML, or JSON, which is YAML too): it checks it
@@ -58,12 +61,17 @@ func Parse(doc []byte) (*Loaded, error) {
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("coefficients: %w", err)
 	}
+	tree, _ := v.(map[string]any)
+	segs, err := resolve(&s, tree)
+	if err != nil {
+		return nil, fmt.Errorf("coefficients: %w", err)
+	}
 	canonical, err := json.Marshal(&s)
 	if err != nil {
 		return nil, fmt.Errorf("coefficients: canonical JSON: %w", err)
 	}
 	sum := sha256.Sum256(canonical)
-	return &Loaded{Set: &s, CoefVersion: s.Version + "+" + hex.EncodeToString(sum[:4]), Canonical: canonical}, nil
+	return &Loaded{Set: &s, CoefVersion: s.Version + "+" + hex.EncodeToString(sum[:4]), Canonical: canonical, segments: segs}, nil
 }
 
 // Load reads and parses the coefficient file at path; errors name the path.
@@ -144,6 +152,11 @@ func jsonValue(v any, at []string) (any, error) {
 			return nil, &event.ValidationError{Field: path(at), Rule: "must be a finite number"}
 		}
 		return v, nil
+	case time.Time:
+		if v.Equal(v.Truncate(24 * time.Hour)) {
+			return v.UTC().Format(DateLayout), nil
+		}
+		return v.UTC().Format(time.RFC3339Nano), nil
 	case nil, bool, string, int, uint64:
 		return v, nil
 	}

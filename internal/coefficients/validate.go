@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/layercake/cascade/internal/event"
 )
@@ -18,7 +19,9 @@ const ShareTolerance = 1e-9
 // parameters > 0; params_active <= params_total; pue >= 1; reserve_margin, grid intensities,
 // multipliers and release priors >= 0; fleet shares >= 0 summing to 1 (±ShareTolerance), each
 // naming an accelerator of chips.accelerators; every category's model and default_model in
-// the catalog; default_category among the categories. It reports every broken rule, in a
+// the catalog; default_category among the categories; an accelerator's available_from a date
+// and its per-workload utilization, like energy.load_factor_by_workload, fractions of known
+// workloads; infrastructure.idle_capacity >= 0 per known workload. It reports every broken rule, in a
 // fixed order (maps by sorted key), joined; each is a *event.ValidationError whose Field is
 // the dotted key.
 func (s *Set) Validate() error {
@@ -67,16 +70,30 @@ func (s *Set) Validate() error {
 		c.mix(s, "infrastructure.fleet.regions."+region, inf.Fleet.Regions[region])
 	}
 	c.regional("infrastructure.pue", inf.PUE, 1)
+	for _, w := range sortedKeys(inf.IdleCapacity) {
+		if (Utilization{Inference: 1, Training: 1, Finetune: 1}).For(w) == 0 {
+			c.fail("infrastructure.idle_capacity."+w, "unknown workload: want inference, training or finetune")
+			continue
+		}
+		c.nonNegative("infrastructure.idle_capacity."+w, inf.IdleCapacity[w])
+	}
 
 	for _, name := range sortedKeys(s.Chips.Accelerators) {
 		a, at := s.Chips.Accelerators[name], "chips.accelerators."+name
 		c.positive(at+".peak_flop_per_s", a.PeakFlopPerS)
 		c.positive(at+".system_kw", a.SystemKW)
 		c.positive(at+".hbm_gb", a.HBMGB)
+		if a.AvailableFrom != "" {
+			if _, err := time.Parse(DateLayout, a.AvailableFrom); err != nil {
+				c.fail(at+".available_from", "must be a date YYYY-MM-DD (got %q)", a.AvailableFrom)
+			}
+		}
+		c.byWorkload(at+".utilization", a.Utilization)
 	}
 
 	e := s.Energy
 	c.fraction("energy.load_factor", e.LoadFactor)
+	c.byWorkload("energy.load_factor_by_workload", e.LoadFactorByWorkload)
 	c.nonNegative("energy.reserve_margin", e.ReserveMargin)
 	c.regional("energy.grid_intensity_g_per_kwh", e.GridIntensityGPerKWh, 0)
 	return errors.Join(c.errs...)
@@ -120,6 +137,17 @@ func (c *checker) nonNegative(key string, v float64) { c.atLeast(key, v, 0) }
 func (c *checker) fraction(key string, v float64) {
 	if c.finite(key, v) && (v <= 0 || v > 1) {
 		c.fail(key, "must be in (0, 1] (got %g)", v)
+	}
+}
+
+// byWorkload checks a per-workload override: known workloads, fractions.
+func (c *checker) byWorkload(key string, m map[string]float64) {
+	for _, w := range sortedKeys(m) {
+		if (Utilization{Inference: 1, Training: 1, Finetune: 1}).For(w) == 0 {
+			c.fail(key+"."+w, "unknown workload: want inference, training or finetune")
+			continue
+		}
+		c.fraction(key+"."+w, m[w])
 	}
 }
 

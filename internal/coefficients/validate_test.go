@@ -108,14 +108,14 @@ func TestValidate(t *testing.T) {
 			s.Infrastructure.Fleet.Default = coefficients.Mix{"h100": -0.5, "b200": 1.5}
 		},
 			"infrastructure.fleet.default.h100: must be >= 0"},
-		{"default shares sum to 0.9", func(s *coefficients.Set) { s.Infrastructure.Fleet.Default["b200"] = 0.4 },
+		{"default shares sum to 0.9", func(s *coefficients.Set) { s.Infrastructure.Fleet.Default["a100"] = 0.9 },
 			"infrastructure.fleet.default: shares must sum to 1 (got 0.9)"},
 		{"region shares sum to 0.9", func(s *coefficients.Set) { s.Infrastructure.Fleet.Regions["cn"] = coefficients.Mix{"h800": 0.9} },
 			"infrastructure.fleet.regions.cn: shares must sum to 1 (got 0.9)"},
 		{"empty region mix", func(s *coefficients.Set) { s.Infrastructure.Fleet.Regions["us"] = coefficients.Mix{} },
 			"infrastructure.fleet.regions.us: shares must sum to 1 (got 0)"},
-		{"fleet accelerator unknown", func(s *coefficients.Set) { s.Infrastructure.Fleet.Regions["cn"] = coefficients.Mix{"ascend-910c": 1} },
-			"infrastructure.fleet.regions.cn.ascend-910c: unknown accelerator: not in chips.accelerators"},
+		{"fleet accelerator unknown", func(s *coefficients.Set) { s.Infrastructure.Fleet.Regions["cn"] = coefficients.Mix{"ascend-950": 1} },
+			"infrastructure.fleet.regions.cn.ascend-950: unknown accelerator: not in chips.accelerators"},
 		{"pue default below 1", func(s *coefficients.Set) { s.Infrastructure.PUE.Default = 0.9 }, "infrastructure.pue.default: must be >= 1"},
 		{"pue region below 1", func(s *coefficients.Set) { s.Infrastructure.PUE.Regions["us"] = 0.5 }, "infrastructure.pue.regions.us: must be >= 1"},
 		{"peak zero", func(s *coefficients.Set) {
@@ -153,7 +153,7 @@ func TestValidate(t *testing.T) {
 func TestValidateReportsAll(t *testing.T) {
 	s := fresh(t)
 	s.Energy.LoadFactor = 2
-	s.Infrastructure.Fleet.Regions["cn"]["h800"] = 0.5
+	s.Infrastructure.Fleet.Regions["cn"]["a100"] = 0.5
 	s.Infrastructure.Fleet.Regions["zz"] = coefficients.Mix{"h100": 0.5}
 	s.Applications.DefaultCategory = "games"
 	want := strings.Join([]string{

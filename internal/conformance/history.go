@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -95,9 +96,18 @@ func mustHistory(t *testing.T) []*event.Event {
 
 func testWhatIf(t *testing.T, h Harness) {
 	b, base := basePipeline(t, h)
+	// Halve every inference utilization: the workload's and each accelerator's own.
 	half := *base.Set
 	half.Version = "half-inference-utilization"
 	half.Infrastructure.Utilization.Inference /= 2
+	half.Chips.Accelerators = maps.Clone(half.Chips.Accelerators)
+	for name, acc := range half.Chips.Accelerators {
+		if u, ok := acc.Utilization[event.Inference]; ok {
+			acc.Utilization = maps.Clone(acc.Utilization)
+			acc.Utilization[event.Inference] = u / 2
+			half.Chips.Accelerators[name] = acc
+		}
+	}
 	doc, err := yamlOf(&half)
 	if err != nil {
 		t.Fatal(err)

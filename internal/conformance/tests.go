@@ -74,8 +74,18 @@ func testEndToEnd(t *testing.T, h Harness) {
 			t.Errorf("feed %s carries no events", l)
 		}
 	}
-	// The grid values of the US chat adoption, worked through the formulas here.
-	c := coef.Set
+	// The grid values of the US chat adoption, worked through the formulas here with the
+	// coefficients in force at its time.
+	var gotAvg, gotCO2 float64
+	var when time.Time
+	for _, m := range byID {
+		if g, ok := m.p.(*event.DemandGrid); ok && m.ev.CorrelationID == "sig-adopt-us" {
+			gotAvg += g.AvgMW
+			gotCO2 += g.CO2TPerYear
+			when = m.ev.Time
+		}
+	}
+	c := coef.At(when)
 	cat := c.Applications.Categories["chat"]
 	tokens := 1e6 * cat.RequestsPerUserDay * cat.TokensPerRequest
 	m := c.Models.Catalog[cat.Model]
@@ -87,17 +97,10 @@ func testEndToEnd(t *testing.T, h Harness) {
 	var avg, co2 float64
 	for a, share := range c.Infrastructure.Fleet.For("us") {
 		acc := c.Chips.Accelerators[a]
-		units := flop * share / (acc.PeakFlopPerS * c.Infrastructure.Utilization.Inference)
+		units := flop * share / (acc.PeakFlopPerS * acc.UtilizationFor(c.Infrastructure.Utilization, event.Inference)) * (1 + c.Infrastructure.IdleCapacity[event.Inference])
 		facility := units * acc.SystemKW / 1000 * c.Infrastructure.PUE.For("us")
-		avg += facility * c.Energy.LoadFactor
-		co2 += facility * c.Energy.LoadFactor * 8760 * c.Energy.GridIntensityGPerKWh.For("us") / 1000
-	}
-	var gotAvg, gotCO2 float64
-	for _, m := range byID {
-		if g, ok := m.p.(*event.DemandGrid); ok && m.ev.CorrelationID == "sig-adopt-us" {
-			gotAvg += g.AvgMW
-			gotCO2 += g.CO2TPerYear
-		}
+		avg += facility * c.Energy.LoadFactorFor(event.Inference)
+		co2 += facility * c.Energy.LoadFactorFor(event.Inference) * 8760 * c.Energy.GridIntensityGPerKWh.For("us") / 1000
 	}
 	if !near(gotAvg, avg) || !near(gotCO2, co2) {
 		t.Errorf("grid for sig-adopt-us: avg %g MW, %g tCO2/yr; formulas give %g MW, %g tCO2/yr", gotAvg, gotCO2, avg, co2)

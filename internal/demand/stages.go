@@ -44,16 +44,16 @@ var Stages = []Stage{
 		Formula: "users_delta × requests_per_user_day × tokens_per_request"},
 	{Layer: event.Model, Formulas: []Formula{total(ModelRelease), total(ModelDemand)},
 		Flow: "tokens/day → FLOP/s", Derives: "inference FLOP/s",
-		Formula: "tokens × (reasoning ? 4 : 1) × 2 × params_active / 86400; a release also adds fine-tuning FLOP/s, retracted after 90 days"},
+		Formula: "tokens × (reasoning ? reasoning multiplier : 1) × 2 × params_active / 86400; a release also adds fine-tuning FLOP/s, retracted after 90 days"},
 	{Layer: event.Infrastructure, Formulas: []Formula{total(Infrastructure)},
 		Flow: "FLOP/s → accelerators", Derives: "accelerators per kind",
-		Formula: "flop_per_s × fleet share / (peak FLOP/s × utilization)"},
+		Formula: "flop_per_s × fleet share / (peak FLOP/s × utilization of the accelerator and workload) × (1 + idle capacity)"},
 	{Layer: event.Chips, Formulas: []Formula{FormulaOf(Chips)},
 		Flow: "accelerators → MW", Derives: "MW IT and facility",
 		Formula: "units × system_kW / 1000, × PUE"},
 	{Layer: event.Energy, Formulas: []Formula{total(Energy)},
 		Flow: "MW → generation, TWh, CO2", Derives: "grid supply",
-		Formula: "avg = facility × load factor; generation = facility × (1 + reserve); TWh/yr; tCO2/yr"},
+		Formula: "avg = facility × load factor of the workload; generation = facility × (1 + reserve); TWh/yr; tCO2/yr"},
 }
 
 // Validate checks t and that stages give each of t's consumer layers, in order, one formula

@@ -94,7 +94,8 @@ func infra(region, workload string, flop float64) Output {
 	return Output{Key: workload, Payload: &event.DemandInfrastructure{Region: region, Workload: workload, FlopPerS: flop}}
 }
 
-// Infrastructure spreads FLOP/s over the region's fleet, in accelerators sorted by name.
+// Infrastructure spreads FLOP/s over the region's fleet, in accelerators sorted by name, at
+// each accelerator's utilization of the workload, plus the workload's idle capacity.
 func Infrastructure(c *coefficients.Set, d *event.DemandInfrastructure) []Output {
 	mix := c.Infrastructure.Fleet.For(d.Region)
 	names := make([]string, 0, len(mix))
@@ -104,11 +105,11 @@ func Infrastructure(c *coefficients.Set, d *event.DemandInfrastructure) []Output
 		}
 	}
 	sort.Strings(names)
-	util := c.Infrastructure.Utilization.For(d.Workload)
+	idle := 1 + c.Infrastructure.IdleCapacity[d.Workload]
 	out := make([]Output, 0, len(names))
 	for _, a := range names {
 		acc := c.Chips.Accelerators[a]
-		units := d.FlopPerS * mix[a] / (acc.PeakFlopPerS * util)
+		units := d.FlopPerS * mix[a] / (acc.PeakFlopPerS * acc.UtilizationFor(c.Infrastructure.Utilization, d.Workload)) * idle
 		hbm := units * acc.HBMGB
 		out = append(out, Output{Key: a, Payload: &event.DemandChips{Region: d.Region, Accelerator: a, Units: units, HBMGB: &hbm, Workload: d.Workload}})
 	}
@@ -130,7 +131,7 @@ func Chips(c *coefficients.Set, d *event.DemandChips) ([]Output, error) {
 // Energy turns facility megawatts into what the grid must supply and emit.
 func Energy(c *coefficients.Set, d *event.DemandEnergy) []Output {
 	e := c.Energy
-	avg := d.FacilityMW * e.LoadFactor
+	avg := d.FacilityMW * e.LoadFactorFor(d.Workload)
 	gen := d.FacilityMW * (1 + e.ReserveMargin)
 	twh := avg * 8760 / 1e6
 	co2 := avg * 8760 * e.GridIntensityGPerKWh.For(d.Region) / 1000
@@ -151,6 +152,7 @@ var ErrTransform = fmt.Errorf("transform")
 
 // Derive is the layer step: the envelopes of the demand that in places on the layer below,
 // stamped with provenance (causation, correlation, coefficient version) and deterministic ids.
+// The coefficients are those in force at in's time (coefficients.Loaded.At).
 // Outputs whose primary quantity is exactly zero are dropped.
 func Derive(ctx context.Context, c *coefficients.Loaded, in *event.Event, p event.Payload) ([]*event.Event, error) {
 	ds, err := DeriveTyped(ctx, c, in, p)
@@ -177,7 +179,7 @@ func DeriveTyped(ctx context.Context, c *coefficients.Loaded, in *event.Event, p
 		return nil, err
 	}
 	emitter := event.InputLayer(p.EventType())
-	outs, err := Outputs(c.Set, p)
+	outs, err := Outputs(c.At(in.Time), p)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,5 @@
 // Package history is cascade's bundled history: real signals from ChatGPT's launch
-// (2022-11-30) to the end of 2025, embedded in the binary. It holds open-model releases with
+// (2022-11-30) to the end of 2025 (with deliveries announced by then dated to their phase, up to the end of 2026), embedded in the binary. It holds open-model releases with
 // their published total and active parameter counts, application adoption milestones as deltas
 // of weekly active users, and sovereign AI programmes as demand signals, each with the URL
 // where its figure is published and a note saying what the figure is (and, where it is
@@ -34,7 +34,7 @@ const Source = "/cascade/history"
 // Start and End are the first and last days a record may fall on.
 var (
 	Start = time.Date(2022, 11, 30, 0, 0, 0, 0, time.UTC)
-	End   = time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC)
+	End   = time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)
 )
 
 // EstimatePrefix starts the note of every record whose figure is converted or attributed.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
 )
 
@@ -97,7 +98,7 @@ func TestBrokenRecordsFail(t *testing.T) {
 		"id/time differ":   strings.Replace(validRecord, "time: 2025-01-20T00:00:00Z", "time: 2025-01-21T00:00:00Z", 1),
 		"not midnight":     strings.Replace(validRecord, "T00:00:00Z", "T12:00:00Z", 1),
 		"before launch":    strings.ReplaceAll(validRecord, "2025-01-20", "2022-11-29"),
-		"after 2025":       strings.ReplaceAll(validRecord, "2025-01-20", "2026-01-01"),
+		"after 2026":       strings.ReplaceAll(validRecord, "2025-01-20", "2027-01-01"),
 		"unknown type":     strings.Replace(validRecord, "signal.release.v1", "signal.rumour.v1", 1),
 		"grid type":        strings.Replace(validRecord, "signal.release.v1", "demand.grid.v1", 1),
 		"no note":          strings.Replace(validRecord, `note: "example, dense 7B"`, `note: ""`, 1),
@@ -131,10 +132,10 @@ func TestIDsUniqueAndPatterned(t *testing.T) {
 
 func TestTimesInRangeAndEqualToTheIDsDay(t *testing.T) {
 	first := time.Date(2022, 11, 30, 0, 0, 0, 0, time.UTC)
-	last := time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC)
+	last := time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)
 	for _, r := range records(t) {
 		if r.Time.Before(first) || r.Time.After(last) {
-			t.Errorf("%s: time %s outside 2022-11-30 .. 2025-12-31", r.ID, r.Time)
+			t.Errorf("%s: time %s outside 2022-11-30 .. 2026-12-31", r.ID, r.Time)
 		}
 		if r.Time.Location() != time.UTC || r.Time.Hour()+r.Time.Minute()+r.Time.Second()+r.Time.Nanosecond() != 0 {
 			t.Errorf("%s: time %s is not midnight UTC", r.ID, r.Time)
@@ -331,14 +332,12 @@ func TestDeepSeekR1Release(t *testing.T) {
 // published day (608e9 input + 168e9 output tokens for V3 and R1 over web, app and API) is
 // split between the deepseek app records, at the default chat coefficients (3.6 requests of
 // 1,000 tokens per weekly user per day), and the R1 release before the default reasoning
-// multiplier (4), so the default chain reproduces the measured day and counts nothing twice.
+// multiplier, so the default chain reproduces the measured day and counts nothing twice.
 func TestDeepSeekServingAttribution(t *testing.T) {
-	const (
-		measured    = 608e9 + 168e9
-		requests    = 3.6
-		tokensPerRq = 1000
-		multiplier  = 4
-	)
+	const measured = 608e9 + 168e9
+	c := coefficients.Default().Set
+	chat := c.Applications.Categories["chat"]
+	requests, tokensPerRq, multiplier := chat.RequestsPerUserDay, chat.TokensPerRequest, c.Models.ReasoningTokenMultiplier
 	app := find(t, "hist-2025-02-03-deepseek-dau-30m")
 	r1rec, v3rec := find(t, "hist-2025-01-20-deepseek-r1"), find(t, "hist-2024-12-26-deepseek-v3")
 	p, _ := r1rec.Payload()
@@ -350,7 +349,7 @@ func TestDeepSeekServingAttribution(t *testing.T) {
 	}
 	chain := *app.Level*requests*tokensPerRq + *r1.ExpectedTokensPerDay*multiplier
 	if math.Abs(chain-measured)/measured > 0.001 {
-		t.Errorf("app %.4g + R1 %.4g x %d = %.4g tokens/day, DeepSeek measured %.4g",
+		t.Errorf("app %.4g + R1 %.4g x %g = %.4g tokens/day, DeepSeek measured %.4g",
 			*app.Level*requests*tokensPerRq, *r1.ExpectedTokensPerDay, multiplier, chain, measured)
 	}
 }
@@ -401,7 +400,7 @@ func TestConvertedFiguresAreEstimates(t *testing.T) {
 	for _, id := range []string{
 		"hist-2022-12-05-chatgpt-1m", "hist-2022-12-31-chatgpt-mau-57m", "hist-2023-01-31-chatgpt-mau-100m",
 		"hist-2025-01-31-deepseek-dau-22m", "hist-2025-02-03-deepseek-dau-30m", "hist-2025-01-20-deepseek-r1",
-		"hist-2024-03-17-grok-1", "hist-2023-11-01-uk-isambard-ai", "hist-2025-05-13-sa-humain-nvidia",
+		"hist-2024-03-17-grok-1", "hist-2025-07-17-uk-isambard-ai", "hist-2025-05-13-sa-humain-nvidia",
 	} {
 		if r := find(t, id); !r.Estimate {
 			t.Errorf("%s is a converted figure and must be an estimate", id)

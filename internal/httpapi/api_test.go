@@ -249,7 +249,8 @@ func TestFeedResumesWithLastEventID(t *testing.T) {
 			t.Fatalf("post: %d %s", s, body)
 		}
 	}
-	// Each adoption gives two grid events (h100 and b200 in the default fleet).
+	// Each adoption gives one grid event per accelerator of the fleet in force (five in February
+	// 2025); the first six are read.
 	ids, data := sse(t, base+"/v1/feeds/grid?since=2000-01-01", "", 6)
 	if len(data) != 6 || len(ids) != 6 || !strings.Contains(data[0], `"type":"cascade.demand.grid.v1"`) {
 		t.Fatalf("first read: %d events", len(data))

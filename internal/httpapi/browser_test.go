@@ -264,10 +264,11 @@ func noOverflow(t *testing.T, page context.Context, width int) {
 // page has long chip lines to lay out.
 func wideFleet(t *testing.T) *coefficients.Loaded {
 	t.Helper()
-	doc := strings.Replace(string(coefficients.DefaultYAML()), "      cn: {h800: 1.0}\n",
-		"      cn: {h800: 1.0}\n      us: {h100: 0.4, h200: 0.25, b200: 0.2, mi300x: 0.15}\n", 1)
+	// A period after the default's last, so that signals stamped now (no time of their own) see it.
+	doc := strings.Replace(string(coefficients.DefaultYAML()), "\nsources:\n",
+		"  - from: 2026-02-01\n    infrastructure: {fleet: {regions: {us: {h100: 0.4, h200: 0.25, b200: 0.2, mi300x: 0.15}}}}\n\nsources:\n", 1)
 	c, err := coefficients.Parse([]byte(doc))
-	if err != nil || len(c.Set.Infrastructure.Fleet.For("us")) != 4 {
+	if err != nil || len(c.At(time.Now()).Infrastructure.Fleet.For("us")) != 4 {
 		t.Fatalf("coefficients with a wide us fleet: %v", err)
 	}
 	return c

@@ -152,9 +152,10 @@ func TestKafkaCloudEventsBindings(t *testing.T) {
 		t.Fatalf("structured send: %v", res)
 	}
 
-	// Each adoption gives two grid events in the default fleet.
+	// Each adoption gives one grid event per accelerator of the fleet in force.
+	per := gridPerAdoption()
 	roots := map[string]int{}
-	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", 4) {
+	for _, m := range readRecords(t, addrs, "cascade.base.demand.grid", 2*per) {
 		headers := map[string][]byte{}
 		ct := ""
 		for _, h := range m.Headers {
@@ -184,8 +185,8 @@ func TestKafkaCloudEventsBindings(t *testing.T) {
 		roots[corr]++
 	}
 	for _, id := range []string{"sdk-binary", "sdk-structured"} {
-		if roots[id] != 2 {
-			t.Errorf("signal %s: %d grid events, want 2 (roots seen %v)", id, roots[id], roots)
+		if roots[id] != per {
+			t.Errorf("signal %s: %d grid events, want %d (roots seen %v)", id, roots[id], per, roots)
 		}
 	}
 }
@@ -204,15 +205,22 @@ func TestKafkaRecordsWithoutCascadeHeaders(t *testing.T) {
 		record("kcat-1", string(event.TypeAdoption), adoptionData("de")),
 		record("kcat-chips", string(event.TypeDemandChips), map[string]any{"region": "de", "accelerator": "h100", "units": 10}),
 	)
+	per := gridPerAdoption()
 	roots := map[string]int{}
-	for _, e := range gridEvents(t, addrs, 2) {
+	for _, e := range gridEvents(t, addrs, per) {
 		roots[e.CorrelationID]++
 	}
-	if roots["kcat-1"] != 2 || len(roots) != 1 {
-		t.Errorf("grid events by root: %v, want 2 of kcat-1", roots)
+	if roots["kcat-1"] != per || len(roots) != 1 {
+		t.Errorf("grid events by root: %v, want %d of kcat-1", roots, per)
 	}
 	n, cause := deadLetterCause(t, addrs)
 	if n != 1 || !strings.Contains(cause, "cascade.demand.chips.v1 is not accepted by layer application") {
 		t.Errorf("dead letters %d, the first saying %q", n, cause)
 	}
+}
+
+// gridPerAdoption is how many grid events an adoption of 2025-02-01 (the time of every signal
+// here) derives with the default coefficients: one per accelerator of the fleet then in force.
+func gridPerAdoption() int {
+	return len(coefficients.Default().At(time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)).Infrastructure.Fleet.Default)
 }

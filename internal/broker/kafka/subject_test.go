@@ -34,15 +34,16 @@ func TestKafkaSignalWithoutSubjectTakesDataRegion(t *testing.T) {
 		{Key: "content-type", Value: []byte("application/json")},
 	}}
 	writeSignals(t, addrs, structured("nosub-structured", nil), binary, structured("nosub-differs", "eu"))
+	per := gridPerAdoption()
 	roots := map[string]int{}
-	for _, e := range gridEvents(t, addrs, 4) {
+	for _, e := range gridEvents(t, addrs, 2*per) {
 		if e.Subject != "de" {
 			t.Errorf("grid event %s: subject %q, want de", e.ID, e.Subject)
 		}
 		roots[e.CorrelationID]++
 	}
-	if roots["nosub-structured"] != 2 || roots["nosub-binary"] != 2 || len(roots) != 2 {
-		t.Errorf("grid events by root: %v, want 2 of each signal without a subject", roots)
+	if roots["nosub-structured"] != per || roots["nosub-binary"] != per || len(roots) != 2 {
+		t.Errorf("grid events by root: %v, want %d of each signal without a subject", roots, per)
 	}
 	n, cause := deadLetterCause(t, addrs)
 	if n != 1 || !strings.Contains(cause, `subject: region "eu" differs from data.region "de"`) {
