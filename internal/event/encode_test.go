@@ -75,12 +75,13 @@ func TestMarshalAllocatesOnlyItsOutput(t *testing.T) {
 
 // TestDecodeAllocatesItsOutputs holds Decode near what it returns: the envelope, its strings,
 // its data and the payload with its strings, with a little room for pools the collector emptied
-// (encoding/json took 27 to 30 allocations for these bodies).
+// (encoding/json took 27 to 30 allocations for these bodies, the two-pass path 15 to 18, the
+// one-pass path 11 to 13: the envelope values every pipeline event repeats are not copied).
 func TestDecodeAllocatesItsOutputs(t *testing.T) {
 	for _, bb := range benchBodies {
 		body := []byte(bb.body)
-		if n := testing.AllocsPerRun(100, func() { _, _, _ = event.Decode(body) }); n > 20 {
-			t.Errorf("%s: Decode allocates %v times, want at most 20", bb.name, n)
+		if n := testing.AllocsPerRun(100, func() { _, _, _ = event.Decode(body) }); n > 16 {
+			t.Errorf("%s: Decode allocates %v times, want at most 16", bb.name, n)
 		}
 	}
 }
