@@ -10,7 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"syscall"
@@ -50,6 +52,8 @@ type Config struct {
 	Paced   int                   // signals of the paced phase; 0: five seconds' worth at Rate
 	Storage broker.ScenarioConfig // storage settings of both scenarios
 	Log     zerolog.Logger        // the layers' log
+	// CPUProfile, when set, receives a CPU profile (pprof) of the max-rate pass.
+	CPUProfile io.Writer
 }
 
 // Report is what a run measured.
@@ -174,12 +178,20 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 		return rep, err
 	}
 	defer stop()
+	if c.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(c.CPUProfile); err != nil {
+			return rep, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
 	cpu0 := cpuTime()
 	secs, err := maxRate(ctx, b, sigs[:c.Signals])
+	cpu := cpuTime() - cpu0
+	if c.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return rep, err
 	}
-	cpu := cpuTime() - cpu0
 	p := &rep.Pipeline
 	p.Seconds = secs
 	p.SignalsPerSecond = float64(p.Signals) / secs

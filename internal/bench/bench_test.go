@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
@@ -55,19 +56,24 @@ func TestRunReportsWhatThePipelineStored(t *testing.T) {
 	}
 }
 
-// Rate 0 skips the latency phase; stages other than per-layer are refused by name.
+// Rate 0 skips the latency phase; a CPU profile of the max-rate pass is written when asked
+// for; stages other than per-layer are refused by name.
 func TestRunWithoutPacedPhaseAndStagesRefused(t *testing.T) {
 	t.Parallel()
 	b, _ := conformance.NATS(t)
 	if _, err := bench.Run(t.Context(), b, bench.Config{Signals: 5, Stages: "chained", Log: zerolog.Nop()}); err == nil {
 		t.Fatal("stages chained accepted")
 	}
-	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Log: zerolog.Nop()})
+	var prof bytes.Buffer
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Log: zerolog.Nop(), CPUProfile: &prof})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Latency != nil || rep.Pipeline.Signals != 20 {
 		t.Fatalf("report %+v: want no latency phase", rep)
+	}
+	if b := prof.Bytes(); len(b) < 64 || b[0] != 0x1f || b[1] != 0x8b { // pprof writes gzipped protobuf
+		t.Fatalf("CPU profile: %d bytes, want a gzipped pprof profile", len(b))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 func (a *app) benchCmd() *cobra.Command {
 	var c bench.Config
 	var asJSON bool
+	var profile string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the pipeline against the raw broker in one run: throughput, latency, CPU and memory",
@@ -62,6 +63,14 @@ func (a *app) benchCmd() *cobra.Command {
 			}
 			defer b.Close()
 			c.Log = a.log
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return fmt.Errorf("--cpu-profile: %w", err)
+				}
+				defer f.Close()
+				c.CPUProfile = f
+			}
 			rep, err := bench.Run(ctx, b, c)
 			if err != nil {
 				return err
@@ -82,6 +91,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f.IntVar(&c.Paced, "paced", 0, "signals of the latency phase (default: five seconds' worth at --rate)")
 	f.StringVar(&c.Stages, "stages", bench.StagesPerLayer, "how the layers are grouped into consumers: "+strings.Join(bench.Stages, " or "))
 	f.BoolVar(&asJSON, "json", false, "the report as one JSON object")
+	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of the max-rate pass to this file (go tool pprof -top FILE)")
 	return cmd
 }
 
