@@ -18,6 +18,7 @@ func (a *app) benchCmd() *cobra.Command {
 	var c bench.Config
 	var asJSON bool
 	var profile string
+	var mem serveFlags // its memory limit only
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the pipeline against the raw broker in one run: throughput, latency, CPU and memory",
@@ -47,6 +48,9 @@ func (a *app) benchCmd() *cobra.Command {
 				return usageError("--paced %d: must not be negative", c.Paced)
 			case !slices.Contains(bench.Stages, c.Stages):
 				return usageError("--stages %q: want %s (chained stages are not in this build yet)", c.Stages, strings.Join(bench.Stages, " or "))
+			}
+			if err := mem.applyMemoryLimit(cmd, a.Getenv); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			dir, err := os.MkdirTemp("", "cascade-bench-")
@@ -91,6 +95,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f.IntVar(&c.Paced, "paced", 0, "signals of the latency phase (default: five seconds' worth at --rate)")
 	f.StringVar(&c.Stages, "stages", bench.StagesPerLayer, "how the layers are grouped into consumers: "+strings.Join(bench.Stages, " or "))
 	f.BoolVar(&asJSON, "json", false, "the report as one JSON object")
+	f.StringVar(&mem.memLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of this process, as run's (0 or off: none)")
 	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of the max-rate pass to this file (go tool pprof -top FILE)")
 	return cmd
 }

@@ -101,6 +101,7 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"--signals", "0"}, "--signals"},
 		{[]string{"--rate", "-1"}, "--rate"},
 		{[]string{"--paced", "-3"}, "--paced"},
+		{[]string{"--memory-limit", "lots"}, "--memory-limit"},
 	} {
 		code, _, stderr := run(t.Context(), "", nil, append([]string{"bench"}, c.args...)...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
