@@ -72,10 +72,14 @@ func (a *app) benchCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("--cpu-profile: %w", err)
 				}
-				defer f.Close()
 				c.CPUProfile = f
 			}
 			rep, err := bench.Run(ctx, b, c)
+			if f, ok := c.CPUProfile.(*os.File); ok {
+				if cerr := f.Close(); cerr != nil && err == nil {
+					err = fmt.Errorf("--cpu-profile: %w", cerr)
+				}
+			}
 			if err != nil {
 				return err
 			}
