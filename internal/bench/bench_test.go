@@ -10,6 +10,8 @@ import (
 
 	"github.com/layercake/cascade/internal/bench"
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/kafka"
+	"github.com/layercake/cascade/internal/broker/kafka/kafkatest"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 )
@@ -96,3 +98,21 @@ func TestMillisJSON(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a > b*0.999 && a < b*1.001 }
+
+// On Kafka the same run reports the same structure: every paced signal timed on the grid
+// feed, the raw scenario removed.
+func TestRunOnKafka(t *testing.T) {
+	t.Parallel()
+	b, err := kafka.Connect(t.Context(), kafka.Options{Brokers: kafkatest.Cluster(t), Logger: zerolog.Nop(), BatchTimeout: time.Millisecond, HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Rate: 200, Paced: 10, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Raw.Messages != rep.Pipeline.Signals+rep.Pipeline.Derived || rep.Pipeline.StoredPerSecond <= 0 || rep.Latency == nil || rep.Latency.Published != 10 || rep.Latency.Signals == 0 || rep.Latency.P50 <= 0 {
+		t.Fatalf("report on Kafka: %+v %+v", rep, rep.Latency)
+	}
+}
