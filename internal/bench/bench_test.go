@@ -1,40 +1,118 @@
 package bench_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/layercake/cascade/internal/bench"
 	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/kafka"
+	"github.com/layercake/cascade/internal/broker/kafka/kafkatest"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 )
 
-// A run reports as derived events exactly the demand the layers stored for its signals, with
-// positive rates, and leaves the raw measurement's scenario deleted.
+// A run reports as derived events exactly the demand the layers stored for its signals, its
+// rates positive and consistent with each other, latencies for every paced signal whose tree
+// reaches the grid, in order, and leaves the raw measurement's scenario deleted.
 func TestRunReportsWhatThePipelineStored(t *testing.T) {
 	t.Parallel()
 	b, _ := conformance.NATS(t)
-	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Log: zerolog.Nop()})
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Rate: 500, Paced: 40, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Signals != 50 || rep.Derived <= rep.Signals {
-		t.Fatalf("report counts %d signals and %d derived events, want 50 and more than 50", rep.Signals, rep.Derived)
+	r, p, l := rep.Raw, rep.Pipeline, rep.Latency
+	if p.Signals != 50 || p.Derived <= p.Signals || p.Stages != bench.StagesPerLayer {
+		t.Fatalf("pipeline %+v: want 50 signals deriving more than 50 events, per-layer stages", p)
 	}
-	if rep.RawPublish <= 0 || rep.RawConsume <= 0 || rep.Pipeline <= 0 || rep.SignalsPerSecond() <= 0 || rep.SignalsPerSecond() >= rep.Pipeline {
-		t.Fatalf("rates: %+v, signals/s %v", rep, rep.SignalsPerSecond())
+	if r.Messages != p.Signals+p.Derived || r.MessageBytes < 200 || r.PublishPerSecond <= 0 || r.ConsumePerSecond <= 0 || r.PublishWindow <= 0 {
+		t.Fatalf("raw %+v: want %d messages of a pipeline message's size, positive rates", r, p.Signals+p.Derived)
+	}
+	if p.Seconds <= 0 || p.SignalsPerSecond <= 0 || !near(p.SignalsPerSecond*p.Seconds, 50) || !near(p.StoredPerSecond*p.Seconds, float64(r.Messages)) || !near(p.RatioToRawPublish, p.StoredPerSecond/r.PublishPerSecond) {
+		t.Fatalf("pipeline rates do not add up: %+v (raw %+v)", p, r)
+	}
+	if rep.CPUSecondsPer1000Signals <= 0 || rep.PeakRSSBytes < 1<<20 {
+		t.Fatalf("cost: %v CPU s per 1000 signals, peak RSS %d bytes", rep.CPUSecondsPer1000Signals, rep.PeakRSSBytes)
+	}
+	if l == nil || l.Rate != 500 || l.AchievedRate <= 0 || l.Published != 40 || l.Signals == 0 || l.Signals > 40 || l.Derived <= 0 {
+		t.Fatalf("latency %+v: want 40 paced signals at 500/s, some timed", l)
+	}
+	if !(0 < l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) {
+		t.Fatalf("latency quantiles out of order: %+v", l)
 	}
 	stored := 0
 	err = broker.Each(t.Context(), b, broker.FeedOptions{Selector: broker.Selector{Scenario: bench.PipelineScenario, Kinds: []event.Kind{event.KindDemand}}, FromStart: true}, func(broker.Delivery) error {
 		stored++
 		return nil
 	})
-	if err != nil || stored != rep.Derived {
-		t.Fatalf("the pipeline stored %d derived events (%v), the report says %d", stored, err, rep.Derived)
+	if err != nil || stored != p.Derived+l.Derived {
+		t.Fatalf("the pipeline stored %d derived events (%v), the report says %d + %d", stored, err, p.Derived, l.Derived)
 	}
 	if _, err := b.Lag(t.Context(), bench.RawScenario, event.Chips); err == nil {
 		t.Fatalf("scenario %s is still there after the run", bench.RawScenario)
+	}
+}
+
+// Rate 0 skips the latency phase; a CPU profile of the max-rate pass is written when asked
+// for; stages other than per-layer are refused by name.
+func TestRunWithoutPacedPhaseAndStagesRefused(t *testing.T) {
+	t.Parallel()
+	b, _ := conformance.NATS(t)
+	if _, err := bench.Run(t.Context(), b, bench.Config{Signals: 5, Stages: "chained", Log: zerolog.Nop()}); err == nil {
+		t.Fatal("stages chained accepted")
+	}
+	var prof bytes.Buffer
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Log: zerolog.Nop(), CPUProfile: &prof})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Latency != nil || rep.Pipeline.Signals != 20 {
+		t.Fatalf("report %+v: want no latency phase", rep)
+	}
+	if b := prof.Bytes(); len(b) < 64 || b[0] != 0x1f || b[1] != 0x8b { // pprof writes gzipped protobuf
+		t.Fatalf("CPU profile: %d bytes, want a gzipped pprof profile", len(b))
+	}
+}
+
+// Latencies travel in JSON as fractional milliseconds and come back the same.
+func TestMillisJSON(t *testing.T) {
+	t.Parallel()
+	in := bench.Latency{P50: bench.Millis(1500 * time.Microsecond), Max: bench.Millis(12 * time.Millisecond)}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil || raw["p50_ms"] != 1.5 || raw["max_ms"] != 12.0 {
+		t.Fatalf("%s: p50_ms %v, max_ms %v", b, raw["p50_ms"], raw["max_ms"])
+	}
+	var out bench.Latency
+	if err := json.Unmarshal(b, &out); err != nil || out != in {
+		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+}
+
+func near(a, b float64) bool { return a > b*0.999 && a < b*1.001 }
+
+// On Kafka the same run reports the same structure: every paced signal timed on the grid
+// feed, the raw scenario removed.
+func TestRunOnKafka(t *testing.T) {
+	t.Parallel()
+	b, err := kafka.Connect(t.Context(), kafka.Options{Brokers: kafkatest.Cluster(t), Logger: zerolog.Nop(), BatchTimeout: time.Millisecond, HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Rate: 200, Paced: 10, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Raw.Messages != rep.Pipeline.Signals+rep.Pipeline.Derived || rep.Pipeline.StoredPerSecond <= 0 || rep.Latency == nil || rep.Latency.Published != 10 || rep.Latency.Signals == 0 || rep.Latency.P50 <= 0 {
+		t.Fatalf("report on Kafka: %+v %+v", rep, rep.Latency)
 	}
 }

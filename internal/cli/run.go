@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -38,7 +37,7 @@ type serveFlags struct {
 	maxBody    int64
 	indexDir   string // where run keeps its trace indexes; empty: no indexer
 	pprof      bool
-	memLimit   int64
+	memLimit   string // --memory-limit: a size, or 0/off
 
 	httpLimits httpapi.Options // timeouts, connection and feed caps, signal rate (addHTTP)
 }
@@ -68,7 +67,7 @@ func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
 		f.StringVar(&s.natsConfig, "nats-server-config", "", "nats-server config file whose authorization and accounts the embedded broker uses (then --nats-user/--nats-password/--nats-token/--nats-creds are this process's own login)")
 	}
 	f.IntVar(&s.batch, "batch", 256, "events per consumer batch")
-	f.Int64Var(&s.memLimit, "memory-limit", 0, "soft memory limit in bytes for this process, embedded broker included (Go's GOMEMLIMIT; 0: none)")
+	f.StringVar(&s.memLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of this process, embedded broker included, e.g. 384MiB or 1GiB (Go's GOMEMLIMIT, which is used instead when set and this flag is not given; 0 or off: none)")
 	f.DurationVar(&s.poll, "scenario-poll", 2*time.Second, "how often new scenarios are looked for")
 }
 
@@ -87,6 +86,9 @@ func (a *app) runCmd() *cobra.Command {
 				return &ExitError{Code: 2, Err: err}
 			}
 			if err := s.checkHTTP(cmd); err != nil {
+				return err
+			}
+			if err := s.applyMemoryLimit(cmd, a.Getenv); err != nil {
 				return err
 			}
 			cfg, err := a.scenarioConfig()
@@ -171,9 +173,6 @@ func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) ht
 // serve runs layers for every registered scenario, and the HTTP API when it has an address,
 // until ctx ends; then it drains.
 func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, s serveFlags) error {
-	if s.memLimit > 0 {
-		debug.SetMemoryLimit(s.memLimit)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -242,6 +241,9 @@ func (a *app) consumeCmd() *cobra.Command {
 			l, err := event.ParseLayer(layer)
 			if err != nil || !slices.Contains(event.ConsumerLayers, l) {
 				return usageError("--layer %q: want %s", layer, event.JoinLayers(event.ConsumerLayers, "or"))
+			}
+			if err := s.applyMemoryLimit(cmd, a.Getenv); err != nil {
+				return err
 			}
 			b, err := a.join(cmd.Context())
 			if err != nil {

@@ -21,7 +21,11 @@ const MaxIDBytes = 256
 // without a subject (optional in CloudEvents, as an outside producer may write it) takes the
 // payload's region, as ingest fills it in. It returns the event and its typed payload; every
 // error is a *DecodeError or matches ErrInvalid.
-func Decode(body []byte) (*Event, Payload, error) {
+func Decode(body []byte) (*Event, Payload, error) { return decode(body, true) }
+
+// decode is Decode, in one pass where decodeOnePass can (onePass), else in two: the envelope
+// with data raw, then data into its payload.
+func decode(body []byte, onePass bool) (*Event, Payload, error) {
 	if len(body) > MaxEventBytes {
 		return nil, nil, invalid("event", "oversized: %d bytes, at most %d", len(body), MaxEventBytes)
 	}
@@ -29,15 +33,28 @@ func Decode(body []byte) (*Event, Payload, error) {
 		return nil, nil, err
 	}
 	var e Event
-	if err := json.Unmarshal(body, &e); err != nil { // segmentio/encoding: encoding/json's rules, five times faster
-		return nil, nil, &DecodeError{Err: err}
+	var p Payload
+	if onePass {
+		p, onePass = decodeOnePass(body, &e)
+	}
+	if !onePass {
+		e = Event{}
+		if err := json.Unmarshal(body, &e); err != nil { // segmentio/encoding: encoding/json's rules, five times faster
+			return nil, nil, &DecodeError{Err: err}
+		}
 	}
 	if err := e.validateEnvelope(); err != nil {
 		return nil, nil, err
 	}
-	p, err := DecodePayload(e.Type, e.Data)
-	if err != nil {
-		return nil, nil, err
+	if onePass {
+		if err := p.Validate(); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		var err error
+		if p, err = DecodePayload(e.Type, e.Data); err != nil {
+			return nil, nil, err
+		}
 	}
 	if e.Subject == "" {
 		e.Subject = p.RegionName()

@@ -22,8 +22,16 @@ const SchemaBase = "https://github.com/layercake/cascade/schemas/"
 // Short is the type without its "cascade." prefix, as used in schema file names.
 func (t Type) Short() string { return strings.TrimPrefix(string(t), "cascade.") }
 
-// DataSchema is the dataschema URL of the type's payload.
-func (t Type) DataSchema() string { return SchemaBase + t.Short() + ".json" }
+// DataSchema is the dataschema URL of the type's payload (built once for the pipeline's
+// types, which every derived event carries).
+func (t Type) DataSchema() string {
+	if s, ok := pipeline.schemas[t]; ok {
+		return s
+	}
+	return dataSchema(t)
+}
+
+func dataSchema(t Type) string { return SchemaBase + t.Short() + ".json" }
 
 // Known reports whether t is one of Types.
 func (t Type) Known() bool {

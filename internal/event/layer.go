@@ -34,8 +34,16 @@ func (l Layer) DemandType() Type { return pipeline.layers[l].Demand }
 // layer's demand, which no layer accepts.
 func InputLayer(t Type) Layer { return pipeline.input[t] }
 
-// Source is the CloudEvents source of events derived by l's consumer.
-func (l Layer) Source() string { return "/cascade/consumers/" + string(l) }
+// Source is the CloudEvents source of events derived by l's consumer (built once for the
+// pipeline's layers).
+func (l Layer) Source() string {
+	if s, ok := pipeline.sources[l]; ok {
+		return s
+	}
+	return source(l)
+}
+
+func source(l Layer) string { return "/cascade/consumers/" + string(l) }
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 

@@ -18,6 +18,9 @@ func Quantities(p Payload) []Quantity {
 // Primary is the value of a payload's primary quantity, whose exact zero suppresses a
 // derived output; 1 for a payload outside the topology.
 func Primary(p Payload) float64 {
+	if s, ok := spec(p); ok && s.PrimaryValue != nil {
+		return s.PrimaryValue(p)
+	}
 	if qs := Quantities(p); len(qs) > 0 {
 		return qs[0].Value
 	}

@@ -75,6 +75,9 @@ type PayloadSpec struct {
 	Quantities func(Payload) []Quantity
 	// Primary names the quantity whose exact zero suppresses a derived output.
 	Primary string
+	// PrimaryValue reads that quantity without building Quantities' slice (every derived
+	// output asks); nil: Quantities' first.
+	PrimaryValue func(Payload) float64
 	// Label names what the payload is about: its app, model, workload or accelerator.
 	Label func(Payload) string
 	// Key is the row key totals sums the payload under; nil for a signal totals do not count,
@@ -86,6 +89,7 @@ type PayloadSpec struct {
 type PayloadOf[P Payload] struct {
 	New        func() P
 	Primary    string
+	Value      func(P) float64 // the primary quantity's value
 	Quantities func(P) []Quantity
 	Label      func(P) string
 	Key        func(P) string
@@ -100,6 +104,9 @@ func (o PayloadOf[P]) Spec() PayloadSpec {
 	}
 	if o.Quantities != nil {
 		s.Quantities = func(p Payload) []Quantity { return o.Quantities(p.(P)) }
+	}
+	if o.Value != nil {
+		s.PrimaryValue = func(p Payload) float64 { return o.Value(p.(P)) }
 	}
 	if o.Label != nil {
 		s.Label = func(p Payload) string { return o.Label(p.(P)) }
@@ -135,6 +142,7 @@ var Pipeline = Topology{
 		PayloadOf[*Adoption]{
 			New:        func() *Adoption { return &Adoption{UsersDelta: nan} },
 			Primary:    "users_delta",
+			Value:      func(p *Adoption) float64 { return p.UsersDelta },
 			Quantities: func(p *Adoption) []Quantity { return []Quantity{{"users_delta", p.UsersDelta, "weekly users"}} },
 			Label:      func(p *Adoption) string { return p.App + " (" + p.Category + ")" },
 			Key:        func(p *Adoption) string { return p.Category },
@@ -142,6 +150,7 @@ var Pipeline = Topology{
 		PayloadOf[*Release]{
 			New:     func() *Release { return &Release{ParamsTotal: nan, ParamsActive: nan} },
 			Primary: "params_active",
+			Value:   func(p *Release) float64 { return p.ParamsActive },
 			Quantities: func(p *Release) []Quantity {
 				return []Quantity{{"params_active", p.ParamsActive, "params"}, {"params_total", p.ParamsTotal, "params"}}
 			},
@@ -150,6 +159,7 @@ var Pipeline = Topology{
 		PayloadOf[*DemandModel]{
 			New:        func() *DemandModel { return &DemandModel{TokensPerDay: nan} },
 			Primary:    "tokens_per_day",
+			Value:      func(p *DemandModel) float64 { return p.TokensPerDay },
 			Quantities: func(p *DemandModel) []Quantity { return []Quantity{{"tokens_per_day", p.TokensPerDay, "tokens/day"}} },
 			Label:      func(p *DemandModel) string { return p.Model },
 			Key:        func(p *DemandModel) string { return p.Model },
@@ -157,6 +167,7 @@ var Pipeline = Topology{
 		PayloadOf[*DemandInfrastructure]{
 			New:        func() *DemandInfrastructure { return &DemandInfrastructure{FlopPerS: nan} },
 			Primary:    "flop_per_s",
+			Value:      func(p *DemandInfrastructure) float64 { return p.FlopPerS },
 			Quantities: func(p *DemandInfrastructure) []Quantity { return []Quantity{{"flop_per_s", p.FlopPerS, "FLOP/s"}} },
 			Label:      func(p *DemandInfrastructure) string { return p.Workload },
 			Key:        func(p *DemandInfrastructure) string { return p.Workload },
@@ -164,6 +175,7 @@ var Pipeline = Topology{
 		PayloadOf[*DemandChips]{
 			New:     func() *DemandChips { return &DemandChips{Units: nan} },
 			Primary: "units",
+			Value:   func(p *DemandChips) float64 { return p.Units },
 			Quantities: func(p *DemandChips) []Quantity {
 				q := []Quantity{{"units", p.Units, "accelerators"}}
 				if p.HBMGB != nil {
@@ -177,6 +189,7 @@ var Pipeline = Topology{
 		PayloadOf[*DemandEnergy]{
 			New:     func() *DemandEnergy { return &DemandEnergy{ITMW: nan, FacilityMW: nan} },
 			Primary: "it_mw",
+			Value:   func(p *DemandEnergy) float64 { return p.ITMW },
 			Quantities: func(p *DemandEnergy) []Quantity {
 				return []Quantity{{"it_mw", p.ITMW, "MW IT"}, {"facility_mw", p.FacilityMW, "MW facility"}}
 			},
@@ -188,6 +201,7 @@ var Pipeline = Topology{
 				return &DemandGrid{AvgMW: nan, GenerationMW: nan, TWhPerYear: nan, CO2TPerYear: nan}
 			},
 			Primary: "avg_mw",
+			Value:   func(p *DemandGrid) float64 { return p.AvgMW },
 			Quantities: func(p *DemandGrid) []Quantity {
 				return []Quantity{{"avg_mw", p.AvgMW, "MW avg"}, {"generation_mw", p.GenerationMW, "MW generation"},
 					{"twh_per_year", p.TWhPerYear, "TWh/yr"}, {"co2_t_per_year", p.CO2TPerYear, "tCO2/yr"}}
@@ -291,6 +305,8 @@ func (t Topology) validatePayload(p PayloadSpec, fail func(string, ...any)) {
 	qs := p.Quantities(empty)
 	if len(qs) == 0 || qs[0].Name != p.Primary {
 		fail("payload %s: primary %q is not its first quantity", p.Type, p.Primary)
+	} else if p.PrimaryValue != nil && !math.IsNaN(p.PrimaryValue(empty)) {
+		fail("payload %s: PrimaryValue does not read %s (%v on an empty payload, want NaN)", p.Type, p.Primary, p.PrimaryValue(empty))
 	}
 	for _, q := range qs {
 		if !math.IsNaN(q.Value) {
@@ -303,8 +319,10 @@ func (t Topology) validatePayload(p PayloadSpec, fail func(string, ...any)) {
 type topology struct {
 	layers   map[Layer]LayerSpec
 	payloads map[Type]PayloadSpec
-	input    map[Type]Layer // the consumer layer reading each type
-	layerOf  map[Type]Layer // the layer each type enters
+	input    map[Type]Layer   // the consumer layer reading each type
+	layerOf  map[Type]Layer   // the layer each type enters
+	sources  map[Layer]string // each layer's CloudEvents source, built once
+	schemas  map[Type]string  // each payload type's dataschema URL, built once
 }
 
 var pipeline = mustIndex(Pipeline)
@@ -313,12 +331,15 @@ func mustIndex(t Topology) topology {
 	if err := t.Validate(); err != nil {
 		panic(err)
 	}
-	x := topology{layers: map[Layer]LayerSpec{}, payloads: map[Type]PayloadSpec{}, input: map[Type]Layer{}, layerOf: map[Type]Layer{}}
+	x := topology{layers: map[Layer]LayerSpec{}, payloads: map[Type]PayloadSpec{}, input: map[Type]Layer{}, layerOf: map[Type]Layer{},
+		sources: map[Layer]string{}, schemas: map[Type]string{}}
 	for _, p := range t.Payloads {
 		x.payloads[p.Type] = p
+		x.schemas[p.Type] = dataSchema(p.Type)
 	}
 	for _, l := range t.Layers {
 		x.layers[l.Layer] = l
+		x.sources[l.Layer] = source(l.Layer)
 		for _, typ := range l.Accepts() {
 			x.input[typ] = l.Layer
 		}

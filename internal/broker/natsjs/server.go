@@ -12,6 +12,9 @@ import (
 	"github.com/layercake/cascade/internal/netaddr"
 )
 
+// EmbeddedMaxMemory bounds what the embedded server's memory-storage streams may hold.
+const EmbeddedMaxMemory = 64 << 20
+
 // ServerOptions configure the embedded nats-server.
 type ServerOptions struct {
 	DataDir  string // JetStream file store; required
@@ -55,6 +58,10 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		MaxPayload: o.MaxPayload,
 		NoSigs:     true,
 		NoLog:      true,
+		// cascade's streams and registry are file-stored; memory storage is capped so that a
+		// stream created in memory on this server cannot take three quarters of the
+		// machine's RAM (the server's default) from the process's memory limit.
+		JetStreamMaxMemory: EmbeddedMaxMemory,
 	}
 	secured, err := o.auth(opts)
 	if err != nil {

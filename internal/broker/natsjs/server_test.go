@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/conformance"
@@ -91,5 +92,26 @@ func TestEmbeddedServerRefusesIncompleteCredentials(t *testing.T) {
 		if !errors.Is(err, natsjs.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an invalid option naming %s", c.o, err, c.want)
 		}
+	}
+}
+
+// The embedded server caps memory storage: a memory stream asking more than
+// EmbeddedMaxMemory is refused, a small one is created.
+func TestEmbeddedServerCapsMemoryStorage(t *testing.T) {
+	t.Parallel()
+	ns, err := natsjs.StartServer(natsjs.ServerOptions{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	if got := ns.JetStreamConfig().MaxMemory; got != natsjs.EmbeddedMaxMemory {
+		t.Fatalf("JetStream max memory %d, want %d", got, natsjs.EmbeddedMaxMemory)
+	}
+	js := conformance.JetStream(t, ns.ClientURL())
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "BIG", Subjects: []string{"big.>"}, Storage: jetstream.MemoryStorage, MaxBytes: 2 * natsjs.EmbeddedMaxMemory}); err == nil {
+		t.Fatal("a memory stream over the cap was created")
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "SMALL", Subjects: []string{"small.>"}, Storage: jetstream.MemoryStorage, MaxBytes: 1 << 20}); err != nil {
+		t.Fatalf("a 1 MiB memory stream: %v", err)
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package demand_test
+
+const raceEnabled = false
