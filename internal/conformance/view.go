@@ -14,7 +14,6 @@ import (
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
-	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/query"
 	"github.com/layercake/cascade/internal/totals"
 	"github.com/layercake/cascade/internal/view"
@@ -22,7 +21,7 @@ import (
 
 // startView follows scenario s into a view in dir; stop (also run by t.Cleanup) ends the
 // follower and closes the view.
-func startView(t *testing.T, b lineage.Broker, dir string, scenarios ...string) (*view.View, func()) {
+func startView(t *testing.T, b view.Broker, dir string, scenarios ...string) (*view.View, func()) {
 	v := &view.View{B: b, Dir: dir, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -87,7 +86,7 @@ func sameTotals(v *view.View, b broker.Broker, o query.TotalsOptions) error {
 // the same.
 func testViewTotals(t *testing.T, h Harness) {
 	b, coef := basePipeline(t, h)
-	lb := b.(lineage.Broker)
+	lb := b.(view.Broker)
 	replayHistory(t, b, "base", coef)
 	times := []string{"2025-01-20T06:00:00Z", "2025-01-20T13:30:00Z", "2025-01-21T02:00:00.5Z", "2024-02-29T23:59:59Z"}
 	raws := append(historyRaws(t), Signals()...)
@@ -174,7 +173,7 @@ func testViewTotals(t *testing.T, h Harness) {
 // ended, events counted exactly (no event in both the snapshot and the feed, none missing).
 func testViewSnapshotFeed(t *testing.T, h Harness) {
 	b, coef := basePipeline(t, h)
-	lb := b.(lineage.Broker)
+	lb := b.(view.Broker)
 	v, _ := startView(t, lb, t.TempDir(), "base")
 	var times []string
 	for i := range 12 {

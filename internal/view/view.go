@@ -44,10 +44,17 @@ const (
 	gaugeInterval = time.Second
 )
 
+// Broker is what the view needs: the port, plus fetching one message by its position (the
+// trace index's lookups).
+type Broker interface {
+	broker.Broker
+	broker.Getter
+}
+
 // View is the materialized view of every scenario it follows, in one Pebble database under
 // Dir. It is a lineage Finder per scenario (Finder).
 type View struct {
-	B   lineage.Broker
+	B   Broker
 	Dir string
 	Log zerolog.Logger
 	// FlushDelay bounds how long an applied event waits before it is committed and so
