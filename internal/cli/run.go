@@ -264,8 +264,8 @@ func (a *app) consumeCmd() *cobra.Command {
 }
 
 // view opens run's view in dir when the broker can fetch a message by its position (both
-// adapters), and answers trace requests of other processes over the broker when it carries
-// request/reply (NATS).
+// adapters), and answers trace, totals, series and snapshot requests of other processes over
+// the broker when it carries request/reply (NATS).
 func (a *app) view(ctx context.Context, wg *sync.WaitGroup, b broker.Broker, dir string) *view.View {
 	vb, ok := b.(view.Broker)
 	if dir == "" || !ok {
@@ -276,6 +276,11 @@ func (a *app) view(ctx context.Context, wg *sync.WaitGroup, b broker.Broker, dir
 		wg.Go(func() {
 			if err := v.Serve(ctx, resp); err != nil && ctx.Err() == nil {
 				a.log.Warn().Err(err).Msg("trace responder stopped")
+			}
+		})
+		wg.Go(func() {
+			if err := v.ServeQueries(ctx, resp); err != nil && ctx.Err() == nil {
+				a.log.Warn().Err(err).Msg("view responder stopped")
 			}
 		})
 	}

@@ -178,21 +178,27 @@ func (v *View) Snapshot(ctx context.Context, s string, l event.Layer, region str
 
 // Subscribe is a snapshot-then-live read of layer l's demand feed in scenario s (only region,
 // when one is given): the layer's current totals (Snapshot) and a following feed that starts
-// right after the position they are as of, so that the snapshot plus every event the feed
-// delivers is the layer's totals at any later moment: no event in both, none in neither.
+// right after the position they are as of (FeedAfter), so that the snapshot plus every event
+// the feed delivers is the layer's totals at any later moment: no event in both, none in
+// neither.
 func (v *View) Subscribe(ctx context.Context, s string, l event.Layer, region string) (*query.Totals, broker.Feed, error) {
 	snap, err := v.Snapshot(ctx, s, l, region)
 	if err != nil {
 		return nil, nil, err
 	}
-	sel := broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{l}}
-	if region != "" {
-		sel.Regions = []string{region}
-	}
-	o := broker.FeedOptions{Selector: sel, Cursor: snap.Position, FromStart: snap.Position == ""}
-	f, err := v.B.Feed(ctx, o)
+	f, err := FeedAfter(ctx, v.B, s, l, region, snap.Position)
 	if err != nil {
 		return nil, nil, err
 	}
 	return snap, f, nil
+}
+
+// FeedAfter opens the following feed of layer l's demand in scenario s (only region, when
+// one is given) right after position, a view's position ("": from the start).
+func FeedAfter(ctx context.Context, b broker.Broker, s string, l event.Layer, region, position string) (broker.Feed, error) {
+	sel := broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{l}}
+	if region != "" {
+		sel.Regions = []string{region}
+	}
+	return b.Feed(ctx, broker.FeedOptions{Selector: sel, Cursor: position, FromStart: position == ""})
 }
