@@ -57,6 +57,7 @@ func TestViewAnswersOverHTTP(t *testing.T) {
 		{"series by accelerator", "GET", "/v1/series?layer=chips&quantity=units&by=accelerator&step=week&since=2025-01-27&until=2025-02-03", "GET /v1/series", nil, "", 200, `"points":[{"t":"2025-01-27T00:00:00Z"`},
 		{"series vs", "GET", "/v1/series?layer=grid&quantity=avg_mw&vs=base&step=year", "GET /v1/series", nil, "", 200, `"diff_level":0}`},
 		{"series, bad by", "GET", "/v1/series?layer=grid&quantity=avg_mw&by=accelerator", "GET /v1/series", nil, "", 400, `by \"accelerator\": layer grid groups by region or workload`},
+		{"series, unknown quantity", "GET", "/v1/series?layer=grid&quantity=mw", "GET /v1/series", nil, "", 400, `quantity \"mw\": layer grid has avg_mw`},
 		{"series, bad step", "GET", "/v1/series?layer=grid&quantity=avg_mw&step=hour", "GET /v1/series", nil, "", 400, `step \"hour\"`},
 		{"series, bad layer", "GET", "/v1/series?layer=moon&quantity=avg_mw", "GET /v1/series", nil, "", 400, `layer \"moon\"`},
 		{"series, unknown scenario", "GET", "/v1/series?layer=grid&quantity=avg_mw&scenario=nope", "GET /v1/series", nil, "", 404, "not found"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -125,6 +126,7 @@ func nextStep(t time.Time, step string) time.Time {
 type sums struct {
 	pos    string
 	unit   string
+	names  map[string]bool // the layer's quantities seen
 	before map[string]*qsum
 	steps  map[string]map[int]*qsum
 }
@@ -187,6 +189,14 @@ func (v *View) Series(ctx context.Context, o SeriesOptions) (*Series, error) {
 		if out.Unit == "" {
 			out.Unit = other.unit
 		}
+	}
+	if out.Unit == "" && len(this.names) > 0 {
+		names := make([]string, 0, len(this.names))
+		for n := range this.names {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return nil, fmt.Errorf("%w: quantity %q: layer %s has %s", event.ErrInvalid, o.Quantity, o.Layer, strings.Join(names, ", "))
 	}
 	keys := map[string]bool{}
 	for _, s := range []*sums{this, other} {
@@ -251,7 +261,7 @@ func (v *View) Series(ctx context.Context, o SeriesOptions) (*Series, error) {
 
 // sums reads scenario s's series of o over the steps starting at starts.
 func (v *View) sums(ctx context.Context, s string, o SeriesOptions, starts []time.Time) (*sums, error) {
-	out := &sums{before: map[string]*qsum{}, steps: map[string]map[int]*qsum{}}
+	out := &sums{before: map[string]*qsum{}, steps: map[string]map[int]*qsum{}, names: map[string]bool{}}
 	group := func(id rowID) string {
 		if o.By == "region" {
 			return id.region
@@ -263,6 +273,7 @@ func (v *View) sums(ctx context.Context, s string, o SeriesOptions, starts []tim
 			return nil
 		}
 		for i := range a.qs {
+			out.names[a.qs[i].name] = true
 			if a.qs[i].name == o.Quantity {
 				out.unit = a.qs[i].unit
 				return &a.qs[i]
