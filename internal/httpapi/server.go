@@ -159,6 +159,7 @@ func (s *Server) routes() {
 	v1("GET /v1/scenarios", s.getScenarios)
 	v1("GET /v1/totals", s.getTotals)
 	v1("GET /v1/series", s.getSeries)
+	v1("GET /v1/topology", s.getTopology)
 	v1("GET /v1/trace/{id}", s.getTrace)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
