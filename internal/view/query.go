@@ -14,85 +14,108 @@ import (
 	"github.com/layercake/cascade/internal/totals"
 )
 
-const day = 24 * 60 * 60
-
 // each calls fn for what scenario s holds in the event-time range [since, until) (a zero
-// bound is open): whole days from their day rows (at the day's start), the days the range
-// cuts from the events' own records (at the event's time). Its cost grows with the days and
-// rows the range touches, plus the events of at most two cut days.
-func each(r pebble.Reader, s string, since, until time.Time, fn func(at time.Time, id rowID, a *acc) error) error {
-	const minDay, maxDay = -1 << 62, 1 << 62
-	first, last := int64(minDay), int64(maxDay) // whole days [first, last)
-	if !since.IsZero() {
-		if first = dayOf(since); time.Unix(first, 0).Before(since) {
-			first += day
-		}
+// bound is open), from buckets no coarser than coarsest: whole years, then the months and
+// days at the range's edges (fn is told the bucket's start), then the events of the days the
+// range cuts (fn is told the event's time). Its cost grows with the buckets and rows the
+// range touches, plus the events of at most two cut days.
+func each(r pebble.Reader, s string, since, until time.Time, coarsest grain, fn func(at time.Time, id rowID, a *acc) error) error {
+	w := walker{r: r, s: s, fn: fn}
+	return w.span(since, until, coarsest)
+}
+
+type walker struct {
+	r  pebble.Reader
+	s  string
+	fn func(at time.Time, id rowID, a *acc) error
+}
+
+// span covers [a, b) (zero: open) with buckets of grain g where they fit whole, and the
+// edges with finer grains.
+func (w *walker) span(a, b time.Time, g grain) error {
+	if !a.IsZero() && !b.IsZero() && !a.Before(b) {
+		return nil
 	}
-	if !until.IsZero() {
-		last = dayOf(until)
+	if g == events {
+		return w.events(a, b)
 	}
-	events := func(from, to time.Time) error {
-		it, err := r.NewIter(&pebble.IterOptions{
-			LowerBound: []byte(eventPrefix(s) + string(be(from.UnixNano()))),
-			UpperBound: []byte(eventPrefix(s) + string(be(to.UnixNano()))),
-		})
-		if err != nil {
-			return err
-		}
-		defer it.Close()
-		for it.First(); it.Valid(); it.Next() {
-			k := it.Key()[len(eventPrefix(s)):]
-			id, a, err := decodeEvent(it.Value())
-			if err != nil {
-				return err
-			}
-			if err := fn(time.Unix(0, unbe(k)).UTC(), id, a); err != nil {
-				return err
-			}
-		}
-		return it.Error()
+	lo, hi := a, b // the whole buckets [lo, hi)
+	if !a.IsZero() {
+		lo = g.ceil(a)
 	}
-	if !since.IsZero() && time.Unix(first, 0).After(since) {
-		end := time.Unix(first, 0)
-		if !until.IsZero() && until.Before(end) {
-			end = until
-		}
-		if err := events(since, end); err != nil {
-			return err
-		}
+	if !b.IsZero() {
+		hi = g.floor(b)
 	}
-	if first < last {
-		it, err := r.NewIter(&pebble.IterOptions{
-			LowerBound: []byte(bucketPrefix(s) + string(be(first))),
-			UpperBound: []byte(bucketPrefix(s) + string(be(last))),
-		})
-		if err != nil {
-			return err
-		}
-		for it.First(); it.Valid(); it.Next() {
-			k := it.Key()[len(bucketPrefix(s)):]
-			id, err := parseRowID(string(k[9:]))
-			if err != nil {
-				_ = it.Close()
-				return err
-			}
-			a, err := decodeAcc(it.Value())
-			if err == nil {
-				err = fn(time.Unix(unbe(k), 0).UTC(), id, a)
-			}
-			if err != nil {
-				_ = it.Close()
-				return err
-			}
-		}
-		if err := errors.Join(it.Error(), it.Close()); err != nil {
+	if !lo.IsZero() && !hi.IsZero() && !lo.Before(hi) {
+		return w.span(a, b, g+1)
+	}
+	if err := w.buckets(g, lo, hi); err != nil {
+		return err
+	}
+	if !a.IsZero() {
+		if err := w.span(a, lo, g+1); err != nil {
 			return err
 		}
 	}
-	if !until.IsZero() && last >= first && time.Unix(last, 0).Before(until) {
-		return events(time.Unix(last, 0), until)
+	if !b.IsZero() {
+		return w.span(hi, b, g+1)
 	}
 	return nil
+}
+
+// bound is key prefix p followed by t's encoding, or by ends (0x00 or 0xff) when t is open.
+func bound(p string, t time.Time, unix func(time.Time) int64, open byte) []byte {
+	if t.IsZero() {
+		return append([]byte(p), open)
+	}
+	return []byte(p + string(be(unix(t))))
+}
+
+func (w *walker) buckets(g grain, lo, hi time.Time) error {
+	p := bucketPrefix(w.s, g)
+	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, lo, time.Time.Unix, 0), UpperBound: bound(p, hi, time.Time.Unix, 0xff)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(p):]
+		if len(k) < 9 {
+			err = errCorrupt
+			break
+		}
+		var id rowID
+		var a *acc
+		if id, err = parseRowID(string(k[9:])); err != nil {
+			break
+		}
+		if a, err = decodeAcc(it.Value()); err != nil {
+			break
+		}
+		if err = w.fn(time.Unix(unbe(k), 0).UTC(), id, a); err != nil {
+			break
+		}
+	}
+	return errors.Join(err, it.Error(), it.Close())
+}
+
+func (w *walker) events(a, b time.Time) error {
+	p := eventPrefix(w.s)
+	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, a, time.Time.UnixNano, 0), UpperBound: bound(p, b, time.Time.UnixNano, 0xff)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(p):]
+		var id rowID
+		var c *acc
+		if id, c, err = decodeEvent(it.Value()); err != nil {
+			break
+		}
+		if err = w.fn(time.Unix(0, unbe(k)).UTC(), id, c); err != nil {
+			break
+		}
+	}
+	return errors.Join(err, it.Error(), it.Close())
 }
 
 // snapshot runs fn on a consistent snapshot of the view with the position it is as of; a
@@ -135,7 +158,7 @@ func (v *View) Totals(ctx context.Context, o query.TotalsOptions) (*query.Totals
 // accepts (nil: all).
 func sumRows(r pebble.Reader, o query.TotalsOptions, keep func(rowID) bool) ([]totals.Row, int, error) {
 	sums := map[rowID]*acc{}
-	err := each(r, o.Scenario, o.Since, o.Until, func(_ time.Time, id rowID, a *acc) error {
+	err := each(r, o.Scenario, o.Since, o.Until, year, func(_ time.Time, id rowID, a *acc) error {
 		if keep != nil && !keep(id) {
 			return nil
 		}

@@ -90,6 +90,17 @@ type Point struct {
 	DiffLevel *float64  `json:"diff_level,omitempty"`
 }
 
+// stepGrain is the coarsest bucket that lies within one step.
+func stepGrain(step string) grain {
+	switch step {
+	case "month", "quarter":
+		return month
+	case "year":
+		return year
+	}
+	return dayGrain
+}
+
 // stepStart is the start of the step holding t.
 func stepStart(t time.Time, step string) time.Time {
 	t = t.UTC()
@@ -283,7 +294,7 @@ func (v *View) sums(ctx context.Context, s string, o SeriesOptions, starts []tim
 	}
 	err := v.snapshot(ctx, s, func(r pebble.Reader, pos string) error {
 		out.pos = pos
-		err := each(r, s, time.Time{}, o.Since, func(_ time.Time, id rowID, a *acc) error {
+		err := each(r, s, time.Time{}, o.Since, year, func(_ time.Time, id rowID, a *acc) error {
 			if q := find(id, a); q != nil {
 				k := group(id)
 				if out.before[k] == nil {
@@ -296,7 +307,7 @@ func (v *View) sums(ctx context.Context, s string, o SeriesOptions, starts []tim
 		if err != nil {
 			return err
 		}
-		return each(r, s, o.Since, o.Until, func(at time.Time, id rowID, a *acc) error {
+		return each(r, s, o.Since, o.Until, stepGrain(o.Step), func(at time.Time, id rowID, a *acc) error {
 			q := find(id, a)
 			if q == nil {
 				return nil
@@ -333,15 +344,16 @@ func (v *View) extent(ctx context.Context, scenarios ...string) (first, last tim
 			continue
 		}
 		err = v.snapshot(ctx, s, func(r pebble.Reader, _ string) error {
-			it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(bucketPrefix(s)), UpperBound: []byte(prefix(s) + "b\x01")})
+			p := bucketPrefix(s, dayGrain)
+			it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte(p), UpperBound: []byte(p + "\xff")})
 			if err != nil {
 				return err
 			}
 			if it.First() {
-				lo = min(lo, unbe(it.Key()[len(bucketPrefix(s)):]))
+				lo = min(lo, unbe(it.Key()[len(p):]))
 			}
 			if it.Last() {
-				hi = max(hi, unbe(it.Key()[len(bucketPrefix(s)):]))
+				hi = max(hi, unbe(it.Key()[len(p):]))
 			}
 			return it.Close()
 		})

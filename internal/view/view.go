@@ -71,22 +71,72 @@ type View struct {
 
 // Keys, all under "<scenario>\x00" (scenario names hold no NUL, event.ValidName):
 //
-//	i\x00<id>                          → broker position of the event (trace; the id set)
-//	p                                  → the feed cursor applied up to
-//	b\x00<day>\x00<layer>\x00<region>\x00<key> → the day's exact sums of the row (encodeAcc)
-//	e\x00<time><id>                    → the event's own contribution, row and quantities
+//	i\x00<id>                                 → broker position of the event (trace; the id set)
+//	p                                         → the feed cursor applied up to
+//	b\x00<g><start>\x00<layer>\x00<region>\x00<key> → exact sums of the row in the calendar
+//	                                            bucket of grain g (y year, m month, d day) (acc)
+//	e\x00<time><id>                           → the event's own contribution, row and quantities
 //
-// <day> and <time> are 8-byte big-endian, sign-flipped (Unix seconds of the UTC day start,
-// Unix nanoseconds), so keys sort by time.
-func prefix(s string) string        { return s + "\x00" }
-func idKey(s, id string) []byte     { return []byte(prefix(s) + "i\x00" + id) }
-func posKey(s string) []byte        { return []byte(prefix(s) + "p") }
-func bucketPrefix(s string) string  { return prefix(s) + "b\x00" }
+// <start> and <time> are 8-byte big-endian, sign-flipped (Unix seconds of the bucket's UTC
+// start, Unix nanoseconds), so keys sort by time. Years and months roll the days up, so a
+// range costs its whole years, the months and days at its edges, and the events of at most
+// two cut days.
+func prefix(s string) string    { return s + "\x00" }
+func idKey(s, id string) []byte { return []byte(prefix(s) + "i\x00" + id) }
+func posKey(s string) []byte    { return []byte(prefix(s) + "p") }
+func bucketPrefix(s string, g grain) string {
+	return prefix(s) + "b\x00" + string(grainCodes[g])
+}
 func eventPrefix(s string) string   { return prefix(s) + "e\x00" }
 func scenarioEnd(s string) []byte   { return []byte(s + "\x01") }
 func scenarioStart(s string) []byte { return []byte(prefix(s)) }
-func bucketKey(s string, day int64, r rowID) string {
-	return bucketPrefix(s) + string(be(day)) + "\x00" + r.String()
+func bucketKey(s string, g grain, start int64, r rowID) string {
+	return bucketPrefix(s, g) + string(be(start)) + "\x00" + r.String()
+}
+
+// grain is a bucket size, coarsest first.
+type grain int
+
+const (
+	year grain = iota
+	month
+	dayGrain
+	events // no bucket: the events' own records
+)
+
+var grainCodes = [...]byte{'y', 'm', 'd'}
+
+// floor is the start of the grain-g bucket holding t.
+func (g grain) floor(t time.Time) time.Time {
+	t = t.UTC()
+	y, m, d := t.Date()
+	switch g {
+	case year:
+		return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
+	case month:
+		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// next is the start of the bucket after the one starting at t.
+func (g grain) next(t time.Time) time.Time {
+	switch g {
+	case year:
+		return t.AddDate(1, 0, 0)
+	case month:
+		return t.AddDate(0, 1, 0)
+	}
+	return t.AddDate(0, 0, 1)
+}
+
+// ceil is the first bucket start at or after t.
+func (g grain) ceil(t time.Time) time.Time {
+	if f := g.floor(t); f.Equal(t) {
+		return f
+	} else {
+		return g.next(f)
+	}
 }
 
 func be(v int64) []byte {
@@ -100,12 +150,6 @@ func unbe(b []byte) int64 {
 		u = u<<8 | uint64(c)
 	}
 	return int64(u ^ 1<<63)
-}
-
-// dayOf is the Unix second of the UTC day that holds t.
-func dayOf(t time.Time) int64 {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC).Unix()
 }
 
 // with runs fn on the database, opened on first use; after Close it fails with
@@ -228,7 +272,7 @@ func get(r pebble.Reader, key []byte) (string, error) {
 	return out, closer.Close()
 }
 
-// applier is one feed batch being applied: the ids and day sums it changed, kept in memory
+// applier is one feed batch being applied: the ids and bucket sums it changed, kept in memory
 // until they are written with the cursor in one Pebble batch.
 type applier struct {
 	db      *pebble.DB
@@ -248,7 +292,7 @@ func (a *applier) reset() {
 }
 
 // apply adds delivery d: nothing when its id is held already, else its id and position, and
-// when it is counted its contribution and its day's row.
+// when it is counted its contribution and its rows in its year, month and day.
 func (a *applier) apply(d broker.Delivery) error {
 	a.cursor = d.Cursor()
 	a.events++
@@ -292,23 +336,25 @@ func (a *applier) apply(d broker.Delivery) error {
 	if err := a.b.Set([]byte(eventPrefix(a.s)+string(be(ev.Time.UnixNano()))+id), encodeEvent(r, one), nil); err != nil {
 		return err
 	}
-	bk := bucketKey(a.s, dayOf(ev.Time), r)
-	day := a.buckets[bk]
-	if day == nil {
-		raw, err := get(a.db, []byte(bk))
-		if err != nil {
-			return err
+	for g := range events {
+		bk := bucketKey(a.s, g, g.floor(ev.Time).Unix(), r)
+		sum := a.buckets[bk]
+		if sum == nil {
+			raw, err := get(a.db, []byte(bk))
+			if err != nil {
+				return err
+			}
+			if sum, err = decodeAcc([]byte(raw)); err != nil {
+				return fmt.Errorf("view %s: bucket %q: %w", a.s, bk, err)
+			}
+			a.buckets[bk] = sum
 		}
-		if day, err = decodeAcc([]byte(raw)); err != nil {
-			return fmt.Errorf("view %s: day row %q: %w", a.s, bk, err)
-		}
-		a.buckets[bk] = day
+		sum.merge(one)
 	}
-	day.merge(one)
 	return nil
 }
 
-// commit writes the changed day rows and the cursor with the ids, atomically.
+// commit writes the changed bucket rows and the cursor with the ids, atomically.
 func (a *applier) commit() error {
 	if a.events == 0 {
 		return nil
