@@ -45,12 +45,14 @@ func screenshotDir(t *testing.T) string {
 }
 
 // moreSignals are posted after the page's own example so that the screenshot shows several
-// regions, workloads and accelerator kinds, and a region whose chips take a long line.
+// regions, workloads and accelerator kinds, a region whose chips take a long line, and a
+// region (za) whose users fall: a net reduction.
 const moreSignals = `{"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"code-copilot","category":"coding","region":"eu","users_delta":400000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"office-helper","category":"chat","region":"cn","users_delta":1800000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"search-answers","category":"chat","region":"jp","users_delta":900000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"assistant","category":"reasoning","region":"us","users_delta":40000000}}
 {"specversion":"1.0","type":"cascade.signal.release.v1","source":"/cascade/test","data":{"model":"open-moe-120b","region":"us","open_weights":true,"params_total":1.168e11,"params_active":5.1e9,"reasoning":true}}
+{"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"old-chat","category":"chat","region":"za","users_delta":-300000}}
 `
 
 // TestBrowserPage drives headless Chromium against the whole pipeline in-process, with the
@@ -138,6 +140,15 @@ func TestBrowserPage(t *testing.T) {
 	}
 	do(t, page, "see the feed live and the first totals",
 		poll(`document.body.dataset.feed === "live" && !!document.body.dataset.totals`))
+	// The bands are the declared topology's (GET /v1/topology): the cake, then the terminal layer.
+	var layers []string
+	for _, l := range event.AllLayers {
+		layers = append(layers, string(l))
+	}
+	do(t, page, "see a band per layer",
+		poll(fmt.Sprintf(`document.querySelectorAll("#bands .band").length === %d && document.querySelectorAll("#below .band").length === %d &&
+			[...document.querySelectorAll(".band")].map((b) => b.dataset.layer).join() === %q`,
+			len(event.ConsumerLayers), len(event.AllLayers)-len(event.ConsumerLayers), strings.Join(layers, ","))))
 	analyst(t, page, 1280)
 
 	// Back to base alone over the whole history; post the example signal through the form.
@@ -167,11 +178,14 @@ func TestBrowserPage(t *testing.T) {
 	// A few more signals in new regions, posted past the page: their demand reaches the table
 	// over the live feed alone, the totals as of the view plus the events after them.
 	postSignals(ctx, t, base+"/v1/signals", moreSignals)
-	do(t, page, "see the new regions reach the grid live",
+	do(t, page, "see the new regions reach the grid live, za as a net reduction",
 		poll(`(() => {
 			const rows = [...document.querySelectorAll("#regions tbody tr")];
+			const za = rows.find((row) => row.dataset.region === "za");
 			return ["cn", "jp"].every((r) => rows.some((row) => row.dataset.region === r &&
-				row.querySelector('[data-label="Grid, TWh/yr"]').textContent !== "0"));
+				row.querySelector('[data-label="Grid, TWh/yr"]').textContent !== "0")) &&
+				!!za && za.querySelector('[data-label="Grid, TWh/yr"] .part.neg .net').textContent === "net reduction" &&
+				!!document.querySelector('#ticker li[data-layer="grid"] .pair.neg');
 		})()`))
 	t.Logf("after: grid %q, model %q", text(t, page, "#band-grid .sub"), text(t, page, "#band-model .sub"))
 
@@ -251,10 +265,12 @@ func analyst(t *testing.T, page context.Context, width int) {
 			const c = document.querySelector("#chart");
 			const canvas = c.querySelector("canvas");
 			return document.body.dataset.ready === "true" && canvas && canvas.width > 0 && canvas.getBoundingClientRect().right <= innerWidth &&
-				c.dataset.points >= 36 && c.dataset.series > 0 && c.dataset.last > 0 &&
+				c.dataset.points >= 37 && c.dataset.series > 0 && c.dataset.last > 0 &&
 				document.querySelector("#range-text").textContent.includes("2022-12-01") &&
+				document.querySelector("#band-chips").textContent.includes("injected at this layer") &&
 				!document.querySelector("#band-grid .cmp").textContent;
 		})()`))
+	t.Logf("chart%s: %s, %s steps", at, text(t, page, "#range-text"), attr(t, page, "#chart", "data-points"))
 	whole := text(t, page, "#band-grid .total")
 	wholeRow := text(t, page, `#regions tbody tr[data-region="us"] [data-label="Grid, TWh/yr"]`)
 	wholeLast := attr(t, page, "#chart", "data-last")
