@@ -94,7 +94,7 @@ func synthetic(tb testing.TB, dir string, n int) int {
 }
 
 // BenchmarkTotals answers totals from views holding 10k and 1M signals' history (9 events
-// each): the whole history and a range that cuts days at both ends. CASCADE_BENCH_VIEW_DIR
+// each): the whole history and a range that cuts an hour at both ends. CASCADE_BENCH_VIEW_DIR
 // keeps the built views between runs (building 1M signals takes minutes).
 func BenchmarkTotals(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
@@ -109,7 +109,7 @@ func BenchmarkTotals(b *testing.B) {
 				if n <= 10_000 {
 					events = synthetic(b, dir, n)
 				} else {
-					events = replicated(b, dir, 10_000, n/10_000, cutDays)
+					events = replicated(b, dir, 10_000, n/10_000, cutHours)
 				}
 				b.Logf("%d signals: %d events applied in %s", n, events, time.Since(t0).Round(time.Millisecond))
 			}
@@ -145,13 +145,13 @@ func BenchmarkTotals(b *testing.B) {
 var (
 	cutSince = time.Date(2023, 3, 14, 12, 0, 0, 0, time.UTC)
 	cutUntil = time.Date(2025, 8, 17, 6, 30, 0, 0, time.UTC)
-	cutDays  = []time.Time{time.Date(2023, 3, 14, 0, 0, 0, 0, time.UTC), time.Date(2025, 8, 17, 0, 0, 0, 0, time.UTC)}
+	cutHours = []time.Time{time.Date(2023, 3, 14, 12, 0, 0, 0, time.UTC), time.Date(2025, 8, 17, 6, 0, 0, 0, time.UTC)}
 )
 
 // replicated writes the buckets a view holds after applying copies × n signals: synthetic's
 // n signals and their derived events, each copy shifted in time so that all of them spread
 // evenly over the same span, summed into year, month and day rows as apply sums them, with
-// the events' own records written for the days in keep only (a range query reads no
+// the events' own records written for the hours in keep only (a range query reads no
 // others). It is synthetic's view at copies times the history without applying every event
 // through Pebble; TestReplicatedIsApplied holds the two to the same answers.
 func replicated(tb testing.TB, dir string, n, copies int, keep []time.Time) int {
@@ -195,7 +195,7 @@ func replicated(tb testing.TB, dir string, n, copies int, keep []time.Time) int 
 					buckets[bk].merge(c.a)
 				}
 				for _, d := range keep {
-					if dayGrain.floor(at).Equal(d) {
+					if hour.floor(at).Equal(d) {
 						if err := b.Set([]byte(eventPrefix("base")+string(be(at.UnixNano()))+fmt.Sprintf("r%d-%d", k, i)), encodeEvent(c.id, c.a), nil); err != nil {
 							return err
 						}
@@ -225,7 +225,7 @@ func TestReplicatedIsApplied(t *testing.T) {
 	t.Parallel()
 	applied, copied := t.TempDir(), t.TempDir()
 	synthetic(t, applied, 300)
-	replicated(t, copied, 300, 1, cutDays)
+	replicated(t, copied, 300, 1, cutHours)
 	for _, o := range []query.TotalsOptions{{Scenario: "base", ByRegion: true}, {Scenario: "base", Since: cutSince, Until: cutUntil}} {
 		var answers []string
 		for _, dir := range []string{applied, copied} {
@@ -243,5 +243,62 @@ func TestReplicatedIsApplied(t *testing.T) {
 		if answers[0] != answers[1] || len(answers[0]) < 100 {
 			t.Fatalf("applied %s\nreplicated %s", answers[0], answers[1])
 		}
+	}
+}
+
+// BenchmarkApply is the view's CPU per stored event: decode, the id lookup, the event's
+// record, its year, month and day rows, and the batch commit (one per flushBatch events), over
+// a generated history and its derived events (ns/op is per event).
+func BenchmarkApply(b *testing.B) {
+	coef := coefficients.Default()
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := producers.NewGenerator(3, "apply-", start, time.Minute)
+	var ds []*stored
+	for len(ds) < 200_000 {
+		ev, err := producers.Prepare(g.Next(), "base", start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := event.DecodePayload(ev.Type, ev.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		root, err := tree.Expand(context.Background(), coef, ev, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var walk func(nd *tree.Node, subject string)
+		walk = func(nd *tree.Node, subject string) {
+			data, err := nd.Event.Marshal()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ds = append(ds, &stored{m: broker.Message{Subject: subject, ID: nd.Event.ID, Data: data}, seq: uint64(len(ds) + 1)})
+			for _, c := range nd.Children {
+				walk(c, event.DemandSubject("base", event.LayerOf(c.Event.Type), c.Event.Subject))
+			}
+		}
+		walk(root, event.SignalSubject("base", event.InputLayer(ev.Type), ev.Subject))
+	}
+	v := &View{Dir: b.TempDir(), Log: zerolog.Nop()}
+	defer func() { _ = v.Close() }()
+	err := v.with(func(db *pebble.DB) error {
+		a := &applier{db: db, s: "base", b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[string]*acc{}}
+		defer func() { _ = a.b.Close() }()
+		i := 0
+		for b.Loop() {
+			if err := a.apply(ds[i%len(ds)]); err != nil {
+				return err
+			}
+			if i++; a.events >= flushBatch {
+				if err := a.commit(); err != nil {
+					return err
+				}
+			}
+		}
+		return a.commit()
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }

@@ -16,9 +16,9 @@ import (
 
 // each calls fn for what scenario s holds in the event-time range [since, until) (a zero
 // bound is open), from buckets no coarser than coarsest: whole years, then the months and
-// days at the range's edges (fn is told the bucket's start), then the events of the days the
-// range cuts (fn is told the event's time). Its cost grows with the buckets and rows the
-// range touches, plus the events of at most two cut days.
+// days and hours at the range's edges (fn is told the bucket's start), then the events of the
+// hours the range cuts (fn is told the event's time). Its cost grows with the buckets and rows
+// the range touches, plus the events of at most two cut hours.
 func each(r pebble.Reader, s string, since, until time.Time, coarsest grain, fn func(at time.Time, id rowID, a *acc) error) error {
 	w := walker{r: r, s: s, fn: fn}
 	return w.span(since, until, coarsest)

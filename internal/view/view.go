@@ -75,13 +75,13 @@ type View struct {
 //	i\x00<id>                                 → broker position of the event (trace; the id set)
 //	p                                         → the feed cursor applied up to
 //	b\x00<g><start>\x00<layer>\x00<region>\x00<key> → exact sums of the row in the calendar
-//	                                            bucket of grain g (y year, m month, d day) (acc)
+//	                                            bucket of grain g (y year, m month, d day, h hour)
 //	e\x00<time><id>                           → the event's own contribution, row and quantities
 //
 // <start> and <time> are 8-byte big-endian, sign-flipped (Unix seconds of the bucket's UTC
-// start, Unix nanoseconds), so keys sort by time. Years and months roll the days up, so a
-// range costs its whole years, the months and days at its edges, and the events of at most
-// two cut days.
+// start, Unix nanoseconds), so keys sort by time. Years, months and days roll the hours up,
+// so a range costs its whole years, the months, days and hours at its edges, and the events of
+// at most two cut hours.
 func prefix(s string) string    { return s + "\x00" }
 func idKey(s, id string) []byte { return []byte(prefix(s) + "i\x00" + id) }
 func posKey(s string) []byte    { return []byte(prefix(s) + "p") }
@@ -102,10 +102,11 @@ const (
 	year grain = iota
 	month
 	dayGrain
+	hour
 	events // no bucket: the events' own records
 )
 
-var grainCodes = [...]byte{'y', 'm', 'd'}
+var grainCodes = [...]byte{'y', 'm', 'd', 'h'}
 
 // floor is the start of the grain-g bucket holding t.
 func (g grain) floor(t time.Time) time.Time {
@@ -116,6 +117,8 @@ func (g grain) floor(t time.Time) time.Time {
 		return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
 	case month:
 		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+	case hour:
+		return time.Date(y, m, d, t.Hour(), 0, 0, 0, time.UTC)
 	}
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
@@ -127,6 +130,8 @@ func (g grain) next(t time.Time) time.Time {
 		return t.AddDate(1, 0, 0)
 	case month:
 		return t.AddDate(0, 1, 0)
+	case hour:
+		return t.Add(time.Hour)
 	}
 	return t.AddDate(0, 0, 1)
 }
@@ -299,7 +304,7 @@ func (a *applier) reset() {
 }
 
 // apply adds delivery d: nothing when its id is held already, else its id and position, and
-// when it is counted its contribution and its rows in its year, month and day.
+// when it is counted its contribution and its rows in its year, month, day and hour.
 func (a *applier) apply(d broker.Delivery) error {
 	a.cursor = d.Cursor()
 	a.events++
