@@ -199,6 +199,9 @@ func TestBrowserPage(t *testing.T) {
 	// The screenshot: what-if against base over the whole history.
 	do(t, page, "what-if against base", setField("#scenario", "what-if"), setField("#baseline", "base"),
 		poll(`document.body.dataset.ready === "true" && document.querySelector("#band-chips .cmp").textContent.includes("%") && document.querySelector("#chart").dataset.series > 0`))
+	// Live what-if demand fills the ticker, and the baseline's own feed keeps base current.
+	postSignals(ctx, t, base+"/v1/signals?scenario=what-if", moreSignals)
+	do(t, page, "see what-if's events live", poll(`document.querySelectorAll('#ticker li[data-layer="grid"]').length > 0`))
 	noOverflow(t, page, 1280)
 	screenshot(t, page, filepath.Join(shotDir, "screenshot.png"), chromedp.FullScreenshot(100))
 
