@@ -44,7 +44,7 @@ func synthetic(tb testing.TB, dir string, n int) int {
 	g := producers.NewGenerator(11, "syn-", start, end.Sub(start)/time.Duration(n))
 	var seq uint64
 	err := v.with(func(db *pebble.DB) error {
-		a := &applier{db: db, s: "base", b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[string]*acc{}}
+		a := newApplier(db, "base")
 		defer func() { _ = a.b.Close() }()
 		for range n {
 			ev, err := producers.Prepare(g.Next(), "base", start)
@@ -139,7 +139,6 @@ func BenchmarkTotals(b *testing.B) {
 		})
 	}
 }
-
 
 // The range BenchmarkTotals cuts: through a day at each end.
 var (
@@ -283,7 +282,7 @@ func BenchmarkApply(b *testing.B) {
 	v := &View{Dir: b.TempDir(), Log: zerolog.Nop()}
 	defer func() { _ = v.Close() }()
 	err := v.with(func(db *pebble.DB) error {
-		a := &applier{db: db, s: "base", b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[string]*acc{}}
+		a := newApplier(db, "base")
 		defer func() { _ = a.b.Close() }()
 		i := 0
 		for b.Loop() {

@@ -34,14 +34,15 @@ import (
 	"github.com/layercake/cascade/internal/tree"
 )
 
-// Memory: Pebble's block cache and memtables are fixed here (Pebble's defaults, which
-// scripts/storebench measured at 34 MiB peak RSS for a process holding 1M ids); the view
-// itself lives on disk.
+// Memory: Pebble's block cache (32 MiB: the id lookups and bucket reads of every applied
+// event stay in it) and memtables are fixed here, and at most keptBuckets rows are kept
+// between commits; the view itself lives on disk.
 const (
-	cacheSize     = 8 << 20
+	cacheSize     = 32 << 20
 	memTable      = 4 << 20
 	memTables     = 2
 	flushBatch    = 10_000 // events per commit at most
+	keptBuckets   = 16_384 // bucket rows kept in memory between commits at most
 	gaugeInterval = time.Second
 )
 
@@ -291,15 +292,22 @@ type applier struct {
 	s       string
 	b       *pebble.Batch
 	ids     map[string]struct{}
-	buckets map[string]*acc
+	buckets map[string]*acc     // rows read or changed, as they stand in this batch
+	dirty   map[string]struct{} // rows changed in this batch
 	cursor  string
 	events  int
 }
 
+// reset starts the next batch. The bucket rows stay, as they were committed, for the next
+// batch to add to without reading them back (events mostly come in time order, so the same
+// hours, days, months and years come again), up to keptBuckets of them.
 func (a *applier) reset() {
 	a.b.Reset()
 	clear(a.ids)
-	clear(a.buckets)
+	if len(a.buckets) > keptBuckets {
+		clear(a.buckets)
+	}
+	clear(a.dirty)
 	a.events = 0
 }
 
@@ -362,8 +370,13 @@ func (a *applier) apply(d broker.Delivery) error {
 			a.buckets[bk] = sum
 		}
 		sum.merge(one)
+		a.dirty[bk] = struct{}{}
 	}
 	return nil
+}
+
+func newApplier(db *pebble.DB, s string) *applier {
+	return &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[string]*acc{}, dirty: map[string]struct{}{}}
 }
 
 // commit writes the changed bucket rows and the cursor with the ids, atomically.
@@ -371,8 +384,8 @@ func (a *applier) commit() error {
 	if a.events == 0 {
 		return nil
 	}
-	for k, day := range a.buckets {
-		if err := a.b.Set([]byte(k), day.encode(), nil); err != nil {
+	for k := range a.dirty {
+		if err := a.b.Set([]byte(k), a.buckets[k].encode(), nil); err != nil {
 			return err
 		}
 	}
@@ -392,7 +405,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 	err := v.with(func(db *pebble.DB) error {
 		cur, err := get(db, posKey(s))
 		o.Cursor = cur
-		a = &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[string]*acc{}}
+		a = newApplier(db, s)
 		return err
 	})
 	if err != nil {
