@@ -19,7 +19,8 @@ import (
 // cursor, `event:` the type, one `data:` line the CloudEvent. Last-Event-ID resumes after a
 // cursor; `since` starts at a broker time; otherwise the feed starts with new events. With
 // snapshot=1 (one layer) the first event is `event: snapshot`, the layer's totals from the
-// view (`id:` the position they are as of), and the feed follows from right after it.
+// view (`id:` the position they are as of), and the feed follows from right after it; with
+// Last-Event-ID too it resumes after that id instead, as a reconnecting EventSource needs.
 func (s *Server) getFeed(w http.ResponseWriter, r *http.Request) {
 	opts, snapshot, err := s.feedOptions(r)
 	if err == nil && snapshot && s.opts.View == nil {
@@ -127,9 +128,11 @@ func (s *Server) feedOptions(r *http.Request) (opts broker.FeedOptions, snapshot
 	switch v := q.Get("snapshot"); v {
 	case "", "0", "false":
 	case "1", "true":
-		snapshot = true
-		if r.Header.Get("Last-Event-ID") != "" || q.Get("since") != "" {
-			return opts, false, errors.New("snapshot: starts after the snapshot's position; give it without since or Last-Event-ID")
+		// A client reconnecting with Last-Event-ID has had the snapshot: it resumes after
+		// the last event it saw (the snapshot's own id is its position).
+		snapshot = r.Header.Get("Last-Event-ID") == ""
+		if q.Get("since") != "" {
+			return opts, false, errors.New("snapshot: starts after the snapshot's position; give it without since")
 		}
 	default:
 		return opts, false, fmt.Errorf("snapshot %q: want 1 or 0", v)

@@ -98,6 +98,12 @@ func TestViewAnswersOverHTTP(t *testing.T) {
 			t.Errorf("after the snapshot came %s; want only view-live's grid events", d)
 		}
 	}
+	// An EventSource reconnecting with the last id it saw gets no second snapshot: the
+	// events after that id.
+	rids, rdata := sse(t, base+"/v1/feeds/grid?snapshot=1", ids[1], 1)
+	if len(rdata) != 1 || rids[0] != ids[2] || rdata[0] != data[2] {
+		t.Fatalf("reconnect after %s gave %v, want %s", ids[1], rids, ids[2])
+	}
 }
 
 // sseNext reads n events of an SSE feed, calls then, and reads m more.

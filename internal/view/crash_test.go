@@ -46,7 +46,7 @@ func TestKill9Child(t *testing.T) {
 }
 
 // kill -9 of the process keeping a view, at random moments while the log grows, never counts
-// an event twice nor drops one: after four kills and a last restart the view's totals are
+// an event twice nor drops one: after three kills and a last restart the view's totals are
 // the scan's, every event counted once.
 func TestKill9(t *testing.T) {
 	t.Parallel()
@@ -75,8 +75,8 @@ func TestKill9(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	t0 := time.Now()
 	behind := 0
-	for round := range 4 {
-		publish(200)
+	for round := range 3 {
+		publish(150)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "CASCADE_VIEW_CHILD_URL="+url, "CASCADE_VIEW_CHILD_DIR="+dir)
 		out, err := cmd.StdoutPipe()
@@ -89,7 +89,7 @@ func TestKill9(t *testing.T) {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() && sc.Text() != "following" {
 		}
-		publish(100) // the log grows while the child applies it
+		publish(75) // the log grows while the child applies it
 		// A random moment: mid-apply, mid-commit or between batches.
 		<-time.After(time.Duration(rng.IntN(30)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {

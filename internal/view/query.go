@@ -124,7 +124,7 @@ func (w *walker) events(a, b time.Time) error {
 func (v *View) snapshot(ctx context.Context, s string, fn func(r pebble.Reader, pos string) error) error {
 	err := v.with(func(db *pebble.DB) error {
 		snap := db.NewSnapshot()
-		defer snap.Close()
+		defer func() { _ = snap.Close() }() // a read-only snapshot: nothing to lose
 		pos, err := get(snap, posKey(s))
 		if err != nil {
 			return err

@@ -62,8 +62,9 @@ type View struct {
 	// FlushDelay bounds how long an applied event waits before it is committed and so
 	// visible to queries; default 50ms.
 	FlushDelay time.Duration
-	// Committed, when set, is called after a commit once the feed is caught up, and at least
-	// every second while it is not (run sets the demand gauges from it).
+	// Committed, when set, is called when Follow starts (for what is committed already),
+	// after a commit once the feed is caught up, and at least every second while it is not
+	// (run sets the demand gauges from it).
 	Committed func(ctx context.Context, scenario string)
 
 	mu     sync.RWMutex // held for reading by every use of db, for writing to open or close it
@@ -426,6 +427,10 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 		delay = 50 * time.Millisecond
 	}
 	var lastGauge time.Time
+	if v.Committed != nil { // what a restart resumes from is right at once
+		v.Committed(ctx, s)
+		lastGauge = time.Now()
+	}
 	commit := func() error {
 		err := v.with(func(*pebble.DB) error { return a.commit() })
 		if err == nil && v.Committed != nil && (f.Pending() == 0 || time.Since(lastGauge) >= gaugeInterval) {
