@@ -154,7 +154,7 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 
 	run, demo, bench, replay, scenario := a.runCmd(), a.demoCmd(), a.benchCmd(), a.replayCmd(), a.scenarioCmd()
 	for _, c := range []*cobra.Command{run, demo, bench, replay, a.consumeCmd(), a.publishCmd(), a.subscribeCmd(),
-		scenario, a.dlqCmd(), a.totalsCmd(), a.traceCmd(), a.connectCmd()} {
+		scenario, a.dlqCmd(), a.totalsCmd(), a.traceCmd(), a.seriesCmd(), a.viewCmd(), a.connectCmd()} {
 		a.brokerFlags(c.PersistentFlags())
 		root.AddCommand(c)
 	}

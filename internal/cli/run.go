@@ -20,8 +20,9 @@ import (
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
-	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/metrics"
+	"github.com/layercake/cascade/internal/query"
+	"github.com/layercake/cascade/internal/view"
 )
 
 type serveFlags struct {
@@ -35,7 +36,7 @@ type serveFlags struct {
 	httpListen string
 	apiToken   string
 	maxBody    int64
-	indexDir   string // where run keeps its trace indexes; empty: no indexer
+	indexDir   string // where run keeps its view and trace index; empty: none
 	pprof      bool
 	memLimit   string // --memory-limit: a size, or 0/off
 
@@ -116,7 +117,7 @@ func (a *app) runCmd() *cobra.Command {
 	}
 	s.add(cmd, true)
 	s.addHTTP(cmd)
-	cmd.Flags().StringVar(&s.indexDir, "index-dir", "", "where the trace index is kept (default: <data-dir>/index)")
+	cmd.Flags().StringVar(&s.indexDir, "index-dir", "", "where the view (totals, series, trace index) is kept (default: <data-dir>/index)")
 	cmd.Flags().StringVar(&s.coefficients, "coefficients", "", "coefficient file for scenario base (default: the embedded defaults)")
 	return cmd
 }
@@ -180,18 +181,23 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 	ro := consumers.Options{Batch: s.batch, Metrics: m}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ix := a.indexer(ctx, &wg, b, s.indexDir)
-	if ix != nil {
-		defer ix.Close()
-	}
-	// Beside each served scenario's layers: the trace indexer, and the demand gauges where
-	// /metrics is served.
+	// One reader per served scenario keeps its view: totals, series and snapshots, the trace
+	// index, and the demand gauges where /metrics is served.
+	v := a.view(ctx, &wg, b, s.indexDir)
 	ro.Followers = map[string]consumers.Follower{}
-	if ix != nil {
-		ro.Followers["indexer"] = ix.Follow
-	}
-	if s.httpListen != "" {
-		ro.Followers["demand gauges"] = func(ctx context.Context, scenario string) error { return m.FollowDemand(ctx, b, scenario) }
+	if v != nil {
+		defer v.Close()
+		if s.httpListen != "" {
+			v.Committed = func(ctx context.Context, scenario string) {
+				if t, err := v.Totals(ctx, query.TotalsOptions{Scenario: scenario, ByRegion: true}); err == nil {
+					m.SetDemand(scenario, t.Rows)
+				}
+			}
+		}
+		ro.Followers["view"] = func(ctx context.Context, scenario string) error {
+			defer m.ForgetDemand(scenario)
+			return v.Follow(ctx, scenario)
+		}
 	}
 	r := consumers.New(b, a.log, ro)
 	if s.httpListen != "" {
@@ -201,8 +207,8 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 			}
 			return r.Ready()
 		})
-		if ix != nil {
-			hopts.Trace = ix.Trace
+		if v != nil {
+			hopts.Trace, hopts.View = v.Trace, v
 		}
 		srv, err := httpapi.New(b, hopts)
 		if err != nil {
@@ -259,21 +265,26 @@ func (a *app) consumeCmd() *cobra.Command {
 	return cmd
 }
 
-// indexer starts run's trace index when the broker can fetch a message by its position (both
-// adapters), and answers trace requests of other processes over the broker when it carries
-// request/reply (NATS).
-func (a *app) indexer(ctx context.Context, wg *sync.WaitGroup, b broker.Broker, dir string) *lineage.Indexer {
-	lb, ok := b.(lineage.Broker)
+// view opens run's view in dir when the broker can fetch a message by its position (both
+// adapters), and answers trace, totals, series and snapshot requests of other processes over
+// the broker when it carries request/reply (NATS).
+func (a *app) view(ctx context.Context, wg *sync.WaitGroup, b broker.Broker, dir string) *view.View {
+	vb, ok := b.(view.Broker)
 	if dir == "" || !ok {
 		return nil
 	}
-	ix := &lineage.Indexer{B: lb, Dir: dir, Log: a.log}
+	v := &view.View{B: vb, Dir: dir, Log: a.log}
 	if resp, ok := b.(broker.Responder); ok {
 		wg.Go(func() {
-			if err := ix.Serve(ctx, resp); err != nil && ctx.Err() == nil {
+			if err := v.Serve(ctx, resp); err != nil && ctx.Err() == nil {
 				a.log.Warn().Err(err).Msg("trace responder stopped")
 			}
 		})
+		wg.Go(func() {
+			if err := v.ServeQueries(ctx, resp); err != nil && ctx.Err() == nil {
+				a.log.Warn().Err(err).Msg("view responder stopped")
+			}
+		})
 	}
-	return ix
+	return v
 }

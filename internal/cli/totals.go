@@ -12,14 +12,18 @@ import (
 	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/query"
 	"github.com/layercake/cascade/internal/tree"
+	"github.com/layercake/cascade/internal/view"
 )
 
 func (a *app) totalsCmd() *cobra.Command {
 	var by, since, until, vs string
-	var asJSON bool
+	var asJSON, asCSV bool
 	cmd := &cobra.Command{
 		Use:   "totals",
 		Short: "Sum each layer's demand with its units (chips per accelerator), optionally against another scenario",
+		Long: `totals sums each layer's demand over the event-time range [--since, --until). It asks the
+view of a cascade run serving over the broker (NATS; instant at any history length), else it
+sums the scenario's stored events itself (a read of the whole log).`,
 		Example: `  cascade totals
   cascade totals --by region --since 2025-01-01 --until 2026-01-01
   cascade totals --scenario half-util --vs base
@@ -28,6 +32,9 @@ func (a *app) totalsCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if by != "" && by != "region" {
 				return usageError("--by %q: only region", by)
+			}
+			if asJSON && asCSV {
+				return usageError("--json and --csv: give one")
 			}
 			o := query.TotalsOptions{Scenario: a.g.scenario, ByRegion: by == "region"}
 			var err error
@@ -38,14 +45,14 @@ func (a *app) totalsCmd() *cobra.Command {
 				return usageError("--until: %w", err)
 			}
 			return a.withBroker(cmd.Context(), func(b broker.Broker) error {
-				t, err := query.SumTotals(cmd.Context(), b, o)
+				t, err := view.AskTotals(cmd.Context(), b, o)
 				if err != nil {
 					return notFoundHint(err)
 				}
 				var cmp *query.Comparison
 				if vs != "" {
 					o.Scenario = vs
-					other, err := query.SumTotals(cmd.Context(), b, o)
+					other, err := view.AskTotals(cmd.Context(), b, o)
 					if err != nil {
 						return notFoundHint(err)
 					}
@@ -57,7 +64,12 @@ func (a *app) totalsCmd() *cobra.Command {
 					}
 					return writeJSON(a.Stdout, t)
 				}
-				if cmp != nil {
+				switch {
+				case asCSV && cmp != nil:
+					return writeComparisonCSV(a.Stdout, cmp)
+				case asCSV:
+					return writeTotalsCSV(a.Stdout, t)
+				case cmp != nil:
 					return writeComparison(a.Stdout, cmp)
 				}
 				return writeTotals(a.Stdout, t)
@@ -70,6 +82,7 @@ func (a *app) totalsCmd() *cobra.Command {
 	f.StringVar(&until, "until", "", "end of the event-time range (exclusive)")
 	f.StringVar(&vs, "vs", "", "another scenario to show side by side, with the difference")
 	f.BoolVar(&asJSON, "json", false, "JSON (schemas/totals.json) instead of a table")
+	f.BoolVar(&asCSV, "csv", false, "CSV, one row per quantity")
 	return cmd
 }
 

@@ -62,6 +62,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })
 	t.Run("Select", func(t *testing.T) { t.Parallel(); testSelect(t, h) })
 	t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, h) })
+	t.Run("ViewTotals", func(t *testing.T) { t.Parallel(); testViewTotals(t, h) })
+	t.Run("ViewSnapshotFeed", func(t *testing.T) { t.Parallel(); testViewSnapshotFeed(t, h) })
 }
 
 // Eventually polls cond every 20ms until it returns nil or total elapses, and then fails

@@ -15,6 +15,7 @@ import (
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/tree"
+	"github.com/layercake/cascade/internal/view"
 )
 
 // testIndexedTrace holds the one trace algorithm to one answer over both finders: run's
@@ -23,7 +24,7 @@ import (
 // unknown id; where the broker carries request/reply, so does an index asked across it.
 func testIndexedTrace(t *testing.T, h Harness) {
 	b := h.Fresh(t)(t)
-	lb, ok := b.(lineage.Broker)
+	lb, ok := b.(view.Broker)
 	if !ok {
 		t.Fatalf("%T cannot fetch a message by position (broker.Getter)", b)
 	}
@@ -168,8 +169,8 @@ func testIndexedTrace(t *testing.T, h Harness) {
 
 // startIndex follows scenario base into an index in dir; stop (also run by t.Cleanup) ends
 // the follower and closes the index.
-func startIndex(t *testing.T, b lineage.Broker, dir string) (*lineage.Indexer, func()) {
-	ix := &lineage.Indexer{B: b, Dir: dir, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
+func startIndex(t *testing.T, b view.Broker, dir string) (*view.View, func()) {
+	ix := &view.View{B: b, Dir: dir, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -22,10 +22,19 @@ import (
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/httpapi"
 	"github.com/layercake/cascade/internal/metrics"
+	"github.com/layercake/cascade/internal/view"
 )
 
 // apiPipeline runs an embedded broker, all five layers and the API; it returns the API's URL.
 func apiPipeline(t *testing.T, o httpapi.Options) string {
+	t.Helper()
+	url, _ := apiServer(t, o, false)
+	return url
+}
+
+// apiServer is apiPipeline on a broker of its own, with run's view of scenario base when
+// withView is set; it returns the server's URL and the broker.
+func apiServer(t *testing.T, o httpapi.Options, withView bool) (string, broker.Broker) {
 	t.Helper()
 	b, _ := conformance.NATS(t)
 	if err := consumers.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
@@ -37,6 +46,12 @@ func apiPipeline(t *testing.T, o httpapi.Options) string {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	if withView {
+		v := &view.View{B: b, Dir: t.TempDir(), Log: zerolog.Nop()}
+		t.Cleanup(func() { _ = v.Close() })
+		wg.Go(func() { _ = v.Follow(ctx, "base") })
+		o.View, o.Trace = v, v.Trace
+	}
 	o.Listen, o.Gatherer, o.Ready = "127.0.0.1:0", reg, r.Ready
 	srv, err := httpapi.New(b, o)
 	if err != nil {
@@ -44,7 +59,7 @@ func apiPipeline(t *testing.T, o httpapi.Options) string {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return hs.URL
+	return hs.URL, b
 }
 
 func signal(id, region string, users int) string {
@@ -111,6 +126,9 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		{"feeds, bad region", "GET", "/v1/feeds?layers=grid&region=NO", "GET /v1/feeds", nil, "", 400, "region"},
 		{"feeds, unknown scenario", "GET", "/v1/feeds?layers=chips,grid&scenario=nope", "GET /v1/feeds", nil, "", 404, "not found"},
 		{"totals", "GET", "/v1/totals?by=region", "GET /v1/totals", nil, "", 200, `"scenario":"base"`},
+		{"topology", "GET", "/v1/topology", "GET /v1/topology", nil, "", 200, `{"layer":"chips","signals":[],"demand":"cascade.demand.chips.v1","emits":"energy","feed":true,"key":"accelerator","quantities":[{"name":"units","unit":"accelerators"}]}`},
+		{"topology, application users", "GET", "/v1/topology", "GET /v1/topology", nil, "", 200, `"feed":false,"key":"category","quantities":[{"name":"users_delta","unit":"weekly users"}]}`},
+		{"topology, unknown parameter", "GET", "/v1/topology?layer=grid", "GET /v1/topology", nil, "", 400, `query parameter \"layer\": unknown`},
 		{"totals, bad time", "GET", "/v1/totals?since=yesterday-ish", "GET /v1/totals", nil, "", 400, "since"},
 		{"totals, unknown scenario", "GET", "/v1/totals?scenario=nope", "GET /v1/totals", nil, "", 404, "not found"},
 		{"feed, wildcard scenario", "GET", "/v1/feeds/grid?scenario=*", "GET /v1/feeds/{layer}", nil, "", 400, `"scenario \"*\": must match`},
@@ -135,6 +153,9 @@ func TestHandlersAgainstOpenAPI(t *testing.T) {
 		{"healthz", "GET", "/healthz", "GET /healthz", nil, "", 200, "ok"},
 		{"readyz", "GET", "/readyz", "GET /readyz", nil, "", 200, "ready"},
 		{"page", "GET", "/", "GET /", nil, "", 200, "<html"},
+		{"series without a view", "GET", "/v1/series?layer=grid&quantity=avg_mw", "GET /v1/series", nil, "", 503, "series need the view"},
+		{"snapshot without a view", "GET", "/v1/feeds/grid?snapshot=1", "GET /v1/feeds/{layer}", nil, "", 503, "snapshot: needs the view"},
+		{"totals vs another", "GET", "/v1/totals?vs=base", "GET /v1/totals", nil, "", 200, `"vs":"base"`},
 	}
 	conformance.Eventually(t, 20*time.Second, "the pipeline to be ready", func() error {
 		if s, body := request(t, open, call{method: "GET", path: "/readyz"}); s != 200 {
@@ -215,6 +236,17 @@ func TestNonLoopbackWithoutTokenRefused(t *testing.T) {
 // sse reads events from an SSE response until n arrived.
 func sse(t *testing.T, url, lastID string, n int) (ids, data []string) {
 	t.Helper()
+	return sseRead(t, url, lastID, nil, n)
+}
+
+// sseUntil reads events from an SSE response until done, told each event's data, says so.
+func sseUntil(t *testing.T, url string, done func(data string) bool) (ids, data []string) {
+	t.Helper()
+	return sseRead(t, url, "", done, -1)
+}
+
+func sseRead(t *testing.T, url, lastID string, done func(string) bool, n int) (ids, data []string) {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
@@ -229,13 +261,16 @@ func sse(t *testing.T, url, lastID string, n int) (ids, data []string) {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for len(data) < n && sc.Scan() {
+	for (n < 0 || len(data) < n) && sc.Scan() {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "id: "):
 			ids = append(ids, strings.TrimPrefix(line, "id: "))
 		case strings.HasPrefix(line, "data: "):
 			data = append(data, strings.TrimPrefix(line, "data: "))
+			if n < 0 && done(data[len(data)-1]) {
+				return ids, data
+			}
 		}
 	}
 	return ids, data

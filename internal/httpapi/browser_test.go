@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,18 +22,16 @@ import (
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/history"
 	"github.com/layercake/cascade/internal/httpapi"
+	"github.com/layercake/cascade/internal/query"
+	"github.com/layercake/cascade/internal/view"
 )
 
 // chromiumPath is Debian's Chromium; CI installs it (apt-get install -y chromium).
 const chromiumPath = "/usr/bin/chromium"
 
-// readmeScreenshot is the screenshot the README shows, relative to this package. The test
-// writes it only when CASCADE_SCREENSHOT_DIR names its directory (relative to the repository's
-// root): CASCADE_SCREENSHOT_DIR=docs go test ./internal/httpapi/ -run TestBrowserPage -count=1
-const readmeScreenshot = "../../docs/screenshot.png"
-
-// screenshotDir is where the test saves screenshot.png: CASCADE_SCREENSHOT_DIR, or a
+// screenshotDir is where the test saves screenshot.png and screenshot-390.png: CASCADE_SCREENSHOT_DIR, or a
 // temporary directory.
 func screenshotDir(t *testing.T) string {
 	dir := os.Getenv("CASCADE_SCREENSHOT_DIR")
@@ -46,20 +45,27 @@ func screenshotDir(t *testing.T) string {
 }
 
 // moreSignals are posted after the page's own example so that the screenshot shows several
-// regions, workloads and accelerator kinds, and a region whose chips take a long line.
+// regions, workloads and accelerator kinds, a region whose chips take a long line, and a
+// region (za) whose users fall: a net reduction.
 const moreSignals = `{"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"code-copilot","category":"coding","region":"eu","users_delta":400000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"office-helper","category":"chat","region":"cn","users_delta":1800000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"search-answers","category":"chat","region":"jp","users_delta":900000}}
 {"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"assistant","category":"reasoning","region":"us","users_delta":40000000}}
 {"specversion":"1.0","type":"cascade.signal.release.v1","source":"/cascade/test","data":{"model":"open-moe-120b","region":"us","open_weights":true,"params_total":1.168e11,"params_active":5.1e9,"reasoning":true}}
+{"specversion":"1.0","type":"cascade.signal.adoption.v1","source":"/cascade/test","data":{"app":"old-chat","category":"chat","region":"za","users_delta":-300000}}
 `
 
-// TestBrowserPage drives headless Chromium against the whole pipeline in-process: it loads the
-// page under its Content-Security-Policy, posts a signal through the page's form, sees the
-// layer totals and the ticker move, draws the signal's trace down to the grid, takes the
-// screenshot, checks at desktop and phone width that no text overflows its card, and gives
-// the page a token when the API asks for one. A CSP violation, an exception or a console error
-// fails it, and so does a change to the tracked README screenshot (unless asked for).
+// TestBrowserPage drives headless Chromium against the whole pipeline in-process, with the
+// view, after the bundled history was replayed into scenario base and into what-if (half the
+// utilization). It loads the page under its Content-Security-Policy and, at 1280 and at 390 px,
+// sees the chart draw the history month by month, the date range change every number, and
+// the what-if shown side by side with base, the difference and the percentage, in the cards,
+// the table and the chart, and the CSV of what is shown. At desktop width it also posts a
+// signal through the page's form, sees the totals and the ticker move live, and draws the
+// signal's trace down to the grid. It takes the screenshots, checks that no text overflows
+// its card, and gives the page a token when the API asks for one. A CSP violation, an
+// exception or a console error fails it, and so does a change to the tracked README
+// screenshots (unless asked for).
 func TestBrowserPage(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "" {
@@ -67,21 +73,28 @@ func TestBrowserPage(t *testing.T) {
 		}
 		t.Fatalf("no browser at %s; CI must install it (apt-get install -y chromium): %v", chromiumPath, err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	shotDir := screenshotDir(t)
-	tracked, trackedErr := os.ReadFile(readmeScreenshot)
 	if os.Getenv("CASCADE_SCREENSHOT_DIR") == "" {
-		defer func() {
-			now, err := os.ReadFile(readmeScreenshot)
-			if (err == nil) != (trackedErr == nil) || !bytes.Equal(now, tracked) {
-				t.Errorf("the test changed %s; it writes screenshots only into CASCADE_SCREENSHOT_DIR", readmeScreenshot)
-			}
-		}()
+		for _, shot := range readmeScreenshots {
+			tracked, trackedErr := os.ReadFile(shot)
+			defer func() {
+				now, err := os.ReadFile(shot)
+				if (err == nil) != (trackedErr == nil) || !bytes.Equal(now, tracked) {
+					t.Errorf("the test changed %s; it writes screenshots only into CASCADE_SCREENSHOT_DIR", shot)
+				}
+			}()
+		}
 	}
 
-	b := startPipeline(ctx, t)
-	base := startAPI(t, b, "")
+	b, v := startPipeline(ctx, t)
+	base := startAPI(t, b, v, "")
+	history := historySignals(t)
+	for _, sc := range []string{"base", "what-if"} {
+		postSignals(ctx, t, base+"/v1/signals?scenario="+sc, history)
+	}
+	settle(ctx, t, b, v, "base", "what-if")
 	page, closeBrowser := startBrowser(ctx, t)
 	defer closeBrowser()
 
@@ -127,11 +140,23 @@ func TestBrowserPage(t *testing.T) {
 	}
 	do(t, page, "see the feed live and the first totals",
 		poll(`document.body.dataset.feed === "live" && !!document.body.dataset.totals`))
-	gridBefore := text(t, page, "#band-grid .total")
-	modelBefore := text(t, page, "#band-model .total")
-	t.Logf("before: grid %q, model %q", gridBefore, modelBefore)
+	// The bands are the declared topology's (GET /v1/topology): the cake, then the terminal layer.
+	var layers []string
+	for _, l := range event.AllLayers {
+		layers = append(layers, string(l))
+	}
+	do(t, page, "see a band per layer",
+		poll(fmt.Sprintf(`document.querySelectorAll("#bands .band").length === %d && document.querySelectorAll("#below .band").length === %d &&
+			[...document.querySelectorAll(".band")].map((b) => b.dataset.layer).join() === %q`,
+			len(event.ConsumerLayers), len(event.AllLayers)-len(event.ConsumerLayers), strings.Join(layers, ","))))
+	analyst(t, page, 1280)
 
-	// Post the example adoption signal through the page's form.
+	// Back to base alone over the whole history; post the example signal through the form.
+	do(t, page, "base alone", setField("#baseline", ""), setField("#scenario", "base"), chromedp.Click(chromedp.CSS("#range-all")),
+		poll(`document.body.dataset.ready === "true" && document.body.dataset.feed === "live" && !document.querySelector("#band-grid .cmp").textContent`))
+	gridBefore := text(t, page, "#band-grid .sub") // the events counted: the history dwarfs one signal's demand
+	modelBefore := text(t, page, "#band-model .sub")
+	t.Logf("before: grid %q, model %q", gridBefore, modelBefore)
 	do(t, page, "post the example signal", chromedp.Click(chromedp.CSS("#signal-send")))
 	id, err := chromedp.Run(page, chromedp.Poll[string](`document.querySelector("#signal-answer").dataset.id`,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
@@ -145,19 +170,24 @@ func TestBrowserPage(t *testing.T) {
 	do(t, page, "see the totals change and the ticker fill",
 		poll(`(() => {
 			const t = (s) => document.querySelector(s).textContent;
-			return t("#band-grid .total") !== `+jsString(gridBefore)+` &&
-				t("#band-model .total") !== `+jsString(modelBefore)+` &&
+			return t("#band-grid .sub") !== `+jsString(gridBefore)+` &&
+				t("#band-model .sub") !== `+jsString(modelBefore)+` &&
 				document.querySelectorAll("#ticker li").length > 0;
 		})()`))
 
-	// A few more signals, so that the screenshot shows several regions.
-	postSignals(ctx, t, base, moreSignals)
-	do(t, page, "see every region reach the grid",
+	// A few more signals in new regions, posted past the page: their demand reaches the table
+	// over the live feed alone, the totals as of the view plus the events after them.
+	postSignals(ctx, t, base+"/v1/signals", moreSignals)
+	do(t, page, "see the new regions reach the grid live, za as a net reduction",
 		poll(`(() => {
 			const rows = [...document.querySelectorAll("#regions tbody tr")];
-			return rows.length >= 4 && rows.every((r) => r.querySelector('[data-label="Grid, TWh/yr"]').textContent !== "0");
+			const za = rows.find((row) => row.dataset.region === "za");
+			return ["cn", "jp"].every((r) => rows.some((row) => row.dataset.region === r &&
+				row.querySelector('[data-label="Grid, TWh/yr"]').textContent !== "0")) &&
+				!!za && za.querySelector('[data-label="Grid, TWh/yr"] .part.neg .net').textContent === "net reduction" &&
+				!!document.querySelector('#ticker li[data-layer="grid"] .pair.neg');
 		})()`))
-	t.Logf("after: grid %q, model %q", text(t, page, "#band-grid .total"), text(t, page, "#band-model .total"))
+	t.Logf("after: grid %q, model %q", text(t, page, "#band-grid .sub"), text(t, page, "#band-model .sub"))
 
 	// Trace the form's signal down to the grid.
 	do(t, page, "draw the trace tree",
@@ -166,45 +196,45 @@ func TestBrowserPage(t *testing.T) {
 		poll(`!!document.querySelector('#trace-tree li[data-layer="grid"]') &&
 			!!document.querySelector('#trace-tree li[data-layer="application"][data-id=`+jsString(id)+`]')`))
 
-	// No text sticks out of its card at desktop width.
+	// The screenshot: what-if against base over the whole history.
+	do(t, page, "what-if against base", setField("#scenario", "what-if"), setField("#baseline", "base"),
+		poll(`document.body.dataset.ready === "true" && document.querySelector("#band-chips .cmp").textContent.includes("%") && document.querySelector("#chart").dataset.series > 0`))
+	// Live what-if demand fills the ticker, and the baseline's own feed keeps base current.
+	postSignals(ctx, t, base+"/v1/signals?scenario=what-if", moreSignals)
+	do(t, page, "see what-if's events live", poll(`document.querySelectorAll('#ticker li[data-layer="grid"]').length > 0`))
 	noOverflow(t, page, 1280)
-
-	// The screenshot: the whole page, once its animations have settled.
-	do(t, page, "settle", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`),
-		poll(`document.getAnimations().length === 0`))
-	png, err := chromedp.Run(page, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if err := os.MkdirAll(shotDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(shotDir, "screenshot.png"), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	screenshot(t, page, filepath.Join(shotDir, "screenshot.png"), chromedp.FullScreenshot(100))
 
 	// Phone width: nothing overflows sideways, and no text sticks out of its card.
 	do(t, page, "resize to phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
-	if _, err := chromedp.Run(page, chromedp.Poll[bool](`document.documentElement.clientWidth === 390 && document.documentElement.scrollWidth <= 390`,
+	if _, err := chromedp.Run(page, chromedp.Poll[bool](`document.documentElement.clientWidth === 390 && document.documentElement.scrollWidth <= 390 &&
+		document.querySelector("#chart canvas").getBoundingClientRect().right <= 390`,
 		chromedp.WithPollingTimeout(5*time.Second))); err != nil {
 		wide, _ := chromedp.Run(page, chromedp.Evaluate[string](`document.documentElement.scrollWidth + "px wide; widest: " +
 			[...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > 390)
 				.slice(0, 5).map((e) => e.tagName + (e.id ? "#" + e.id : "") + "." + e.className).join(", ")`))
 		t.Fatalf("the page overflows a 390 px screen: %v; %s", err, wide)
 	}
+	analyst(t, page, 390)
+	do(t, page, "what-if against base", chromedp.Click(chromedp.CSS("#range-all")),
+		poll(`document.body.dataset.ready === "true" && !document.querySelector("#since").value && document.querySelector("#band-chips .cmp").textContent.includes("%")`))
 	noOverflow(t, page, 390)
+	// The phone's screenshot: its first 2000 px (the cake, the ticker and the chart).
+	do(t, page, "a taller phone", chromedp.EmulateViewport(390, 2000, chromedp.EmulateMobile))
+	screenshot(t, page, filepath.Join(shotDir, "screenshot-390.png"), chromedp.CaptureScreenshot())
 
 	// Behind a token the page asks for it, keeps it for the tab and then reads the API.
-	secured := startAPI(t, b, "s3cret")
+	secured := startAPI(t, b, v, "s3cret")
 	do(t, page, "give the page a token",
 		chromedp.Navigate(secured+"/"),
 		poll(`!document.querySelector("#auth").hidden`),
 		chromedp.SetValue(chromedp.CSS("#token"), "s3cret"),
 		chromedp.Click(chromedp.CSS("#auth button")),
 		poll(`document.querySelector("#auth").hidden && document.body.dataset.feed === "live" &&
-			!!document.body.dataset.totals && sessionStorage.getItem("cascade.token") === "s3cret"`))
-	if got := text(t, page, "#band-grid .total"); got == gridBefore {
-		t.Errorf("grid total behind a token = %q, the total before any signal", got)
+			!!document.body.dataset.totals && sessionStorage.getItem("cascade.token") === "s3cret" &&
+			document.querySelector("#chart").dataset.points > 0`))
+	if got := text(t, page, "#band-grid .total"); got == "—" {
+		t.Errorf("grid total behind a token = %q", got)
 	}
 
 	stopConsole()
@@ -217,6 +247,147 @@ func TestBrowserPage(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("browser console: %s", p)
 	}
+}
+
+// readmeScreenshots are the screenshots the README shows, relative to this package. The test
+// writes them only when CASCADE_SCREENSHOT_DIR names their directory (relative to the
+// repository's root): CASCADE_SCREENSHOT_DIR=docs go test ./internal/httpapi/ -run TestBrowserPage -count=1
+var readmeScreenshots = []string{"../../docs/screenshot.png", "../../docs/screenshot-390.png"}
+
+// analyst checks what an analyst does, at the page's current width, starting from base over
+// the whole history: the chart draws the history month by month; a date range changes every
+// number (cards, table and chart) and the chart's steps; the what-if against base shows both,
+// the difference and the percentage in the cards, the table and the chart; the CSV holds
+// what is shown.
+func analyst(t *testing.T, page context.Context, width int) {
+	t.Helper()
+	at := fmt.Sprintf(" at %d px", width)
+	do(t, page, "base over the whole history"+at, setField("#baseline", ""), setField("#scenario", "base"), chromedp.Click(chromedp.CSS("#range-all")))
+	do(t, page, "see the chart draw the history month by month"+at,
+		poll(`(() => {
+			const c = document.querySelector("#chart");
+			const canvas = c.querySelector("canvas");
+			return document.body.dataset.ready === "true" && canvas && canvas.width > 0 && canvas.getBoundingClientRect().right <= innerWidth &&
+				c.dataset.points >= 37 && c.dataset.series > 0 && c.dataset.last > 0 &&
+				document.querySelector("#range-text").textContent.includes("2022-12-01") &&
+				document.querySelector("#band-chips").textContent.includes("injected at this layer") &&
+				!document.querySelector("#band-grid .cmp").textContent;
+		})()`))
+	t.Logf("chart%s: %s, %s steps", at, text(t, page, "#range-text"), attr(t, page, "#chart", "data-points"))
+	whole := text(t, page, "#band-grid .total")
+	wholeRow := text(t, page, `#regions tbody tr[data-region="us"] [data-label="Grid, TWh/yr"]`)
+	wholeLast := attr(t, page, "#chart", "data-last")
+
+	// 2023 only: other numbers, a 12-step chart.
+	do(t, page, "pick 2023"+at, setField("#since", "2023-01-01"), setField("#until", "2023-12-31"),
+		poll(`(() => {
+			const t = (s) => document.querySelector(s).textContent;
+			const c = document.querySelector("#chart");
+			return document.body.dataset.ready === "true" && t("#band-grid .total") !== `+jsString(whole)+` &&
+				t('#regions tbody tr[data-region="us"] [data-label="Grid, TWh/yr"]') !== `+jsString(wholeRow)+` &&
+				c.dataset.points === "12" && c.dataset.last !== `+jsString(wholeLast)+` &&
+				t("#range-text").includes("2023-01-01 to 2023-12-31");
+		})()`))
+	t.Logf("grid%s: whole history %q, 2023 %q", at, whole, text(t, page, "#band-grid .total"))
+
+	// What-if (half the utilization) against base: twice the accelerators, side by side.
+	do(t, page, "what-if against base"+at, setField("#scenario", "what-if"), setField("#baseline", "base"),
+		poll(`(() => {
+			const t = (s) => document.querySelector(s).textContent;
+			const diff = document.querySelector("#band-chips .cmp .diff");
+			return document.body.dataset.ready === "true" && diff && /\+.*\(\+\d+(\.\d)?%\)/.test(diff.textContent) && t("#band-chips .cmp").includes("base") &&
+				!!document.querySelector('#regions tbody tr[data-region="us"] .cmp-q .diff') &&
+				t("#chart-summary").includes("%") && t(".u-legend").includes("difference what-if − base") &&
+				document.querySelector("#chart").dataset.points === "12";
+		})()`))
+	t.Logf("chips%s: %q %q", at, text(t, page, "#band-chips .total"), text(t, page, "#band-chips .cmp"))
+	do(t, page, "download the CSVs"+at, chromedp.Click(chromedp.CSS("#chart-csv")), chromedp.Click(chromedp.CSS("#regions-csv")),
+		poll(`(() => {
+			const c = document.querySelector("#chart-csv").dataset, r = document.querySelector("#regions-csv").dataset;
+			return c.head === "step_start,region,change,level,unit,base_level,difference,percent" && c.rows > 0 && c.first.startsWith("2023-01-01") &&
+				r.head === "region,layer,quantity,key,unit,what-if,base,difference,percent" && r.rows > 0;
+		})()`))
+}
+
+// setField sets a form field's value as a user would, with its change event.
+func setField(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](`(() => {
+		const e = document.querySelector(` + jsString(sel) + `);
+		e.value = ` + jsString(value) + `;
+		e.dispatchEvent(new Event("change", {bubbles: true}));
+	})()`)
+}
+
+func attr(t *testing.T, page context.Context, sel, name string) string {
+	t.Helper()
+	v, err := chromedp.Run(page, chromedp.Evaluate[string](`document.querySelector(`+jsString(sel)+`).getAttribute(`+jsString(name)+`) || ""`))
+	if err != nil {
+		t.Fatalf("%s of %s: %v", name, sel, err)
+	}
+	return v
+}
+
+// screenshot saves what capture takes, once the page's animations have settled.
+func screenshot(t *testing.T, page context.Context, file string, capture chromedp.Action[[]byte]) {
+	t.Helper()
+	do(t, page, "settle", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`),
+		poll(`document.getAnimations().length === 0`))
+	png, err := chromedp.Run(page, capture)
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", file, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// historySignals is the bundled history as NDJSON, what `cascade replay --history` sends.
+func historySignals(t *testing.T) string {
+	t.Helper()
+	evs, err := history.Signals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for _, ev := range evs {
+		b, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb.Write(b)
+		sb.WriteByte('\n')
+	}
+	return sb.String()
+}
+
+// settle waits until every layer of the scenarios has consumed all it was given and the view
+// holds what a scan of the log sums.
+func settle(ctx context.Context, t *testing.T, b broker.Broker, v *view.View, scenarios ...string) {
+	t.Helper()
+	conformance.Eventually(t, 60*time.Second, "the pipeline and the view caught up", func() error {
+		for _, sc := range scenarios {
+			for _, l := range event.ConsumerLayers {
+				if lag, err := b.Lag(ctx, sc, l); err != nil || lag > 0 {
+					return fmt.Errorf("%s %s: lag %d (%v)", sc, l, lag, err)
+				}
+			}
+			got, err := v.Totals(ctx, query.TotalsOptions{Scenario: sc})
+			if err != nil {
+				return err
+			}
+			want, err := query.SumTotals(ctx, b, query.TotalsOptions{Scenario: sc})
+			if err != nil {
+				return err
+			}
+			if got.Events != want.Events || want.Events == 0 {
+				return fmt.Errorf("%s: view %d events, log %d", sc, got.Events, want.Events)
+			}
+		}
+		return nil
+	})
 }
 
 // overflowingText lists each visible text that reaches outside its card (or the header,
@@ -260,45 +431,72 @@ func noOverflow(t *testing.T, page context.Context, width int) {
 	}
 }
 
-// wideFleet is the default coefficients with four accelerator kinds in region us, so that the
-// page has long chip lines to lay out.
+// wideFleetDoc is the default coefficients with four accelerator kinds in region us, so that
+// the page has long chip lines to lay out: a period after the default's last, so that signals
+// stamped now (no time of their own) see it.
+func wideFleetDoc() string {
+	return strings.Replace(string(coefficients.DefaultYAML()), "\nsources:\n",
+		"  - from: 2026-02-01\n    infrastructure: {fleet: {regions: {us: {h100: 0.4, h200: 0.25, b200: 0.2, mi300x: 0.15}}}}\n\nsources:\n", 1)
+}
+
+// wideFleet is wideFleetDoc, loaded.
 func wideFleet(t *testing.T) *coefficients.Loaded {
 	t.Helper()
-	// A period after the default's last, so that signals stamped now (no time of their own) see it.
-	doc := strings.Replace(string(coefficients.DefaultYAML()), "\nsources:\n",
-		"  - from: 2026-02-01\n    infrastructure: {fleet: {regions: {us: {h100: 0.4, h200: 0.25, b200: 0.2, mi300x: 0.15}}}}\n\nsources:\n", 1)
-	c, err := coefficients.Parse([]byte(doc))
+	c, err := coefficients.Parse([]byte(wideFleetDoc()))
 	if err != nil || len(c.At(time.Now()).Infrastructure.Fleet.For("us")) != 4 {
 		t.Fatalf("coefficients with a wide us fleet: %v", err)
 	}
 	return c
 }
 
-// startPipeline runs an embedded NATS JetStream and every layer's consumer for scenario base.
-func startPipeline(ctx context.Context, t *testing.T) broker.Broker {
+// halfUtilization is the what-if: the wide fleet at half the utilization of every workload.
+func halfUtilization(t *testing.T) *coefficients.Loaded {
+	t.Helper()
+	doc := strings.Replace(wideFleetDoc(), "utilization: {inference: 0.15, training: 0.40, finetune: 0.30}",
+		"utilization: {inference: 0.075, training: 0.20, finetune: 0.15}", 1)
+	h, err := coefficients.Parse([]byte(doc))
+	if err != nil || doc == wideFleetDoc() {
+		t.Fatalf("coefficients at half the utilization: %v", err)
+	}
+	return h
+}
+
+// startPipeline runs an embedded NATS JetStream, every layer's consumer for scenarios base
+// and what-if (half the utilization), and the view of both, as run does.
+func startPipeline(ctx context.Context, t *testing.T) (broker.Broker, *view.View) {
 	t.Helper()
 	b, _ := conformance.NATS(t)
-	if err := consumers.BindScenario(ctx, b, "base", wideFleet(t), broker.ScenarioConfig{AckWait: time.Second}); err != nil {
-		t.Fatal(err)
+	for sc, c := range map[string]*coefficients.Loaded{"base": wideFleet(t), "what-if": halfUtilization(t)} {
+		if err := consumers.BindScenario(ctx, b, sc, c, broker.ScenarioConfig{AckWait: time.Second}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rctx, stopRouter := context.WithCancel(ctx)
+	var wg sync.WaitGroup
 	routerDone := make(chan error, 1)
 	go func() {
 		routerDone <- consumers.New(b, zerolog.Nop(), consumers.Options{}).Serve(rctx, event.ConsumerLayers, 200*time.Millisecond)
 	}()
+	v := &view.View{B: b, Dir: t.TempDir(), Log: zerolog.Nop()}
+	for _, sc := range []string{"base", "what-if"} {
+		wg.Go(func() { _ = v.Follow(rctx, sc) })
+	}
 	t.Cleanup(func() {
 		stopRouter()
+		wg.Wait()
+		_ = v.Close()
 		if err := <-routerDone; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("router: %v", err)
 		}
 	})
-	return b
+	return b, v
 }
 
-// startAPI serves the HTTP API over b, behind token when it is set; it returns the base URL.
-func startAPI(t *testing.T, b broker.Broker, token string) string {
+// startAPI serves the HTTP API over b and its view, behind token when it is set; it returns
+// the base URL.
+func startAPI(t *testing.T, b broker.Broker, v *view.View, token string) string {
 	t.Helper()
-	srv, err := httpapi.New(b, httpapi.Options{Listen: "127.0.0.1:0", Token: token})
+	srv, err := httpapi.New(b, httpapi.Options{Listen: "127.0.0.1:0", Token: token, View: v, Trace: v.Trace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,9 +565,10 @@ func jsString(s string) string {
 	return `"` + r.Replace(s) + `"`
 }
 
-func postSignals(ctx context.Context, t *testing.T, base, ndjson string) {
+// postSignals posts NDJSON signals to url (…/v1/signals).
+func postSignals(ctx context.Context, t *testing.T, url, ndjson string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/signals", strings.NewReader(ndjson))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(ndjson))
 	if err != nil {
 		t.Fatal(err)
 	}

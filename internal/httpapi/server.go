@@ -24,6 +24,7 @@ import (
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/lineage"
 	"github.com/layercake/cascade/internal/netaddr"
+	"github.com/layercake/cascade/internal/view"
 )
 
 // Options configure the server. Zero values take the documented defaults; a negative
@@ -43,7 +44,12 @@ type Options struct {
 	// Trace answers /v1/trace, saying which finder answered (the "via" of the reply);
 	// default: lineage.ScanTrace, which reads the scenario.
 	Trace func(ctx context.Context, scenario, id string) (*lineage.Answer, error)
-	Log   zerolog.Logger
+	// View answers /v1/totals, /v1/series and snapshot feeds from run's materialized view;
+	// without it totals are summed by a scan, and series and snapshots are unavailable (503).
+	View *view.View
+	// ReadOnly leaves POST /v1/signals out (`cascade view` serves only what it reads).
+	ReadOnly bool
+	Log      zerolog.Logger
 
 	// ReadTimeout bounds reading a whole request, body included; default 30s. SSE feeds lift
 	// it once their request is read.
@@ -145,11 +151,15 @@ func New(b broker.Broker, o Options) (*Server, error) {
 
 func (s *Server) routes() {
 	v1 := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.auth(h)) }
-	s.mux.Handle("POST /v1/signals", s.limit(s.auth(http.HandlerFunc(s.postSignals))))
+	if !s.opts.ReadOnly {
+		s.mux.Handle("POST /v1/signals", s.limit(s.auth(http.HandlerFunc(s.postSignals))))
+	}
 	v1("GET /v1/feeds/{layer}", s.getFeed)
 	v1("GET /v1/feeds", s.getFeed)
 	v1("GET /v1/scenarios", s.getScenarios)
 	v1("GET /v1/totals", s.getTotals)
+	v1("GET /v1/series", s.getSeries)
+	v1("GET /v1/topology", s.getTopology)
 	v1("GET /v1/trace/{id}", s.getTrace)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })

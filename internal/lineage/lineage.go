@@ -1,9 +1,9 @@
 // Package lineage answers trace: the tree of any stored event, from its root signal down
 // through every event derived from it. One algorithm (Trace) climbs the causation chain by id
 // and finds children by recomputing their deterministic ids with the scenario's coefficients;
-// it looks events up through a Finder, of which there are two: the Indexer, which keeps an
-// on-disk index from event id to broker position (Pebble), and Scan, which reads the
-// scenario's stored events. Both give the same tree.
+// it looks events up through a Finder, of which there are two: the materialized view
+// (internal/view), which keeps an on-disk index from event id to broker position (Pebble),
+// and Scan, which reads the scenario's stored events. Both give the same tree.
 package lineage
 
 import (

@@ -17,6 +17,7 @@ import (
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/lineage"
+	"github.com/layercake/cascade/internal/view"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkTrace(b *testing.B) {
 	if err := nb.Publish(ctx, msgs); err != nil {
 		b.Fatal(err)
 	}
-	ix := &lineage.Indexer{B: nb, Dir: b.TempDir(), Log: quiet}
+	ix := &view.View{B: nb, Dir: b.TempDir(), Log: quiet}
 	defer ix.Close()
 	wg.Go(func() { _ = ix.Follow(ctx, s) })
 	// Wait for the pipeline and the index: the last signal's tree the same both ways.

@@ -14,6 +14,7 @@ import (
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/lineage"
+	"github.com/layercake/cascade/internal/view"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -62,7 +63,7 @@ func TestLookupAsksRunElseScansAndSaysWhy(t *testing.T) {
 		}
 	}
 
-	ix := &lineage.Indexer{B: nb, Dir: t.TempDir(), Log: zerolog.Nop()}
+	ix := &view.View{B: nb, Dir: t.TempDir(), Log: zerolog.Nop()}
 	t.Cleanup(func() { _ = ix.Close() })
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)

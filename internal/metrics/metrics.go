@@ -4,15 +4,11 @@
 package metrics
 
 import (
-	"context"
-	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/totals"
 )
 
@@ -25,7 +21,7 @@ type Metrics struct {
 	Pending    *prometheus.GaugeVec
 	// Demand is each scenario's totals by region (what `cascade totals --by region` shows):
 	// one series per layer, region, key (model, workload, accelerator or category) and
-	// quantity, kept by FollowDemand.
+	// quantity, kept by SetDemand.
 	Demand *prometheus.GaugeVec
 }
 
@@ -86,46 +82,25 @@ func (m *Metrics) Start(scenario, layer string, kinds ...string) {
 	}
 }
 
-// demandEvery bounds how long the demand gauges lag behind a feed that is never caught up.
-const demandEvery = time.Second
-
-// FollowDemand keeps scenario's demand gauges equal to its totals by region until ctx ends:
-// it reads the scenario's demand feeds and signals from the start, so the gauges are right
-// after a restart too, and sums them as totals does. The gauges are set whenever the feed is
-// caught up, and at least every second while it is not. It removes the scenario's gauges when
-// it returns; the error is the broker's.
-func (m *Metrics) FollowDemand(ctx context.Context, b broker.Broker, scenario string) error {
+// SetDemand sets scenario's demand gauges to its totals by region (rows; run takes them from
+// its view after each commit, so the gauges cost no read of the stream of their own).
+func (m *Metrics) SetDemand(scenario string, rows []totals.Row) {
 	if m == nil {
-		return nil
+		return
 	}
-	defer m.Demand.DeletePartialMatch(prometheus.Labels{"scenario": scenario})
-	f, err := b.Feed(ctx, broker.FeedOptions{Selector: broker.Selector{Scenario: scenario, Kinds: totals.Kinds}, FromStart: true})
-	if err != nil {
-		return fmt.Errorf("demand gauges of %s: %w", scenario, err)
-	}
-	defer f.Close()
-	sum := totals.New(true)
-	dirty, last := false, time.Now()
-	for {
-		d, err := f.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("demand gauges of %s: %w", scenario, err)
-		}
-		if ev, p, err := event.Decode(d.Message().Data); err == nil && sum.AddStored(d.Message().Subject, ev, p) {
-			dirty = true
-		}
-		if dirty && (f.Pending() == 0 || time.Since(last) >= demandEvery) {
-			for _, r := range sum.Rows() {
-				for _, q := range r.Quantities {
-					m.Demand.WithLabelValues(scenario, string(r.Layer), r.Region, r.Key, q.Name, q.Unit).Set(q.Value)
-				}
-			}
-			dirty, last = false, time.Now()
+	for _, r := range rows {
+		for _, q := range r.Quantities {
+			m.Demand.WithLabelValues(scenario, string(r.Layer), r.Region, r.Key, q.Name, q.Unit).Set(q.Value)
 		}
 	}
+}
+
+// ForgetDemand removes scenario's demand gauges (it is no longer served).
+func (m *Metrics) ForgetDemand(scenario string) {
+	if m == nil {
+		return
+	}
+	m.Demand.DeletePartialMatch(prometheus.Labels{"scenario": scenario})
 }
 
 // Batch records one processed batch.

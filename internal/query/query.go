@@ -28,6 +28,9 @@ type Totals struct {
 	By       string       `json:"by,omitempty"`
 	Events   int          `json:"events"`
 	Rows     []totals.Row `json:"rows"`
+	// Position is the broker position the answer is as of, when a view answered it (a feed
+	// cursor: a following feed opened after it sees exactly what the answer does not hold).
+	Position string `json:"position,omitempty"`
 }
 
 // scan calls fn for every decodable event the subjects of sel hold now.
@@ -55,7 +58,12 @@ func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, 
 	if err != nil {
 		return nil, fmt.Errorf("totals of %s: %w", o.Scenario, err)
 	}
-	t := &Totals{Scenario: o.Scenario, Events: sum.Events(), Rows: sum.Rows()}
+	return o.Answer(sum.Events(), sum.Rows()), nil
+}
+
+// Answer is the Totals of o holding rows of events.
+func (o TotalsOptions) Answer(events int, rows []totals.Row) *Totals {
+	t := &Totals{Scenario: o.Scenario, Events: events, Rows: rows}
 	if !o.Since.IsZero() {
 		t.Since = &o.Since
 	}
@@ -65,7 +73,7 @@ func SumTotals(ctx context.Context, b broker.Broker, o TotalsOptions) (*Totals, 
 	if o.ByRegion {
 		t.By = "region"
 	}
-	return t, nil
+	return t
 }
 
 // CompareQuantity is one quantity of two scenarios and this − other.

@@ -2,13 +2,25 @@ package totals
 
 import "math"
 
-// fsum adds float64s exactly (Shewchuk's algorithm, as Python's math.fsum): it keeps
+// Exact adds float64s exactly (Shewchuk's algorithm, as Python's math.fsum): it keeps
 // non-overlapping partial sums, so the rounded total does not depend on the order of the
 // terms. Events reach a sum in an order that varies between brokers and runs; the totals of
 // the same events must not.
-type fsum struct{ partials []float64 }
+type Exact struct{ partials []float64 }
 
-func (f *fsum) add(x float64) {
+// Partials are the non-overlapping partial sums whose exact sum is the total: a sum kept on
+// disk is its partials, and Merge of them into another sum is exact too.
+func (f *Exact) Partials() []float64 { return f.partials }
+
+// Merge adds exactly what o holds.
+func (f *Exact) Merge(partials []float64) {
+	for _, x := range partials {
+		f.Add(x)
+	}
+}
+
+// Add adds x.
+func (f *Exact) Add(x float64) {
 	i := 0
 	for _, y := range f.partials {
 		if math.Abs(x) < math.Abs(y) {
@@ -25,8 +37,8 @@ func (f *fsum) add(x float64) {
 	f.partials = append(f.partials[:i], x)
 }
 
-// value is the correctly rounded sum of everything added.
-func (f *fsum) value() float64 {
+// Value is the correctly rounded sum of everything added.
+func (f *Exact) Value() float64 {
 	n := len(f.partials)
 	if n == 0 {
 		return 0

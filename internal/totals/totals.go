@@ -30,7 +30,7 @@ type Row struct {
 // cancel (fine-tuning and its retraction) read zero rather than rounding noise.
 type acc struct {
 	row    Row
-	sums   []fsum
+	sums   []Exact
 	maxAbs []float64
 }
 
@@ -87,17 +87,14 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 		return false
 	}
 	s.events++
-	k := rowKey{layer: event.LayerOf(ev.Type), key: Key(p)}
-	if injected {
-		k.key = Injected + ":" + k.key
-	}
+	k := rowKey{layer: event.LayerOf(ev.Type), key: RowKey(p, injected)}
 	if s.byRegion {
 		k.region = ev.Subject
 	}
 	a := s.rows[k]
 	qs := event.Quantities(p)
 	if a == nil {
-		a = &acc{row: Row{Layer: k.layer, Region: k.region, Key: k.key, Quantities: make([]event.Quantity, len(qs))}, sums: make([]fsum, len(qs)), maxAbs: make([]float64, len(qs))}
+		a = &acc{row: Row{Layer: k.layer, Region: k.region, Key: k.key, Quantities: make([]event.Quantity, len(qs))}, sums: make([]Exact, len(qs)), maxAbs: make([]float64, len(qs))}
 		for i, q := range qs {
 			a.row.Quantities[i] = event.Quantity{Name: q.Name, Unit: q.Unit}
 		}
@@ -105,12 +102,21 @@ func (s *Sum) Add(ev *event.Event, p event.Payload, injected bool) bool {
 	}
 	for i, q := range qs {
 		if i < len(a.row.Quantities) {
-			a.sums[i].add(q.Value)
+			a.sums[i].Add(q.Value)
 			a.maxAbs[i] = max(a.maxAbs[i], math.Abs(q.Value))
 		}
 	}
 	a.row.Events++
 	return true
+}
+
+// RowKey is the key of the row an event with payload p is counted in: its Key, prefixed
+// with Injected when it is demand that arrived as a signal.
+func RowKey(p event.Payload, injected bool) string {
+	if injected {
+		return Injected + ":" + Key(p)
+	}
+	return Key(p)
 }
 
 // Kinds are the kinds of subject whose events totals sum: every signal and all demand.
@@ -121,30 +127,52 @@ var Kinds = []event.Kind{event.KindSignal, event.KindDemand}
 // on the application layer; demand arriving as a signal is injected at its layer. It returns
 // false for an event not counted.
 func (s *Sum) AddStored(subject string, ev *event.Event, p event.Payload) bool {
-	if !event.Counted(ev.Type) {
+	injected, ok := Stored(subject, ev)
+	if !ok {
 		return false
 	}
+	return s.Add(ev, p, injected)
+}
+
+// Stored says how AddStored counts ev stored on subject: ok is false for an event that is not
+// counted (event.Counted), injected is true for demand that arrived as a signal.
+func Stored(subject string, ev *event.Event) (injected, ok bool) {
+	if !event.Counted(ev.Type) {
+		return false, false
+	}
 	subj, _ := event.ParseSubject(subject)
-	demand := event.LayerOf(ev.Type).DemandType() == ev.Type
-	return s.Add(ev, p, demand && subj.Kind == event.KindSignal)
+	return event.LayerOf(ev.Type).DemandType() == ev.Type && subj.Kind == event.KindSignal, true
+}
+
+// Settle is a sum whose largest term was maxAbs, with what is rounding noise of terms that
+// cancel (fine-tuning and its retraction) read as zero.
+func Settle(sum, maxAbs float64) float64 {
+	if math.Abs(sum) > 1e-9*maxAbs {
+		return sum
+	}
+	return 0
 }
 
 // Rows returns the rows in layer order, then region, then key.
 func (s *Sum) Rows() []Row {
-	order := map[event.Layer]int{}
-	for i, l := range event.AllLayers {
-		order[l] = i
-	}
 	out := make([]Row, 0, len(s.rows))
 	for _, a := range s.rows {
 		c := a.row
 		c.Quantities = append([]event.Quantity(nil), a.row.Quantities...)
 		for i := range c.Quantities {
-			if v := a.sums[i].value(); math.Abs(v) > 1e-9*a.maxAbs[i] {
-				c.Quantities[i].Value = v
-			}
+			c.Quantities[i].Value = Settle(a.sums[i].Value(), a.maxAbs[i])
 		}
 		out = append(out, c)
+	}
+	SortRows(out)
+	return out
+}
+
+// SortRows sorts rows in layer order, then region, then key.
+func SortRows(out []Row) {
+	order := map[event.Layer]int{}
+	for i, l := range event.AllLayers {
+		order[l] = i
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -156,7 +184,6 @@ func (s *Sum) Rows() []Row {
 		}
 		return a.Key < b.Key
 	})
-	return out
 }
 
 // Events counts the events added, duplicates excluded.

@@ -13,18 +13,18 @@ func TestFsumIsOrderIndependent(t *testing.T) {
 	for i := range terms {
 		terms[i] = (rng.Float64() - 0.5) * float64(uint64(1)<<rng.IntN(60))
 	}
-	var want fsum
+	var want Exact
 	for _, x := range terms {
-		want.add(x)
+		want.Add(x)
 	}
 	for range 20 {
 		rng.Shuffle(len(terms), func(i, j int) { terms[i], terms[j] = terms[j], terms[i] })
-		var got fsum
+		var got Exact
 		for _, x := range terms {
-			got.add(x)
+			got.Add(x)
 		}
-		if got.value() != want.value() {
-			t.Fatalf("order changed the sum: %v vs %v", got.value(), want.value())
+		if got.Value() != want.Value() {
+			t.Fatalf("order changed the sum: %v vs %v", got.Value(), want.Value())
 		}
 	}
 	tests := []struct {
@@ -38,12 +38,12 @@ func TestFsumIsOrderIndependent(t *testing.T) {
 		{"fine-tune and its retraction", []float64{2.855e15, 7.3e17, -2.855e15}, 7.3e17},
 	}
 	for _, tt := range tests {
-		var f fsum
+		var f Exact
 		for _, x := range tt.in {
-			f.add(x)
+			f.Add(x)
 		}
-		if f.value() != tt.want {
-			t.Errorf("%s: %v, want %v", tt.name, f.value(), tt.want)
+		if f.Value() != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, f.Value(), tt.want)
 		}
 	}
 }

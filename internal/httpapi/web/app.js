@@ -1,45 +1,26 @@
-// cascade web page: live totals of the five-layer cake, a ticker of derived events read from
-// the Server-Sent-Event feed with fetch streaming (so a bearer token can be sent), a per-region
-// breakdown, a scenario selector, a trace viewer and a form to post a signal. No dependencies.
+// cascade web page: the five-layer cake's totals as of the materialized view, kept live by the
+// Server-Sent-Event feed that follows the totals' position (read with fetch streaming, so a
+// bearer token can be sent; no polling), demand over time as a stacked uPlot chart, a date
+// range that scopes every panel, a baseline scenario shown side by side with the difference,
+// CSV downloads of what is shown, a ticker, a trace viewer and a form to post a signal. The
+// layers, their quantities and units come from GET /v1/topology.
 'use strict';
 
 (() => {
-  const LAYERS = ['application', 'model', 'infrastructure', 'chips', 'energy', 'grid'];
-  const FEED_LAYERS = ['model', 'infrastructure', 'chips', 'energy', 'grid'];
   const TICKER_MAX = 60;
   const TOKEN_KEY = 'cascade.token';
+  const INJECTED = 'injected:'; // row keys of demand that arrived as a signal at that layer
+  const CHART_GROUPS = 7; // groups drawn one by one; the rest are summed as "other"
+  const PALETTE = ['#3672c0', '#c27a12', '#138a79', '#b3261e', '#7658c4', '#55902f', '#836550', '#8a8f98'];
 
-  // Units of every quantity, used when a layer has no rows yet.
-  const UNITS = {
-    users_delta: 'weekly users',
-    tokens_per_day: 'tokens/day',
-    flop_per_s: 'FLOP/s',
-    units: 'accelerators',
-    hbm_gb: 'GB HBM',
-    it_mw: 'MW IT',
-    facility_mw: 'MW facility',
-    avg_mw: 'MW avg',
-    generation_mw: 'MW generation',
-    twh_per_year: 'TWh/yr',
-    co2_t_per_year: 'tCO2/yr',
-  };
-
-  // What each band shows: its headline quantities, the smaller ones under them, and the
-  // quantity its per-key detail lists.
-  const BANDS = {
-    model: { main: ['tokens_per_day'], sub: [], key: 'tokens_per_day' },
-    infrastructure: { main: ['flop_per_s'], sub: [], key: 'flop_per_s' },
-    energy: { main: ['it_mw', 'facility_mw'], sub: [], key: 'facility_mw' },
-    grid: { main: ['twh_per_year', 'co2_t_per_year'], sub: ['avg_mw', 'generation_mw'], key: 'twh_per_year' },
-  };
-
-  // The headline quantity of a feed event, by type.
-  const TICKER = {
-    'cascade.demand.model.v1': (d) => ({ label: d.model, qs: [[d.tokens_per_day, 'tokens/day']] }),
-    'cascade.demand.infrastructure.v1': (d) => ({ label: d.workload, qs: [[d.flop_per_s, 'FLOP/s']] }),
-    'cascade.demand.chips.v1': (d) => ({ label: [d.accelerator, d.workload].filter(Boolean).join(' '), qs: [[d.units, d.accelerator || 'accelerators']] }),
-    'cascade.demand.energy.v1': (d) => ({ label: d.workload, qs: [[d.facility_mw, 'MW facility']] }),
-    'cascade.demand.grid.v1': (d) => ({ label: d.workload, qs: [[d.twh_per_year, 'TWh/yr'], [d.co2_t_per_year, 'tCO2/yr']] }),
+  // What each layer is about, in plain words (presentation only; the layers are the API's).
+  const ABOUT = {
+    application: 'apps and their users',
+    model: 'tokens the models serve',
+    infrastructure: 'compute it takes',
+    chips: 'accelerators, per kind',
+    energy: 'datacentre power',
+    grid: 'generation and emissions',
   };
 
   const EXAMPLE = {
@@ -55,13 +36,18 @@
   };
 
   const state = {
+    topo: null, // GET /v1/topology
     scenario: '',
+    baseline: '', // scenario compared with; '' none
+    from: '', // first day of the range, YYYY-MM-DD; '' from the beginning
+    to: '', // last day of the range (inclusive); '' no end
     token: sessionStorage.getItem(TOKEN_KEY) || '',
-    feed: null, // AbortController of the running feed
-    lastEventId: '',
-    signals: new Set(), // correlation ids seen on the feed since the page opened
+    sides: {}, // scenario → its totals, kept live
+    feeds: [], // AbortControllers of the running feeds
+    generation: 0, // bumped on every refresh; answers of older ones are dropped
     trace: null, // {id, corr} of the tree on show
     bandText: {}, // last text of each band's total, to flash changes
+    series: null, // the series on show
   };
 
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -175,15 +161,142 @@
     return plain || `HTTP ${res.status} ${res.statusText}`.trim();
   }
 
-  function setStatus(feed, text) {
-    document.body.dataset.feed = feed;
-    $('#status .text').textContent = text;
+
+  // ---- topology ------------------------------------------------------------------------
+
+  const title = (s) => s.charAt(0).toUpperCase() + s.slice(1);
+
+  function layerSpec(name) {
+    return state.topo.layers.find((l) => l.layer === name);
+  }
+
+  // layerOf is the layer an event type belongs to: the layer its demand is placed on, or the
+  // layer its signal enters.
+  function layerOf(type) {
+    if (!state.topo) return '';
+    const l = state.topo.layers.find((s) => s.demand === type || s.signals.includes(type));
+    return l ? l.layer : '';
+  }
+
+  // isKinds says a layer's rows are kinds that are never summed (accelerators).
+  const isKinds = (spec) => spec.key === 'accelerator';
+
+  // keyLabel is a row key in plain words: demand injected as a signal says so.
+  function keyLabel(k) {
+    return k.startsWith(INJECTED) ? `${k.slice(INJECTED.length)}, injected at this layer` : k;
+  }
+
+  async function loadTopology() {
+    const res = await api('/v1/topology');
+    if (!res.ok) throw new Error(await errorOf(res));
+    state.topo = await res.json();
+    buildBands();
+    buildRegionsHead();
+    buildChartControls();
+  }
+
+  function buildBands() {
+    const terminal = state.topo.layers.filter((l) => !l.emits);
+    const cake = state.topo.layers.filter((l) => l.emits);
+    const band = (l, tag) => el(tag, { id: 'band-' + l.layer, class: 'band' + (tag === 'div' ? ' below' : ''), 'data-layer': l.layer, role: tag === 'div' ? 'group' : null, 'aria-label': tag === 'div' ? title(l.layer) : null },
+      el('div', { class: 'name' }, el('h3', {}, title(l.layer)), el('p', {}, ABOUT[l.layer] || l.quantities.map((q) => q.unit).join(', '))),
+      el('div', { class: 'figures' }, el('div', { class: 'total' }, '—'), el('div', { class: 'sub' }), el('div', { class: 'cmp' })),
+      el('ul', { class: 'detail', 'aria-label': l.layer + ' by ' + (l.key || 'key') }));
+    $('#bands').replaceChildren(...cake.map((l) => band(l, 'li')));
+    $('#below').replaceChildren(...terminal.map((l) => band(l, 'div')));
+  }
+
+  // columns are the region table's: every quantity of every layer with a feed; a layer whose
+  // rows are kinds has one column listing them.
+  function columns() {
+    const out = [];
+    for (const l of state.topo.layers) {
+      if (!l.feed) continue;
+      if (isKinds(l)) {
+        out.push({ layer: l.layer, name: l.quantities[0].name, unit: l.quantities[0].unit, kinds: true });
+        continue;
+      }
+      for (const q of l.quantities) out.push({ layer: l.layer, name: q.name, unit: q.unit });
+    }
+    for (const c of out) c.label = `${title(c.layer)}, ${c.unit}`;
+    return out;
+  }
+
+  function buildRegionsHead() {
+    $('#regions thead tr').replaceChildren(el('th', { scope: 'col' }, 'Region'),
+      ...columns().map((c) => el('th', { scope: 'col', 'data-layer': c.layer }, title(c.layer), ' ', el('span', {}, c.unit))));
+  }
+
+  // ---- numbers shown side by side ------------------------------------------------------
+
+  function pct(diff, base) {
+    if (Math.abs(base) < 1e-12) return Math.abs(diff) < 1e-12 ? '0%' : 'new';
+    const p = (100 * diff) / Math.abs(base);
+    return (p > 0 ? '+' : p < 0 ? '−' : '') + Math.abs(p).toFixed(Math.abs(p) >= 10 ? 0 : 1) + '%';
+  }
+
+  // netMark marks a negative value as a net reduction, in words.
+  function netMark(v) {
+    return v < 0 && Math.abs(v) >= 1e-12 ? el('span', { class: 'net' }, 'net reduction') : null;
+  }
+
+  // cmp is the baseline's value, the difference and the percentage: "vs base 1.2 G · +0.3 G (+25%)".
+  function cmp(v, b, unit) {
+    const d = v - b;
+    return el('span', { class: 'cmp-q' + (d < 0 ? ' down' : d > 0 ? ' up' : ''), title: `${state.baseline}: ${exact(b, unit)}; difference ${exact(d, unit)}` },
+      el('span', { class: 'vs' }, `${state.baseline} ${num(b)}`), el('span', { class: 'sep' }, ' · '),
+      el('span', { class: 'diff' }, `${num(d, true)} (${pct(d, b)})`));
+  }
+
+  // ---- range ---------------------------------------------------------------------------
+
+  function nextDay(day) {
+    const d = new Date(day + 'T00:00:00Z');
+    d.setUTCDate(d.getUTCDate() + 1);
+    return d.toISOString().slice(0, 10);
+  }
+
+  // rangeQuery is the since/until parameters of the range: [from, the day after to).
+  function rangeQuery() {
+    let q = '';
+    if (state.from) q += `&since=${state.from}`;
+    if (state.to) q += `&until=${nextDay(state.to)}`;
+    return q;
+  }
+
+  function inRange(t) {
+    const ms = Date.parse(t);
+    if (Number.isNaN(ms)) return false;
+    if (state.from && ms < Date.parse(state.from + 'T00:00:00Z')) return false;
+    if (state.to && ms >= Date.parse(nextDay(state.to) + 'T00:00:00Z')) return false;
+    return true;
+  }
+
+  function rangeText() {
+    if (!state.from && !state.to) {
+      const s = state.series;
+      return s && s.series.length ? `whole history: ${s.since.slice(0, 10)} to ${s.until.slice(0, 10)} (exclusive)` : 'whole history';
+    }
+    return `${state.from || 'the beginning'} to ${state.to || 'now'}`;
+  }
+
+  function readRange() {
+    state.from = $('#since').value;
+    state.to = $('#until').value;
+    if (state.from && state.to && state.to < state.from) {
+      $('#range-text').textContent = 'the range ends before it starts';
+      $('#range-text').classList.add('error');
+      return false;
+    }
+    $('#range-text').classList.remove('error');
+    return true;
   }
 
   // ---- scenarios -----------------------------------------------------------------------
 
   async function loadScenarios() {
-    const want = new URLSearchParams(location.search).get('scenario') || 'base';
+    const url = new URLSearchParams(location.search);
+    const want = url.get('scenario') || 'base';
     let list = [];
     try {
       const res = await api('/v1/scenarios');
@@ -191,206 +304,225 @@
     } catch {
       /* the selector keeps the wanted scenario */
     }
-    const sel = $('#scenario');
     const names = list.map((s) => s.scenario);
     if (!names.includes(want)) names.unshift(want);
+    const sel = $('#scenario');
     sel.replaceChildren(...names.map((n) => el('option', { value: n }, n)));
     sel.value = want;
     sel.coef = Object.fromEntries(list.map((s) => [s.scenario, s.coefversion]));
-    return want;
+    const base = $('#baseline');
+    base.replaceChildren(el('option', { value: '' }, 'no baseline'), ...names.map((n) => el('option', { value: n }, n)));
+    base.value = names.includes(url.get('vs')) ? url.get('vs') : '';
+    $('#since').value = url.get('from') || '';
+    $('#until').value = url.get('to') || '';
   }
 
-  function setScenario(sc) {
-    state.scenario = sc;
-    const coef = ($('#scenario').coef || {})[sc];
-    $('#coefversion').textContent = coef ? 'coefficients ' + coef : '';
+  // remember keeps the view's choices in the address, so that a link opens the same view.
+  function remember() {
     const url = new URL(location.href);
-    if (sc === 'base') url.searchParams.delete('scenario');
-    else url.searchParams.set('scenario', sc);
-    history.replaceState(null, '', url);
-    state.signals.clear();
-    state.bandText = {};
-    state.trace = null;
-    $('#ticker').replaceChildren();
-    $('#ticker-empty').hidden = false;
-    $('#trace-tree').replaceChildren(el('p', { class: 'empty' }, 'Enter an event id, or click one in the live events.'));
-    refreshTotals(true);
-    startFeed();
-  }
-
-  // ---- totals --------------------------------------------------------------------------
-
-  let totalsTimer = null;
-  let totalsBusy = false;
-  let totalsDirty = false;
-  let totalsLast = 0;
-
-  // refreshTotals asks for new totals, at most about once a second.
-  function refreshTotals(now) {
-    totalsDirty = true;
-    if (now) totalsLast = 0;
-    pumpTotals();
-  }
-
-  function pumpTotals() {
-    if (totalsBusy || totalsTimer || !totalsDirty) return;
-    const wait = Math.max(0, totalsLast + 1000 - Date.now());
-    totalsTimer = setTimeout(async () => {
-      totalsTimer = null;
-      totalsDirty = false;
-      totalsBusy = true;
-      totalsLast = Date.now();
-      try {
-        await loadTotals();
-      } catch (e) {
-        $('#events-count').textContent = 'totals unavailable: ' + e.message;
-      } finally {
-        totalsBusy = false;
-        pumpTotals();
-      }
-    }, wait);
-  }
-
-  async function loadTotals() {
-    const sc = state.scenario;
-    const res = await api(`/v1/totals?by=region&scenario=${enc(sc)}`);
-    if (!res.ok) throw new Error(await errorOf(res));
-    const body = await res.json();
-    if (sc !== state.scenario) return;
-    renderTotals(body);
-    document.body.dataset.totals = String(Date.now());
-  }
-
-  // addQuantities sums quantities by name. A sum that cancels out to rounding noise (a
-  // retraction minus what it retracts) is snapped to zero.
-  function addQuantities(into, qs) {
-    for (const q of qs || []) {
-      const cur = into.get(q.name) || { value: 0, unit: q.unit, scale: 0 };
-      cur.value += q.value;
-      cur.scale = Math.max(cur.scale, Math.abs(q.value), Math.abs(cur.value));
-      if (Math.abs(cur.value) < cur.scale * 1e-9) cur.value = 0;
-      into.set(q.name, cur);
+    for (const [k, v, d] of [['scenario', state.scenario, 'base'], ['vs', state.baseline, ''], ['from', state.from, ''], ['to', state.to, '']]) {
+      if (v === d) url.searchParams.delete(k);
+      else url.searchParams.set(k, v);
     }
+    history.replaceState(null, '', url);
   }
 
-  function valueOf(m, name) {
-    const q = m && m.get(name);
-    return q ? q.value : 0;
+  function choose() {
+    if (!readRange()) return;
+    state.scenario = $('#scenario').value;
+    state.baseline = $('#baseline').value;
+    const coef = ($('#scenario').coef || {})[state.scenario];
+    $('#coefversion').textContent = coef ? 'coefficients ' + coef : '';
+    remember();
+    refresh(true);
   }
 
-  function unitOf(m, name) {
-    const q = m && m.get(name);
-    return q ? q.unit : UNITS[name] || '';
+  // ---- totals: a snapshot from the view, then the feed after its position ---------------
+
+  // Side is one scenario's rows by layer, region and key.
+  function newSide(scenario) {
+    return { scenario, rows: new Map(), events: 0, position: '' };
   }
 
-  // aggregate sums by-region rows per layer (with per-key sums) and per region.
-  function aggregate(rows) {
+  const rowKey = (layer, region, key) => layer + '\u0000' + region + '\u0000' + key;
+
+  // addQuantity adds to a quantity's sum. A sum that cancels out to rounding noise (a
+  // retraction minus what it retracts) is snapped to zero.
+  function addQuantity(qs, name, value, unit) {
+    const cur = qs.get(name) || { value: 0, unit, scale: 0 };
+    cur.value += value;
+    cur.scale = Math.max(cur.scale, Math.abs(value), Math.abs(cur.value));
+    if (Math.abs(cur.value) < cur.scale * 1e-9) cur.value = 0;
+    qs.set(name, cur);
+  }
+
+  function addRow(side, layer, region, key, quantities, events) {
+    const k = rowKey(layer, region, key);
+    let r = side.rows.get(k);
+    if (!r) {
+      r = { layer, region, key, qs: new Map(), events: 0 };
+      side.rows.set(k, r);
+    }
+    for (const q of quantities) addQuantity(r.qs, q.name, q.value, q.unit);
+    r.events += events;
+    side.events += events;
+  }
+
+  async function loadSide(scenario, gen) {
+    const res = await api(`/v1/totals?by=region&scenario=${enc(scenario)}${rangeQuery()}`);
+    if (!res.ok) throw new Error(`totals of ${scenario}: ${await errorOf(res)}`);
+    const body = await res.json();
+    if (gen !== state.generation) return null;
+    const side = newSide(scenario);
+    side.position = body.position || '';
+    side.live = !!body.position;
+    for (const r of body.rows || []) addRow(side, r.layer, r.region || '', r.key, r.quantities || [], r.events || 0);
+    side.events = body.events;
+    return side;
+  }
+
+  // applyEvent adds a feed event's demand to the side's rows, as the view sums it.
+  function applyEvent(side, ev) {
+    const layer = layerOf(ev.type);
+    const spec = layer && layerSpec(layer);
+    if (!spec || !inRange(ev.time)) return false;
+    const d = ev.data || {};
+    const key = String(d[spec.key] || 'unspecified');
+    const qs = [];
+    for (const [name, v] of Object.entries(d)) {
+      if (typeof v !== 'number') continue;
+      const known = spec.quantities.find((q) => q.name === name);
+      const held = side.rows.get(rowKey(layer, ev.subject, key));
+      const unit = known ? known.unit : held && held.qs.has(name) ? held.qs.get(name).unit : '';
+      if (unit) qs.push({ name, value: v, unit });
+    }
+    addRow(side, layer, ev.subject, key, qs, 1);
+    return true;
+  }
+
+  // refresh reads the totals of the scenario (and the baseline) as of the view, renders them,
+  // follows each one's feed from the position they are as of, and reloads the chart.
+  async function refresh(clearTicker) {
+    const gen = ++state.generation;
+    for (const f of state.feeds) f.abort();
+    state.feeds = [];
+    state.bandText = {};
+    if (clearTicker) {
+      $('#ticker').replaceChildren();
+      $('#ticker-empty').hidden = false;
+      state.trace = null;
+      $('#trace-tree').replaceChildren(el('p', { class: 'empty' }, 'Enter an event id, or click one in the live events.'));
+    }
+    const names = [...new Set([state.scenario, state.baseline].filter(Boolean))];
+    document.body.dataset.ready = 'false';
+    const drawn = loadSeries();
+    try {
+      const sides = await Promise.all(names.map((n) => loadSide(n, gen)));
+      if (gen !== state.generation) return;
+      state.sides = Object.fromEntries(sides.map((s) => [s.scenario, s]));
+      render();
+      for (const s of sides) startFeed(s, gen);
+    } catch (e) {
+      $('#events-count').textContent = 'totals unavailable: ' + e.message;
+    }
+    await drawn;
+    if (gen === state.generation) document.body.dataset.ready = 'true'; // every panel shows this choice
+  }
+
+  let renderTimer = null;
+
+  // renderSoon renders at most every 150 ms while events stream in.
+  function renderSoon() {
+    if (!renderTimer) renderTimer = setTimeout(() => { renderTimer = null; render(); }, 150);
+  }
+
+  // aggregate sums a side's rows per layer (with per-key sums) and per region.
+  function aggregate(side) {
     const layers = {};
-    for (const l of LAYERS) layers[l] = { qs: new Map(), keys: new Map(), events: 0 };
     const regions = new Map();
-    for (const r of rows || []) {
+    const blank = () => Object.fromEntries(state.topo.layers.map((l) => [l.layer, { qs: new Map(), keys: new Map(), events: 0 }]));
+    Object.assign(layers, blank());
+    for (const r of side ? side.rows.values() : []) {
       const a = layers[r.layer];
       if (!a) continue;
-      a.events += r.events;
-      addQuantities(a.qs, r.quantities);
-      if (!a.keys.has(r.key)) a.keys.set(r.key, new Map());
-      addQuantities(a.keys.get(r.key), r.quantities);
       const name = r.region || '(all)';
-      if (!regions.has(name)) {
-        const reg = {};
-        for (const l of LAYERS) reg[l] = { qs: new Map(), keys: new Map() };
-        regions.set(name, reg);
+      if (!regions.has(name)) regions.set(name, blank());
+      for (const into of [a, regions.get(name)[r.layer]]) {
+        into.events += r.events;
+        if (!into.keys.has(r.key)) into.keys.set(r.key, new Map());
+        for (const [n, q] of r.qs) {
+          addQuantity(into.qs, n, q.value, q.unit);
+          addQuantity(into.keys.get(r.key), n, q.value, q.unit);
+        }
       }
-      const ra = regions.get(name)[r.layer];
-      addQuantities(ra.qs, r.quantities);
-      if (!ra.keys.has(r.key)) ra.keys.set(r.key, new Map());
-      addQuantities(ra.keys.get(r.key), r.quantities);
     }
     return { layers, regions };
   }
 
-  let lastAgg = null;
+  const valueOf = (m, name) => (m && m.get(name) ? m.get(name).value : 0);
 
-  function renderTotals(body) {
-    const agg = aggregate(body.rows);
-    lastAgg = agg;
-    $('#events-count').textContent = `${num(body.events)} stored events counted`;
-    renderApplication();
-    for (const [layer, spec] of Object.entries(BANDS)) {
-      const a = agg.layers[layer];
-      const band = $('#band-' + layer);
-      setBand(layer,
-        spec.main.map((n) => qty(valueOf(a.qs, n), unitOf(a.qs, n))),
-        [...spec.sub.map((n) => `${num(valueOf(a.qs, n))} ${unitOf(a.qs, n)}`), eventsText(a.events)].join(' · '));
-      renderDetail(band, a.keys, spec.key);
-    }
-    renderChips(agg.layers.chips);
-    renderRegions(agg.regions);
+  function render() {
+    if (!state.topo) return;
+    const side = state.sides[state.scenario];
+    const agg = aggregate(side);
+    const vs = state.baseline ? aggregate(state.sides[state.baseline]) : null;
+    $('#events-count').textContent = side ? `${num(side.events)} stored events in the range` : '';
+    for (const spec of state.topo.layers) renderBand(spec, agg.layers[spec.layer], vs && vs.layers[spec.layer]);
+    renderRegions(agg.regions, vs && vs.regions);
+    document.body.classList.toggle('vs', !!state.baseline);
+    const note = $('#compare-note');
+    note.hidden = !state.baseline;
+    note.textContent = state.baseline ? `Each figure: ${state.scenario}, then ${state.baseline} and the difference ${state.scenario} − ${state.baseline} (percent of ${state.baseline}).` : '';
+    document.body.dataset.totals = String(Date.now());
   }
 
   function eventsText(n) {
     return n === 1 ? '1 event' : `${num(n)} events`;
   }
 
-  // setBand replaces a band's total and flashes the band when the total changed.
-  function setBand(layer, totals, sub) {
-    const band = $('#band-' + layer);
+  // renderBand shows a layer's headline quantities (its first two), the rest under them, and
+  // the largest keys; a layer whose rows are kinds shows each kind, never their sum.
+  function renderBand(spec, a, b) {
+    const band = $('#band-' + spec.layer);
+    if (!band) return;
+    let main;
+    let sub = [];
+    let keyed;
+    if (isKinds(spec)) {
+      const q = spec.quantities[0];
+      const kinds = [...new Set([...a.keys.keys(), ...(b ? b.keys.keys() : [])])]
+        .map((k) => [k, valueOf(a.keys.get(k), q.name), b ? valueOf(b.keys.get(k), q.name) : 0])
+        .filter(([, v, w]) => v !== 0 || w !== 0)
+        .sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
+      main = kinds.length ? kinds.slice(0, 3).map(([k, v, w]) => [v, keyLabel(k), w]) : [[0, q.unit, 0]];
+      if (kinds.length > 3) sub.push(`${kinds.length} kinds, never summed`);
+      keyed = kinds.slice(3).map(([k, v]) => [k, v, q.unit]);
+    } else {
+      const unitOf = (n) => spec.quantities.find((q) => q.name === n).unit;
+      main = spec.quantities.slice(0, 2).map((q) => [valueOf(a.qs, q.name), unitOf(q.name), b ? valueOf(b.qs, q.name) : 0]);
+      sub = spec.quantities.slice(2).map((q) => `${num(valueOf(a.qs, q.name))} ${q.unit}`);
+      const k = spec.quantities[0];
+      keyed = [...a.keys.entries()].map(([key, m]) => [key, valueOf(m, k.name), k.unit]);
+    }
+    sub.push(eventsText(a.events));
     const total = $('.total', band);
-    total.replaceChildren(...totals);
-    $('.sub', band).textContent = sub || '';
+    total.replaceChildren(...main.map(([v, unit]) => el('span', { class: 'q-wrap' }, qty(v, unit, spec.layer === 'application'), netMark(v))));
+    $('.sub', band).textContent = sub.join(' · ');
+    $('.cmp', band).replaceChildren(...(b ? main.map(([v, unit, w]) => cmp(v, w, unit)) : []));
+    const floor = Math.max(1e-12, 1e-9 * Math.max(0, ...keyed.map(([, v]) => Math.abs(v))));
+    const list = keyed.filter(([, v]) => Math.abs(v) >= floor).sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
+    const shown = list.slice(0, 4).map(([k, v, u]) =>
+      el('li', { title: exact(v, u) }, el('span', { class: 'k' }, keyLabel(k)), el('span', { class: 'v' + (v < 0 ? ' neg' : '') }, num(v))));
+    if (list.length > 4) shown.push(el('li', {}, el('span', { class: 'k' }, `+ ${list.length - 4} more`)));
+    $('.detail', band).replaceChildren(...shown);
     const text = total.textContent;
-    const before = state.bandText[layer];
-    state.bandText[layer] = text;
+    const before = state.bandText[spec.layer];
+    state.bandText[spec.layer] = text;
     if (before !== undefined && before !== text) {
       band.classList.remove('changed');
       void band.offsetWidth; // restart the animation
       band.classList.add('changed');
     }
-  }
-
-  function renderDetail(band, keys, name) {
-    const all = [...keys.entries()].map(([k, m]) => [k, valueOf(m, name), unitOf(m, name)]);
-    const floor = Math.max(1e-12, 1e-9 * Math.max(0, ...all.map(([, v]) => Math.abs(v))));
-    const list = all
-      .filter(([, v]) => Math.abs(v) >= floor)
-      .sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
-    const shown = list.slice(0, 4).map(([k, v, u]) =>
-      el('li', { title: exact(v, u) }, el('span', { class: 'k' }, k), el('span', { class: 'v' }, num(v))));
-    if (list.length > 4) shown.push(el('li', {}, el('span', { class: 'k' }, `+ ${list.length - 4} more`)));
-    $('.detail', band).replaceChildren(...shown);
-  }
-
-  // The application band: the adoption signals' users if the server counts them, otherwise the
-  // signals seen on the live feed since the page opened.
-  function renderApplication() {
-    const a = lastAgg && lastAgg.layers.application;
-    if (a && a.events > 0) {
-      setBand('application', [qty(valueOf(a.qs, 'users_delta'), unitOf(a.qs, 'users_delta'), true)], eventsText(a.events).replace('event', 'signal'));
-      renderDetail($('#band-application'), a.keys, 'users_delta');
-      return;
-    }
-    const n = state.signals.size;
-    setBand('application', [qty(n, n === 1 ? 'signal' : 'signals')], 'seen live since this page opened');
-  }
-
-  // Chips are shown per accelerator kind and never summed across kinds.
-  function renderChips(a) {
-    const kinds = [...a.keys.entries()]
-      .map(([k, m]) => [k, valueOf(m, 'units')])
-      .filter(([, v]) => v !== 0)
-      .sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
-    const totals = kinds.length
-      ? kinds.slice(0, 4).map(([k, v]) => qty(v, k === 'injected' ? 'injected' : k))
-      : [qty(0, 'accelerators')];
-    const sub = [];
-    if (kinds.length) sub.push(kinds.length > 4 ? `accelerators, ${kinds.length} kinds` : 'accelerators');
-    if (valueOf(a.qs, 'hbm_gb')) sub.push(`${num(valueOf(a.qs, 'hbm_gb'))} GB HBM`);
-    sub.push(eventsText(a.events));
-    setBand('chips', totals, sub.join(' · '));
-    const band = $('#band-chips');
-    band.setAttribute('aria-description', 'accelerator counts per kind; kinds are never summed');
-    $('.detail', band).replaceChildren(...kinds.slice(4, 8).map(([k, v]) =>
-      el('li', {}, el('span', { class: 'k' }, k), el('span', { class: 'v' }, num(v)))));
   }
 
   let regionNames = null;
@@ -411,39 +543,258 @@
     }
   }
 
-  function renderRegions(regions) {
-    const list = [...regions.entries()].sort((x, y) =>
-      valueOf(y[1].grid.qs, 'twh_per_year') - valueOf(x[1].grid.qs, 'twh_per_year') || x[0].localeCompare(y[0]));
-    const cell = (label, v, unit) => el('td', { 'data-label': label, title: exact(v, unit) }, num(v));
-    const rows = list.map(([code, r]) => {
-      const chips = [...r.chips.keys.entries()]
-        .map(([k, m]) => [k, valueOf(m, 'units')])
-        .filter(([, v]) => v !== 0)
-        .sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
-      return el('tr', { 'data-region': code },
-        el('th', { scope: 'row', class: 'region-cell' }, el('span', { class: 'code' }, code), regionName(code)),
-        cell('Model, tokens/day', valueOf(r.model.qs, 'tokens_per_day'), 'tokens/day'),
-        cell('Infrastructure, FLOP/s', valueOf(r.infrastructure.qs, 'flop_per_s'), 'FLOP/s'),
-        el('td', { class: 'chips', 'data-label': 'Chips, accelerators' },
-          el('span', { class: 'kinds' }, chips.length ? chips.map(([k, v]) => el('span', { title: exact(v, k) }, `${num(v)} ${k}`)) : '0')),
-        cell('Energy, MW IT', valueOf(r.energy.qs, 'it_mw'), 'MW IT'),
-        cell('Energy, MW facility', valueOf(r.energy.qs, 'facility_mw'), 'MW facility'),
-        cell('Grid, TWh/yr', valueOf(r.grid.qs, 'twh_per_year'), 'TWh/yr'),
-        cell('Grid, tCO2/yr', valueOf(r.grid.qs, 'co2_t_per_year'), 'tCO2/yr'));
-    });
+  // regionTable is the table as shown, row by row: the region and, per column, the value
+  // (per kind for kinds) and the baseline's.
+  let regionTable = [];
+
+  function renderRegions(regions, vs) {
+    const cols = columns();
+    const names = [...new Set([...regions.keys(), ...(vs ? vs.keys() : [])])];
+    const sortBy = cols[cols.length - 1];
+    const get = (m, name, c) => (m && m.get(name) ? m.get(name)[c.layer] : null);
+    names.sort((x, y) => valueOf((get(regions, y, sortBy) || {}).qs, sortBy.name) - valueOf((get(regions, x, sortBy) || {}).qs, sortBy.name) || x.localeCompare(y));
+    regionTable = names.map((code) => ({
+      code,
+      cells: cols.map((c) => {
+        const a = get(regions, code, c);
+        const b = get(vs, code, c);
+        if (!c.kinds) return { c, parts: [{ key: '', v: valueOf(a && a.qs, c.name), w: valueOf(b && b.qs, c.name) }] };
+        const keys = [...new Set([...(a ? a.keys.keys() : []), ...(b ? b.keys.keys() : [])])];
+        const parts = keys.map((k) => ({ key: k, v: valueOf(a && a.keys.get(k), c.name), w: valueOf(b && b.keys.get(k), c.name) }))
+          .filter((p) => p.v !== 0 || p.w !== 0)
+          .sort((x, y) => Math.abs(y.v) - Math.abs(x.v));
+        return { c, parts };
+      }),
+    }));
+    const part = (p, unit, kinds) => el('span', { class: 'part' + (p.v < 0 ? ' neg' : '') },
+      el('span', { title: exact(p.v, kinds ? p.key : unit) }, kinds ? `${num(p.v)} ${keyLabel(p.key)}` : num(p.v)),
+      p.v < 0 ? el('span', { class: 'net', title: 'net reduction' }, 'net reduction') : null,
+      vs ? cmp(p.v, p.w, unit) : null);
+    const rows = regionTable.map(({ code, cells }) => el('tr', { 'data-region': code },
+      el('th', { scope: 'row', class: 'region-cell' }, el('span', { class: 'code' }, code), el('span', { class: 'name' }, regionName(code))),
+      cells.map(({ c, parts }) => el('td', { 'data-label': c.label, class: c.kinds ? 'kinds-cell' : null },
+        c.kinds && !parts.length ? '0' : el('span', { class: 'kinds' }, parts.map((p) => part(p, c.unit, c.kinds)))))));
     $('#regions tbody').replaceChildren(...rows);
+    $('#regions-note').textContent = 'totals of the stored events in the range, per region' + (vs ? ` · below each: ${state.baseline} and the difference · ▼ net reduction` : '');
     $('#regions-empty').hidden = rows.length > 0;
     $('#regions').hidden = rows.length === 0;
   }
 
+  // ---- CSV -----------------------------------------------------------------------------
+
+  function csvField(v) {
+    const s = String(v);
+    return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
+
+  // download saves lines as a CSV file; the button notes what it saved (for tests and
+  // screen readers alike).
+  function download(button, name, lines) {
+    const text = lines.map((l) => l.map(csvField).join(',')).join('\r\n') + '\r\n';
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' }));
+    const a = el('a', { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    button.dataset.rows = String(lines.length - 1);
+    button.dataset.head = lines[0].join(',');
+    button.dataset.first = lines.length > 1 ? lines[1].join(',') : '';
+  }
+
+  function rangeName() {
+    return (state.from || 'start') + '_' + (state.to || 'end');
+  }
+
+  function regionsCSV() {
+    const head = ['region', 'layer', 'quantity', 'key', 'unit', state.scenario];
+    if (state.baseline) head.push(state.baseline, 'difference', 'percent');
+    const lines = [head];
+    for (const { code, cells } of regionTable) {
+      for (const { c, parts } of cells) {
+        for (const p of parts) {
+          const line = [code, c.layer, c.name, p.key, c.unit, p.v];
+          if (state.baseline) line.push(p.w, p.v - p.w, pct(p.v - p.w, p.w));
+          lines.push(line);
+        }
+      }
+    }
+    download($('#regions-csv'), `cascade-${state.scenario}${state.baseline ? '-vs-' + state.baseline : ''}-regions-${rangeName()}.csv`, lines);
+  }
+
+  function chartCSV() {
+    const s = state.series;
+    if (!s) return;
+    const head = ['step_start', s.by, 'change', 'level', 'unit'];
+    if (s.vs) head.push(s.vs + '_level', 'difference', 'percent');
+    const lines = [head];
+    for (const g of chartGroups(s)) {
+      g.points.forEach((p, i) => {
+        const line = [s.series[0].points[i].t, g.key, p.change, p.level, s.unit];
+        if (s.vs) line.push(p.vs, p.level - p.vs, pct(p.level - p.vs, p.vs));
+        lines.push(line);
+      });
+    }
+    download($('#chart-csv'), `cascade-${s.scenario}${s.vs ? '-vs-' + s.vs : ''}-${s.layer}-${s.quantity}-by-${s.by}-${s.step}-${rangeName()}.csv`, lines);
+  }
+
+  // ---- demand over time ----------------------------------------------------------------
+
+  function buildChartControls() {
+    const layers = state.topo.layers.filter((l) => l.quantities.length);
+    const ls = $('#chart-layer');
+    ls.replaceChildren(...layers.map((l) => el('option', { value: l.layer }, title(l.layer))));
+    const terminal = layers.find((l) => !l.emits);
+    ls.value = terminal ? terminal.layer : layers[0].layer;
+    $('#chart-step').replaceChildren(...state.topo.steps.map((s) => el('option', { value: s }, s)));
+    $('#chart-step').value = state.topo.steps.includes('month') ? 'month' : state.topo.steps[0];
+    chartLayerChanged();
+  }
+
+  function chartLayerChanged() {
+    const spec = layerSpec($('#chart-layer').value);
+    $('#chart-quantity').replaceChildren(...spec.quantities.map((q) => el('option', { value: q.name }, q.unit)));
+    $('#chart-by').replaceChildren(el('option', { value: 'region' }, 'region'), el('option', { value: spec.key }, spec.key));
+    if (isKinds(spec)) $('#chart-by').value = spec.key; // accelerators are never summed across kinds
+  }
+
+  let seriesGen = 0;
+  let seriesTimer = null;
+
+  // seriesSoon reloads the chart once the events streaming in have paused for a moment.
+  function seriesSoon() {
+    clearTimeout(seriesTimer);
+    seriesTimer = setTimeout(loadSeries, 1200);
+  }
+
+  async function loadSeries() {
+    if (!state.topo) return;
+    const gen = ++seriesGen;
+    const q = `layer=${enc($('#chart-layer').value)}&quantity=${enc($('#chart-quantity').value)}&by=${enc($('#chart-by').value)}` +
+      `&step=${enc($('#chart-step').value)}&scenario=${enc(state.scenario)}${state.baseline ? '&vs=' + enc(state.baseline) : ''}${rangeQuery()}`;
+    try {
+      const res = await api('/v1/series?' + q);
+      if (!res.ok) throw new Error(await errorOf(res));
+      const s = await res.json();
+      if (gen !== seriesGen) return;
+      state.series = s;
+      drawChart(s);
+    } catch (e) {
+      if (gen !== seriesGen) return;
+      state.series = null;
+      drawChart(null, e.message);
+    }
+    $('#range-text').textContent = rangeText();
+  }
+
+  // chartGroups are the groups as drawn: the largest ones and the rest summed as "other",
+  // each point with its change, level and (with a baseline) the baseline's level.
+  function chartGroups(s) {
+    const size = (ks) => Math.max(0, ...ks.points.map((p) => Math.max(Math.abs(p.level), Math.abs(p.vs_level || 0))));
+    const sorted = [...s.series].sort((x, y) => size(y) - size(x) || x.key.localeCompare(y.key));
+    const pick = (ks) => ks.points.map((p) => ({ change: p.change, level: p.level, vs: p.vs_level || 0 }));
+    const out = sorted.slice(0, CHART_GROUPS).map((ks) => ({ key: keyLabel(ks.key), points: pick(ks) }));
+    const rest = sorted.slice(CHART_GROUPS);
+    if (rest.length) {
+      const pts = pick(rest[0]).map(() => ({ change: 0, level: 0, vs: 0 }));
+      for (const ks of rest) {
+        pick(ks).forEach((p, i) => { pts[i].change += p.change; pts[i].level += p.level; pts[i].vs += p.vs; });
+      }
+      out.push({ key: `other (${rest.length})`, points: pts });
+    }
+    return out;
+  }
+
+  let plot = null;
+
+  function chartWidth() {
+    return Math.max(240, $('#chart').clientWidth);
+  }
+
+  function chartHeight() {
+    return innerWidth < 600 ? 240 : 320;
+  }
+
+  // drawChart draws the series stacked by group (running levels), and with a baseline its
+  // total dashed and the difference dotted; under it, the last step side by side.
+  function drawChart(s, error) {
+    const box = $('#chart');
+    if (plot) {
+      plot.destroy();
+      plot = null;
+    }
+    box.replaceChildren();
+    const groups = s ? chartGroups(s) : [];
+    box.dataset.points = s && s.series.length ? String(s.series[0].points.length) : '0';
+    box.dataset.series = String(groups.length);
+    $('#chart-empty').hidden = groups.length > 0 && !error;
+    $('#chart-empty').textContent = error ? 'Chart unavailable: ' + error : 'No demand of this layer in this range yet.';
+    $('#chart-summary').replaceChildren();
+    if (!groups.length || typeof uPlot === 'undefined') return;
+    const xs = s.series[0].points.map((p) => Date.parse(p.t) / 1000);
+    const n = xs.length;
+    const data = [xs];
+    const stack = new Array(n).fill(0);
+    for (const g of groups) {
+      g.points.forEach((p, i) => { stack[i] += p.level; });
+      data.push(stack.slice());
+    }
+    const css = getComputedStyle(document.body);
+    const ink = css.getPropertyValue('--muted').trim() || '#5d646e';
+    const line = css.getPropertyValue('--line').trim() || '#e2ded6';
+    const fmt = (v) => (v === null || v === undefined ? '—' : num(v));
+    const series = [{ label: s.step }];
+    groups.forEach((g, i) => {
+      const color = PALETTE[i % PALETTE.length];
+      series.push({ label: g.key, stroke: color, fill: color + 'b0', width: 1, points: { show: false }, value: (u, v, si, idx) => (idx === null || idx === undefined ? '—' : fmt(groups[si - 1].points[idx].level)) });
+    });
+    const bands = groups.slice(1).map((g, i) => ({ series: [i + 2, i + 1], fill: PALETTE[(i + 1) % PALETTE.length] + 'b0' }));
+    const total = data[data.length - 1];
+    if (s.vs) {
+      const vsTotal = xs.map((_, i) => groups.reduce((t, g) => t + g.points[i].vs, 0));
+      data.push(vsTotal, total.map((v, i) => v - vsTotal[i]));
+      series.push({ label: `${s.vs} (baseline) total`, stroke: css.getPropertyValue('--ink').trim() || '#1d2127', width: 2, dash: [6, 4], points: { show: false }, value: (u, v) => fmt(v) });
+      series.push({ label: `difference ${s.scenario} − ${s.vs}`, stroke: css.getPropertyValue('--bad').trim() || '#b3261e', width: 2, dash: [2, 3], points: { show: false }, value: (u, v) => fmt(v) });
+    }
+    // the first band fills down to zero; each further one between it and the one below
+    for (let i = 2; i <= groups.length; i++) series[i].fill = undefined;
+    const opts = {
+      width: chartWidth(),
+      height: chartHeight(),
+      series,
+      bands,
+      legend: { live: true },
+      cursor: { points: { show: false } },
+      scales: { x: { time: true } },
+      axes: [
+        { stroke: ink, grid: { stroke: line, width: 1 }, ticks: { stroke: line } },
+        { stroke: ink, grid: { stroke: line, width: 1 }, ticks: { stroke: line }, size: 56, values: (u, vals) => vals.map((v) => num(v)) },
+      ],
+    };
+    plot = new uPlot(opts, data, box);
+    box.dataset.last = String(total[n - 1]);
+    box.setAttribute('aria-label', `${s.layer} ${s.quantity} in ${s.unit} by ${s.by}, ${s.step} by ${s.step}, ${n} steps from ${s.since.slice(0, 10)}; at the end ${num(total[n - 1])} ${s.unit}`);
+    const end = s.series[0].points[n - 1].t.slice(0, 10);
+    const last = total[n - 1];
+    const summary = [el('span', {}, `At the step of ${end}: `), el('strong', {}, `${s.scenario} ${num(last)} ${s.unit}`), netMark(last)];
+    if (s.vs) {
+      const b = data[data.length - 2][n - 1];
+      summary.push(' · ', cmp(last, b, s.unit));
+    }
+    $('#chart-summary').replaceChildren(...summary.filter(Boolean));
+  }
+
   // ---- feed ----------------------------------------------------------------------------
 
-  function startFeed() {
-    if (state.feed) state.feed.abort();
-    state.lastEventId = '';
+  function setStatus(feed, text) {
+    document.body.dataset.feed = feed;
+    $('#status .text').textContent = text;
+  }
+
+  function startFeed(side, gen) {
     const ctl = new AbortController();
-    state.feed = ctl;
-    runFeed(state.scenario, ctl.signal);
+    state.feeds.push(ctl);
+    runFeed(side, gen, ctl.signal);
   }
 
   function sleep(ms, signal) {
@@ -453,30 +804,83 @@
     });
   }
 
-  // runFeed reads the scenario's feeds until aborted, reconnecting with Last-Event-ID.
-  async function runFeed(scenario, signal) {
+  // runFeed reads a scenario's feeds after the position its totals are as of, so that the
+  // totals plus the events make the totals at any later moment, reconnecting with
+  // Last-Event-ID. A view that holds nothing yet has no position: the feed then starts at the
+  // beginning of the log, all of which its totals do not hold.
+  async function runFeed(side, gen, signal) {
+    const main = side.scenario === state.scenario;
+    const layers = state.topo.layers.filter((l) => l.feed).map((l) => l.layer).join(',');
     let backoff = 500;
     while (!signal.aborted) {
       try {
         const headers = { Accept: 'text/event-stream' };
-        if (state.lastEventId) headers['Last-Event-ID'] = state.lastEventId;
-        const res = await api(`/v1/feeds?layers=${FEED_LAYERS.join(',')}&scenario=${enc(scenario)}`,
-          { headers, signal, cache: 'no-store' });
+        let from = '';
+        if (side.position) headers['Last-Event-ID'] = side.position;
+        else if (side.live !== false) from = '&since=1970-01-01T00:00:00Z';
+        const res = await api(`/v1/feeds?layers=${layers}&scenario=${enc(side.scenario)}${from}`, { headers, signal, cache: 'no-store' });
         if (!res.ok) throw new Error(await errorOf(res));
-        setStatus('live', 'live');
+        if (main) setStatus('live', 'live');
         backoff = 500;
-        await readSSE(res.body, onFeedEvent);
+        await readSSE(res.body, (id, type, data) => onFeedEvent(side, gen, id, data));
         if (signal.aborted) return;
-        setStatus('reconnecting', 'reconnecting…');
+        if (main) setStatus('reconnecting', 'reconnecting…');
       } catch (e) {
         if (signal.aborted) return;
-        setStatus(backoff >= 8000 ? 'offline' : 'reconnecting', backoff >= 8000 ? 'offline, retrying' : 'reconnecting…');
+        if (main) setStatus(backoff >= 8000 ? 'offline' : 'reconnecting', backoff >= 8000 ? 'offline, retrying' : 'reconnecting…');
         console.warn('cascade feed:', e);
       }
       await sleep(backoff, signal);
       backoff = Math.min(backoff * 2, 10000);
-      if (!signal.aborted) refreshTotals();
     }
+  }
+
+  function onFeedEvent(side, gen, id, data) {
+    if (gen !== state.generation) return;
+    if (id) {
+      side.position = id;
+      side.live = true;
+    }
+    let ev;
+    try {
+      ev = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!applyEvent(side, ev)) return;
+    renderSoon();
+    if (layerOf(ev.type) === $('#chart-layer').value) seriesSoon();
+    if (side.scenario !== state.scenario) return;
+    addTicker(ev);
+    if (state.trace && state.trace.corr && ev.correlationid === state.trace.corr) refreshTraceSoon();
+  }
+
+  function clock(t) {
+    const d = new Date(t);
+    if (Number.isNaN(d.getTime())) return '';
+    return d.toLocaleTimeString('en-GB', { hour12: false });
+  }
+
+  function addTicker(ev) {
+    const layer = layerOf(ev.type);
+    const spec = layerSpec(layer);
+    const d = ev.data || {};
+    const label = [d[spec.key], d.workload].filter((v, i, all) => v && all.indexOf(v) === i).join(' ');
+    const qs = (isKinds(spec) ? spec.quantities.slice(0, 1) : spec.quantities.slice(0, 2))
+      .filter((q) => typeof d[q.name] === 'number').map((q) => [d[q.name], isKinds(spec) && d[spec.key] ? d[spec.key] : q.unit]);
+    const li = el('li', { class: 'new', 'data-layer': layer, 'data-id': ev.id },
+      el('span', { class: 'what' },
+        el('span', { class: 'layer' }, layer || ev.type), ' ',
+        el('span', { class: 'region' }, ev.subject), ' ',
+        el('span', { class: 'label' }, label)),
+      el('time', { datetime: ev.time }, clock(ev.time)),
+      el('span', { class: 'qty' }, qs.flatMap(([v, u], i) => [i ? ' · ' : '', el('span', { class: 'pair' + (v < 0 ? ' neg' : ''), title: exact(v, u) + (v < 0 ? ', a net reduction' : '') }, num(v, true), ' ', el('span', { class: 'u' }, u))])),
+      el('button', { type: 'button', class: 'id-link', title: 'trace ' + ev.id, 'aria-label': 'trace event ' + ev.id, onclick: () => traceFromUI(ev.id) }, ev.id));
+    const ticker = $('#ticker');
+    ticker.prepend(li);
+    while (ticker.children.length > TICKER_MAX) ticker.lastElementChild.remove();
+    $('#ticker-empty').hidden = true;
+    setTimeout(() => li.classList.remove('new'), 700);
   }
 
   // readSSE parses a Server-Sent-Event stream: `id:`, `event:`, `data:` lines, `:` comments,
@@ -514,54 +918,6 @@
         else if (field === 'data') data.push(v);
       }
     }
-  }
-
-  function layerOf(type) {
-    const p = String(type || '').split('.');
-    if (p[1] === 'demand') return p[2];
-    if (p[2] === 'adoption') return 'application';
-    if (p[2] === 'release') return 'model';
-    return '';
-  }
-
-  function onFeedEvent(id, type, data) {
-    if (id) state.lastEventId = id;
-    let ev;
-    try {
-      ev = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (ev.correlationid) state.signals.add(ev.correlationid);
-    addTicker(ev);
-    renderApplication();
-    refreshTotals();
-    if (state.trace && state.trace.corr && ev.correlationid === state.trace.corr) refreshTraceSoon();
-  }
-
-  function clock(t) {
-    const d = new Date(t);
-    if (Number.isNaN(d.getTime())) return '';
-    return d.toLocaleTimeString('en-GB', { hour12: false });
-  }
-
-  function addTicker(ev) {
-    const layer = layerOf(ev.type);
-    const pick = TICKER[ev.type];
-    const { label, qs } = pick ? pick(ev.data || {}) : { label: '', qs: [] };
-    const li = el('li', { class: 'new', 'data-layer': layer, 'data-id': ev.id },
-      el('span', { class: 'what' },
-        el('span', { class: 'layer' }, layer || ev.type), ' ',
-        el('span', { class: 'region' }, ev.subject), ' ',
-        el('span', { class: 'label' }, label || '')),
-      el('time', { datetime: ev.time }, clock(ev.time)),
-      el('span', { class: 'qty' }, qs.flatMap(([v, u], i) => [i ? ' · ' : '', el('span', { class: 'pair', title: exact(v, u) }, num(v, true), ' ', el('span', { class: 'u' }, u))])),
-      el('button', { type: 'button', class: 'id-link', title: 'trace ' + ev.id, 'aria-label': 'trace event ' + ev.id, onclick: () => traceFromUI(ev.id) }, ev.id));
-    const ticker = $('#ticker');
-    ticker.prepend(li);
-    while (ticker.children.length > TICKER_MAX) ticker.lastElementChild.remove();
-    $('#ticker-empty').hidden = true;
-    setTimeout(() => li.classList.remove('new'), 700);
   }
 
   // ---- trace ---------------------------------------------------------------------------
@@ -684,6 +1040,9 @@
       if (!nodes.length) nodes.push(el('div', { class: 'line bad' }, `HTTP ${res.status}`));
       out.replaceChildren(...nodes);
       out.dataset.status = String(res.status);
+      // The signals' own layer (the application's users) is not on the demand feeds: read
+      // the totals again, and follow the feeds from their new position.
+      if (res.ok || res.status === 207) refresh(false);
     } catch (err) {
       out.replaceChildren(el('div', { class: 'line bad' }, 'Not sent: ' + err.message));
     } finally {
@@ -705,10 +1064,34 @@
       e.preventDefault();
       drawTrace($('#trace-id').value);
     });
-    $('#scenario').addEventListener('change', (e) => setScenario(e.target.value));
-    renderApplication();
-    const sc = await loadScenarios();
-    setScenario(sc);
+    $('#scenario').addEventListener('change', choose);
+    $('#baseline').addEventListener('change', choose);
+    $('#since').addEventListener('change', choose);
+    $('#until').addEventListener('change', choose);
+    $('#range').addEventListener('submit', (e) => e.preventDefault());
+    $('#range-all').addEventListener('click', () => {
+      $('#since').value = '';
+      $('#until').value = '';
+      choose();
+    });
+    $('#chart-layer').addEventListener('change', () => { chartLayerChanged(); loadSeries(); });
+    for (const id of ['#chart-quantity', '#chart-by', '#chart-step']) $(id).addEventListener('change', loadSeries);
+    $('#chart-form').addEventListener('submit', (e) => e.preventDefault());
+    $('#chart-csv').addEventListener('click', chartCSV);
+    $('#regions-csv').addEventListener('click', regionsCSV);
+    let width = innerWidth;
+    addEventListener('resize', () => {
+      if (plot && (innerWidth !== width || chartWidth() !== plot.width)) plot.setSize({ width: chartWidth(), height: chartHeight() });
+      width = innerWidth;
+    });
+    try {
+      await loadTopology();
+    } catch (e) {
+      $('#events-count').textContent = 'topology unavailable: ' + e.message;
+      return;
+    }
+    await loadScenarios();
+    choose();
   }
 
   main();

@@ -1,0 +1,227 @@
+package view
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/query"
+	"github.com/layercake/cascade/internal/totals"
+)
+
+// each calls fn for what scenario s holds in the event-time range [since, until) (a zero
+// bound is open), from buckets no coarser than coarsest: whole years, then the months and
+// days and hours at the range's edges (fn is told the bucket's start), then the events of the
+// hours the range cuts (fn is told the event's time). Its cost grows with the buckets and rows
+// the range touches, plus the events of at most two cut hours.
+func each(r pebble.Reader, s string, since, until time.Time, coarsest grain, fn func(at time.Time, id rowID, a *acc) error) error {
+	w := walker{r: r, s: s, fn: fn}
+	return w.span(since, until, coarsest)
+}
+
+type walker struct {
+	r  pebble.Reader
+	s  string
+	fn func(at time.Time, id rowID, a *acc) error
+}
+
+// span covers [a, b) (zero: open) with buckets of grain g where they fit whole, and the
+// edges with finer grains.
+func (w *walker) span(a, b time.Time, g grain) error {
+	if !a.IsZero() && !b.IsZero() && !a.Before(b) {
+		return nil
+	}
+	if g == events {
+		return w.events(a, b)
+	}
+	lo, hi := a, b // the whole buckets [lo, hi)
+	if !a.IsZero() {
+		lo = g.ceil(a)
+	}
+	if !b.IsZero() {
+		hi = g.floor(b)
+	}
+	if !lo.IsZero() && !hi.IsZero() && !lo.Before(hi) {
+		return w.span(a, b, g+1)
+	}
+	if err := w.buckets(g, lo, hi); err != nil {
+		return err
+	}
+	if !a.IsZero() {
+		if err := w.span(a, lo, g+1); err != nil {
+			return err
+		}
+	}
+	if !b.IsZero() {
+		return w.span(hi, b, g+1)
+	}
+	return nil
+}
+
+// bound is key prefix p followed by t's encoding, or by ends (0x00 or 0xff) when t is open.
+func bound(p string, t time.Time, unix func(time.Time) int64, open byte) []byte {
+	if t.IsZero() {
+		return append([]byte(p), open)
+	}
+	return []byte(p + string(be(unix(t))))
+}
+
+func (w *walker) buckets(g grain, lo, hi time.Time) error {
+	p := bucketPrefix(w.s, g)
+	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, lo, time.Time.Unix, 0), UpperBound: bound(p, hi, time.Time.Unix, 0xff)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(p):]
+		if len(k) < 9 {
+			err = errCorrupt
+			break
+		}
+		var id rowID
+		var a *acc
+		if id, err = parseRowID(string(k[9:])); err != nil {
+			break
+		}
+		if a, err = decodeAcc(it.Value()); err != nil {
+			break
+		}
+		if err = w.fn(time.Unix(unbe(k), 0).UTC(), id, a); err != nil {
+			break
+		}
+	}
+	return errors.Join(err, it.Error(), it.Close())
+}
+
+func (w *walker) events(a, b time.Time) error {
+	p := eventPrefix(w.s)
+	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, a, time.Time.UnixNano, 0), UpperBound: bound(p, b, time.Time.UnixNano, 0xff)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(p):]
+		var id rowID
+		var c *acc
+		if id, c, err = decodeEvent(it.Value()); err != nil {
+			break
+		}
+		if err = w.fn(time.Unix(0, unbe(k)).UTC(), id, c); err != nil {
+			break
+		}
+	}
+	return errors.Join(err, it.Error(), it.Close())
+}
+
+// snapshot runs fn on a consistent snapshot of the view with the position it is as of; a
+// scenario the view has never applied anything of is broker.ErrNotFound unless the registry
+// knows it.
+func (v *View) snapshot(ctx context.Context, s string, fn func(r pebble.Reader, pos string) error) error {
+	err := v.with(func(db *pebble.DB) error {
+		snap := db.NewSnapshot()
+		defer func() { _ = snap.Close() }() // a read-only snapshot: nothing to lose
+		pos, err := get(snap, posKey(s))
+		if err != nil {
+			return err
+		}
+		if pos == "" {
+			if _, err := v.B.Registry().Get(ctx, s); err != nil {
+				return err
+			}
+		}
+		return fn(snap, pos)
+	})
+	if err != nil {
+		return fmt.Errorf("view of %s: %w", s, err)
+	}
+	return nil
+}
+
+// Totals answers what query.SumTotals does, from the view: the same rows, as of Position.
+func (v *View) Totals(ctx context.Context, o query.TotalsOptions) (*query.Totals, error) {
+	var t *query.Totals
+	err := v.snapshot(ctx, o.Scenario, func(r pebble.Reader, pos string) error {
+		rows, n, err := sumRows(r, o, nil)
+		t = o.Answer(n, rows)
+		t.Position = pos
+		return err
+	})
+	return t, err
+}
+
+// sumRows sums the rows of o's range (split by region when o.ByRegion), keeping those keep
+// accepts (nil: all).
+func sumRows(r pebble.Reader, o query.TotalsOptions, keep func(rowID) bool) ([]totals.Row, int, error) {
+	sums := map[rowID]*acc{}
+	err := each(r, o.Scenario, o.Since, o.Until, year, func(_ time.Time, id rowID, a *acc) error {
+		if keep != nil && !keep(id) {
+			return nil
+		}
+		if !o.ByRegion {
+			id.region = ""
+		}
+		if sums[id] == nil {
+			sums[id] = &acc{}
+		}
+		sums[id].merge(a)
+		return nil
+	})
+	rows, n := make([]totals.Row, 0, len(sums)), 0
+	for id, a := range sums {
+		rows = append(rows, a.row(id))
+		n += a.events
+	}
+	totals.SortRows(rows)
+	return rows, n, err
+}
+
+// Snapshot is the current totals of one layer's demand feed, split by region (only region
+// when one is given), with the feed cursor they are as of: a feed of the layer opened after
+// Position delivers exactly the events these rows do not hold. Demand injected as signals is
+// not on the feed, so not in these rows either.
+func (v *View) Snapshot(ctx context.Context, s string, l event.Layer, region string) (*query.Totals, error) {
+	o := query.TotalsOptions{Scenario: s, ByRegion: true}
+	var t *query.Totals
+	err := v.snapshot(ctx, s, func(r pebble.Reader, pos string) error {
+		rows, n, err := sumRows(r, o, func(id rowID) bool {
+			injected := len(id.key) > len(totals.Injected) && id.key[:len(totals.Injected)+1] == totals.Injected+":"
+			return id.layer == l && !injected && (region == "" || id.region == region)
+		})
+		t = o.Answer(n, rows)
+		t.Position = pos
+		return err
+	})
+	return t, err
+}
+
+// Subscribe is a snapshot-then-live read of layer l's demand feed in scenario s (only region,
+// when one is given): the layer's current totals (Snapshot) and a following feed that starts
+// right after the position they are as of (FeedAfter), so that the snapshot plus every event
+// the feed delivers is the layer's totals at any later moment: no event in both, none in
+// neither.
+func (v *View) Subscribe(ctx context.Context, s string, l event.Layer, region string) (*query.Totals, broker.Feed, error) {
+	snap, err := v.Snapshot(ctx, s, l, region)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := FeedAfter(ctx, v.B, s, l, region, snap.Position)
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, f, nil
+}
+
+// FeedAfter opens the following feed of layer l's demand in scenario s (only region, when
+// one is given) right after position, a view's position ("": from the start).
+func FeedAfter(ctx context.Context, b broker.Broker, s string, l event.Layer, region, position string) (broker.Feed, error) {
+	sel := broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{l}}
+	if region != "" {
+		sel.Regions = []string{region}
+	}
+	return b.Feed(ctx, broker.FeedOptions{Selector: sel, Cursor: position, FromStart: position == ""})
+}

@@ -1,0 +1,536 @@
+// Package view keeps, per scenario, a materialized view of its log in one Pebble database:
+// the exact sums of every layer's quantities by (layer, region, key — injected or derived)
+// in day buckets of event time, each applied event's contribution under its event time (so
+// ranges that cut through a day are still exact), the set of applied ids with each one's
+// broker position (the trace index, and the answer to "is this id held"), and the feed
+// cursor applied up to. All of it is committed in one Pebble batch per feed batch, so a
+// restart resumes exactly where the committed state ends: an event is never counted twice
+// nor dropped, whenever the process dies.
+//
+// One reader per scenario (Follow) feeds the view, the trace index and, through Committed,
+// the demand gauges; totals, series and snapshots are answered from a Pebble snapshot, at a
+// cost that grows with the days a range touches, not with the events.
+package view
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/rs/zerolog"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/lineage"
+	"github.com/layercake/cascade/internal/totals"
+	"github.com/layercake/cascade/internal/tree"
+)
+
+// Memory: Pebble's block cache (32 MiB: the id lookups and bucket reads of every applied
+// event stay in it) and memtables are fixed here, and at most keptBuckets rows are kept
+// between commits; the view itself lives on disk.
+const (
+	cacheSize     = 32 << 20
+	memTable      = 4 << 20
+	memTables     = 2
+	flushBatch    = 10_000 // events per commit at most
+	keptBuckets   = 16_384 // bucket rows kept in memory between commits at most
+	gaugeInterval = time.Second
+)
+
+// Broker is what the view needs: the port, plus fetching one message by its position (the
+// trace index's lookups).
+type Broker interface {
+	broker.Broker
+	broker.Getter
+}
+
+// View is the materialized view of every scenario it follows, in one Pebble database under
+// Dir. It is a lineage Finder per scenario (Finder).
+type View struct {
+	B   Broker
+	Dir string
+	Log zerolog.Logger
+	// FlushDelay bounds how long an applied event waits before it is committed and so
+	// visible to queries; default 50ms.
+	FlushDelay time.Duration
+	// Committed, when set, is called when Follow starts (for what is committed already),
+	// after a commit once the feed is caught up, and at least every second while it is not
+	// (run sets the demand gauges from it).
+	Committed func(ctx context.Context, scenario string)
+
+	mu     sync.RWMutex // held for reading by every use of db, for writing to open or close it
+	db     *pebble.DB
+	closed bool
+}
+
+// Keys, all under "<scenario>\x00" (scenario names hold no NUL, event.ValidName):
+//
+//	i\x00<id>                                 → broker position of the event (trace; the id set)
+//	p                                         → the feed cursor applied up to
+//	b\x00<g><start>\x00<layer>\x00<region>\x00<key> → exact sums of the row in the calendar
+//	                                            bucket of grain g (y year, m month, d day, h hour)
+//	e\x00<time><id>                           → the event's own contribution, row and quantities
+//
+// <start> and <time> are 8-byte big-endian, sign-flipped (Unix seconds of the bucket's UTC
+// start, Unix nanoseconds), so keys sort by time. Years, months and days roll the hours up,
+// so a range costs its whole years, the months, days and hours at its edges, and the events of
+// at most two cut hours.
+func prefix(s string) string    { return s + "\x00" }
+func idKey(s, id string) []byte { return []byte(prefix(s) + "i\x00" + id) }
+func posKey(s string) []byte    { return []byte(prefix(s) + "p") }
+func bucketPrefix(s string, g grain) string {
+	return prefix(s) + "b\x00" + string(grainCodes[g])
+}
+func eventPrefix(s string) string   { return prefix(s) + "e\x00" }
+func scenarioEnd(s string) []byte   { return []byte(s + "\x01") }
+func scenarioStart(s string) []byte { return []byte(prefix(s)) }
+func bucketKey(s string, g grain, start int64, r rowID) string {
+	return bucketPrefix(s, g) + string(be(start)) + "\x00" + r.String()
+}
+
+// grain is a bucket size, coarsest first.
+type grain int
+
+const (
+	year grain = iota
+	month
+	dayGrain
+	hour
+	events // no bucket: the events' own records
+)
+
+var grainCodes = [...]byte{'y', 'm', 'd', 'h'}
+
+// floor is the start of the grain-g bucket holding t.
+func (g grain) floor(t time.Time) time.Time {
+	t = t.UTC()
+	y, m, d := t.Date()
+	switch g {
+	case year:
+		return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
+	case month:
+		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
+	case hour:
+		return time.Date(y, m, d, t.Hour(), 0, 0, 0, time.UTC)
+	}
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// next is the start of the bucket after the one starting at t.
+func (g grain) next(t time.Time) time.Time {
+	switch g {
+	case year:
+		return t.AddDate(1, 0, 0)
+	case month:
+		return t.AddDate(0, 1, 0)
+	case hour:
+		return t.Add(time.Hour)
+	}
+	return t.AddDate(0, 0, 1)
+}
+
+// ceil is the first bucket start at or after t.
+func (g grain) ceil(t time.Time) time.Time {
+	if f := g.floor(t); f.Equal(t) {
+		return f
+	} else {
+		return g.next(f)
+	}
+}
+
+func be(v int64) []byte {
+	u := uint64(v) ^ 1<<63
+	return []byte{byte(u >> 56), byte(u >> 48), byte(u >> 40), byte(u >> 32), byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}
+}
+
+func unbe(b []byte) int64 {
+	var u uint64
+	for _, c := range b[:8] {
+		u = u<<8 | uint64(c)
+	}
+	return int64(u ^ 1<<63)
+}
+
+// with runs fn on the database, opened on first use; after Close it fails with
+// broker.ErrClosed.
+func (v *View) with(fn func(db *pebble.DB) error) error {
+	if err := v.open(); err != nil {
+		return err
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.db == nil {
+		return fmt.Errorf("view: %w", broker.ErrClosed)
+	}
+	return fn(v.db)
+}
+
+func (v *View) open() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return fmt.Errorf("view: %w", broker.ErrClosed)
+	}
+	if v.db != nil {
+		return nil
+	}
+	dir := filepath.Join(v.Dir, "view")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("view dir: %w", err)
+	}
+	o := &pebble.Options{
+		CacheSize:                   cacheSize,
+		MemTableSize:                memTable,
+		MemTableStopWritesThreshold: memTables,
+		Logger:                      pebbleLog{v.Log},
+	}
+	// Every applied event asks whether its id is held: Bloom filters answer the (usual) no
+	// without reading a block.
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, o)
+	if err != nil {
+		return fmt.Errorf("view %s: %w", dir, err)
+	}
+	v.db = db
+	return nil
+}
+
+// pebbleLog sends Pebble's log to ours: its info at debug level.
+type pebbleLog struct{ l zerolog.Logger }
+
+func (p pebbleLog) Infof(f string, args ...any)  { p.l.Debug().Msgf("view: "+f, args...) }
+func (p pebbleLog) Errorf(f string, args ...any) { p.l.Error().Msgf("view: "+f, args...) }
+func (p pebbleLog) Fatalf(f string, args ...any) { p.l.Fatal().Msgf("view: "+f, args...) }
+
+// Close closes the database; the View is not used after.
+func (v *View) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.closed = true
+	if v.db == nil {
+		return nil
+	}
+	err := v.db.Close()
+	v.db = nil
+	return err
+}
+
+// Follow applies scenario s from where its view left off until ctx ends.
+func (v *View) Follow(ctx context.Context, s string) error { return v.follow(ctx, s, false) }
+
+// Rebuild drops what the view holds of scenario s and applies its log again from the start
+// up to what the broker holds now.
+func (v *View) Rebuild(ctx context.Context, s string) error {
+	err := v.with(func(db *pebble.DB) error {
+		return db.DeleteRange(scenarioStart(s), scenarioEnd(s), pebble.Sync)
+	})
+	if err != nil {
+		return fmt.Errorf("view %s: %w", s, err)
+	}
+	return v.follow(ctx, s, true)
+}
+
+// Held reports whether the view of scenario s has applied an event with this id (as of its
+// last commit).
+func (v *View) Held(s, id string) (bool, error) {
+	var held bool
+	err := v.with(func(db *pebble.DB) error {
+		_, closer, err := db.Get(idKey(s, id))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		held = true
+		return closer.Close()
+	})
+	if err != nil {
+		return false, fmt.Errorf("view %s: %w", s, err)
+	}
+	return held, nil
+}
+
+// Position is the feed cursor the view of scenario s has applied up to ("" before any).
+func (v *View) Position(s string) (string, error) {
+	var pos string
+	err := v.with(func(db *pebble.DB) error {
+		var err error
+		pos, err = get(db, posKey(s))
+		return err
+	})
+	return pos, err
+}
+
+// get reads key from r ("" when absent).
+func get(r pebble.Reader, key []byte) (string, error) {
+	val, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	out := string(val)
+	return out, closer.Close()
+}
+
+// applier is one feed batch being applied: the ids and bucket sums it changed, kept in memory
+// until they are written with the cursor in one Pebble batch.
+type applier struct {
+	db      *pebble.DB
+	s       string
+	b       *pebble.Batch
+	ids     map[string]struct{}
+	buckets map[string]*acc     // rows read or changed, as they stand in this batch
+	dirty   map[string]struct{} // rows changed in this batch
+	cursor  string
+	events  int
+}
+
+// reset starts the next batch. The bucket rows stay, as they were committed, for the next
+// batch to add to without reading them back (events mostly come in time order, so the same
+// hours, days, months and years come again), up to keptBuckets of them.
+func (a *applier) reset() {
+	a.b.Reset()
+	clear(a.ids)
+	if len(a.buckets) > keptBuckets {
+		clear(a.buckets)
+	}
+	clear(a.dirty)
+	a.events = 0
+}
+
+// apply adds delivery d: nothing when its id is held already, else its id and position, and
+// when it is counted its contribution and its rows in its year, month, day and hour.
+func (a *applier) apply(d broker.Delivery) error {
+	a.cursor = d.Cursor()
+	a.events++
+	m := d.Message()
+	id := m.ID
+	var ev *event.Event
+	var p event.Payload
+	if evd, pd, err := event.Decode(m.Data); err == nil {
+		ev, p = evd, pd
+		if id == "" {
+			id = ev.ID
+		}
+	}
+	if id == "" {
+		return nil
+	}
+	if _, ok := a.ids[id]; ok {
+		return nil
+	}
+	held, err := get(a.db, idKey(a.s, id))
+	if err != nil || held != "" {
+		return err
+	}
+	a.ids[id] = struct{}{}
+	pos := a.cursor
+	if ps, ok := d.(broker.Positioned); ok {
+		pos = ps.Position()
+	}
+	if err := a.b.Set(idKey(a.s, id), []byte(pos), nil); err != nil {
+		return err
+	}
+	if ev == nil {
+		return nil
+	}
+	injected, ok := totals.Stored(m.Subject, ev)
+	if !ok {
+		return nil
+	}
+	r := rowID{layer: event.LayerOf(ev.Type), region: ev.Subject, key: totals.RowKey(p, injected)}
+	one := newAcc(event.Quantities(p))
+	if err := a.b.Set([]byte(eventPrefix(a.s)+string(be(ev.Time.UnixNano()))+id), encodeEvent(r, one), nil); err != nil {
+		return err
+	}
+	for g := range events {
+		bk := bucketKey(a.s, g, g.floor(ev.Time).Unix(), r)
+		sum := a.buckets[bk]
+		if sum == nil {
+			raw, err := get(a.db, []byte(bk))
+			if err != nil {
+				return err
+			}
+			if sum, err = decodeAcc([]byte(raw)); err != nil {
+				return fmt.Errorf("view %s: bucket %q: %w", a.s, bk, err)
+			}
+			a.buckets[bk] = sum
+		}
+		sum.merge(one)
+		a.dirty[bk] = struct{}{}
+	}
+	return nil
+}
+
+func newApplier(db *pebble.DB, s string) *applier {
+	return &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[string]*acc{}, dirty: map[string]struct{}{}}
+}
+
+// commit writes the changed bucket rows and the cursor with the ids, atomically.
+func (a *applier) commit() error {
+	if a.events == 0 {
+		return nil
+	}
+	for k := range a.dirty {
+		if err := a.b.Set([]byte(k), a.buckets[k].encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := a.b.Set(posKey(a.s), []byte(a.cursor), nil); err != nil {
+		return err
+	}
+	if err := a.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("view %s: %w", a.s, err)
+	}
+	a.reset()
+	return nil
+}
+
+func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
+	o := broker.FeedOptions{Selector: broker.Selector{Scenario: s, Kinds: totals.Kinds}, FromStart: true, UntilEnd: untilEnd}
+	var a *applier
+	err := v.with(func(db *pebble.DB) error {
+		cur, err := get(db, posKey(s))
+		o.Cursor = cur
+		a = newApplier(db, s)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("view %s: %w", s, err)
+	}
+	defer func() { _ = a.b.Close() }()
+	fctx, cancel := context.WithCancel(ctx)
+	f, err := v.B.Feed(fctx, o)
+	if err != nil {
+		cancel()
+		return err
+	}
+	ch, done := broker.Pump(fctx, f, 1024)
+	defer func() { cancel(); _ = f.Close(); <-done }()
+
+	delay := v.FlushDelay
+	if delay <= 0 {
+		delay = 50 * time.Millisecond
+	}
+	var lastGauge time.Time
+	if v.Committed != nil { // what a restart resumes from is right at once
+		v.Committed(ctx, s)
+		lastGauge = time.Now()
+	}
+	commit := func() error {
+		err := v.with(func(*pebble.DB) error { return a.commit() })
+		if err == nil && v.Committed != nil && (f.Pending() == 0 || time.Since(lastGauge) >= gaugeInterval) {
+			v.Committed(ctx, s)
+			lastGauge = time.Now()
+		}
+		return err
+	}
+	var flush <-chan time.Time // set while applied events wait to be committed
+	for {
+		select {
+		case <-ctx.Done():
+			return commit()
+		case <-flush:
+			if err := commit(); err != nil {
+				return err
+			}
+			flush = nil
+		case n := <-ch:
+			if n.Err != nil {
+				if ctx.Err() != nil || (untilEnd && errors.Is(n.Err, io.EOF)) {
+					return commit()
+				}
+				return errors.Join(n.Err, commit())
+			}
+			if err := a.apply(n.Delivery); err != nil {
+				return fmt.Errorf("view %s: %w", s, err)
+			}
+			switch {
+			case a.events >= flushBatch:
+				if err := commit(); err != nil {
+					return err
+				}
+				flush = nil
+			case flush == nil:
+				flush = time.After(delay)
+			}
+		}
+	}
+}
+
+// Finder is the trace index of scenario s: a Pebble lookup and a broker Get per event.
+func (v *View) Finder(s string) lineage.Finder { return &finder{v: v, s: s} }
+
+type finder struct {
+	v *View
+	s string
+}
+
+func (f *finder) Find(ctx context.Context, id, _ string) (*tree.Node, bool, error) {
+	var pos string
+	err := f.v.with(func(db *pebble.DB) error {
+		var err error
+		pos, err = get(db, idKey(f.s, id))
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("view %s: %w", f.s, err)
+	}
+	if pos == "" {
+		return nil, false, nil
+	}
+	m, err := f.v.B.Get(ctx, f.s, pos)
+	if errors.Is(err, broker.ErrNotFound) {
+		return nil, false, nil // retention removed it
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	ev, p, err := event.Decode(m.Data)
+	if err != nil {
+		return nil, false, fmt.Errorf("stored event %s: %w", id, err)
+	}
+	if ev.ID != id {
+		return nil, false, nil // the scenario was removed and made anew: the position is reused
+	}
+	return &tree.Node{Event: ev, Payload: p}, true, nil
+}
+
+// Trace is lineage.Trace over the index of scenario s.
+func (v *View) Trace(ctx context.Context, s, id string) (*lineage.Answer, error) {
+	root, err := lineage.Trace(ctx, v.B, v.Finder(s), s, id)
+	if err != nil {
+		return nil, err
+	}
+	return &lineage.Answer{Via: lineage.ViaIndex, Root: root}, nil
+}
+
+// Serve answers trace requests from other processes on lineage.Subject until ctx ends; an
+// error's class travels with the reply (broker.ErrorCode).
+func (v *View) Serve(ctx context.Context, r broker.Responder) error {
+	return r.Respond(ctx, lineage.Subject, func(ctx context.Context, raw []byte) ([]byte, error) {
+		var req lineage.Request
+		if err := json.Unmarshal(raw, &req); err != nil {
+			return nil, fmt.Errorf("%w: trace request: %w", event.ErrInvalid, err)
+		}
+		a, err := v.Trace(ctx, req.Scenario, req.ID)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(a)
+	})
+}
