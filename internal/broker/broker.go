@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/layercake/cascade/internal/event"
@@ -23,6 +24,10 @@ const (
 	HeaderOriginalSubject = "Cascade-Original-Subject"
 	HeaderOriginalMsgID   = "Cascade-Original-Msg-Id"
 	HeaderDeliveries      = "Cascade-Deliveries"
+	// HeaderFailedID is the id of the event whose derivation failed: the input's own, or,
+	// in a stage of several layers, the output of an earlier layer of the input's tree that
+	// the failing layer (HeaderLayer) was deriving from.
+	HeaderFailedID = "Cascade-Failed-Id"
 	// HeaderTruncated, on a dead letter whose body was cut to fit the broker's largest
 	// message, gives the original body's size in bytes.
 	HeaderTruncated = "Cascade-Truncated"
@@ -348,6 +353,11 @@ type Broker interface {
 	// once. A message larger than the broker takes fails with an error matching
 	// ErrPermanent.
 	Publish(ctx context.Context, msgs []Message) error
+	// PublishAsync sends msgs as Publish does without waiting for the acknowledgements: the
+	// Publication it returns tells when the broker has answered for every one of them and
+	// how (Err is then what Publish would have returned). Callers go on publishing while
+	// earlier publications are outstanding; ctx bounds the sending and the wait.
+	PublishAsync(ctx context.Context, msgs []Message) Publication
 	// Consumer opens the durable consumer of layer l in scenario s, creating it (and the
 	// scenario's storage, with the binding's Config, if missing) if needed: on NATS a durable
 	// pull consumer whose ack wait is the Config's given to EnsureScenario on this connection,
@@ -360,6 +370,22 @@ type Broker interface {
 	// pending plus ack-pending count; on Kafka the end offsets minus the group's committed
 	// offsets.
 	Lag(ctx context.Context, s string, l event.Layer) (uint64, error)
+	// StageConsumer opens the durable consumer of stage st in scenario s (Consumer is the
+	// one-layer stage's): named st.ConsumerName(s) (the NATS durable, the Kafka group),
+	// reading st.Inputs(s) (NATS: filtered on st.FilterSubjects(s); Kafka: st.Topics(s)),
+	// as Consumer says otherwise.
+	StageConsumer(ctx context.Context, s string, st event.Stage) (Consumer, error)
+	// StageLag is Lag of stage st's consumer (Lag is the one-layer stage's).
+	StageLag(ctx context.Context, s string, st event.Stage) (uint64, error)
+	// Consumers names the durable consumers (NATS) or consumer groups (Kafka) of scenario s
+	// whose names are stage consumer names (event.StageOfConsumer), sorted, whether or not a
+	// process runs them now: a stage asks it to refuse to overlap another. On Kafka a group
+	// of another scenario whose name reads as one of s's ("cascade-a-model-chips" is stage
+	// model-chips of a and stage chips of a-model) is listed too.
+	Consumers(ctx context.Context, s string) ([]string, error)
+	// RemoveConsumer deletes scenario s's durable consumer (NATS) or consumer group (Kafka)
+	// name and what it committed; removing one that does not exist is not an error.
+	RemoveConsumer(ctx context.Context, s, name string) error
 	// Feed opens an ordered read of the subjects o.Selector selects, without a consumer group
 	// and without commits; an invalid selection is an error matching event.ErrInvalid. On
 	// NATS order is the stream's; on Kafka it holds within a partition.
@@ -371,6 +397,58 @@ type Broker interface {
 	// Close releases the connection (on Kafka after committing what consumers recorded).
 	Close() error
 }
+
+// Publication is one PublishAsync on its way.
+type Publication interface {
+	// Done is closed once the broker has answered for every message (or the publish failed
+	// or its ctx ended).
+	Done() <-chan struct{}
+	// Err, once Done is closed, is nil when every message was stored and acknowledged, else
+	// the failure as Publish reports it (some messages may have been stored).
+	Err() error
+}
+
+// Wait waits for p and returns its Err, or ctx's error when ctx ends first.
+func Wait(ctx context.Context, p Publication) error {
+	select {
+	case <-p.Done():
+		return p.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Settled is a Publication already answered with err: what a PublishAsync that failed
+// before sending anything returns.
+func Settled(err error) Publication {
+	p := NewPending()
+	p.Settle(err)
+	return p
+}
+
+// Pending is a Publication an adapter settles once: NewPending, then Settle.
+type Pending struct {
+	once sync.Once
+	done chan struct{}
+	err  error
+}
+
+// NewPending returns an unsettled Publication.
+func NewPending() *Pending { return &Pending{done: make(chan struct{})} }
+
+// Settle records err and closes Done; only the first call counts.
+func (p *Pending) Settle(err error) {
+	p.once.Do(func() {
+		p.err = err
+		close(p.done)
+	})
+}
+
+// Done is closed by Settle.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Err is what Settle recorded.
+func (p *Pending) Err() error { return p.err }
 
 // Getter is implemented by brokers that can fetch one stored message by its cursor.
 type Getter interface {

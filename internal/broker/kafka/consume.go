@@ -56,6 +56,16 @@ type consumer struct {
 // layer's signal and demand topics, creating the topics when missing. Members of one group
 // share the partitions; a new group starts at the first offset.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
+	return b.StageConsumer(ctx, s, event.LayerStage(l))
+}
+
+// StageConsumer joins the consumer group of stage st in scenario s (Stage.ConsumerName) on
+// the stage's input topics (Stage.Topics), as Consumer does for one layer.
+func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (broker.Consumer, error) {
+	if err := st.Validate(); err != nil {
+		return nil, err
+	}
+	group := st.ConsumerName(s)
 	var cfg broker.ScenarioConfig
 	switch bd, err := b.reg.Get(ctx, s); {
 	case err == nil:
@@ -68,8 +78,8 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           b.opts.Brokers,
-		GroupID:           event.ConsumerName(s, l),
-		GroupTopics:       layerTopics(s, l),
+		GroupID:           group,
+		GroupTopics:       st.Topics(s),
 		Dialer:            b.dialer,
 		QueueCapacity:     b.opts.Prefetch,
 		MinBytes:          1,
@@ -85,11 +95,11 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 		ReadBackoffMin:    10 * time.Millisecond,
 		ReadBackoffMax:    500 * time.Millisecond,
 		ReadLagInterval:   -1,
-		Logger:            kafka.LoggerFunc(func(f string, a ...any) { b.log.Trace().Str("group", event.ConsumerName(s, l)).Msgf(f, a...) }),
-		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { b.log.Debug().Str("group", event.ConsumerName(s, l)).Msgf(f, a...) }),
+		Logger:            kafka.LoggerFunc(func(f string, a ...any) { b.log.Trace().Str("group", group).Msgf(f, a...) }),
+		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { b.log.Debug().Str("group", group).Msgf(f, a...) }),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &consumer{b: b, r: r, msgs: make(chan kafka.Message, b.opts.Prefetch), done: make(chan struct{}), life: ctx, cancel: cancel, group: event.ConsumerName(s, l), parts: map[tp]*partState{}}
+	c := &consumer{b: b, r: r, msgs: make(chan kafka.Message, b.opts.Prefetch), done: make(chan struct{}), life: ctx, cancel: cancel, group: group, parts: map[tp]*partState{}}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -99,11 +109,11 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 	}
 	b.consumers[c] = struct{}{}
 	b.mu.Unlock()
-	go c.fetchLoop(ctx, s, l)
+	go c.fetchLoop(ctx, s, st)
 	return c, nil
 }
 
-func (c *consumer) fetchLoop(ctx context.Context, s string, l event.Layer) {
+func (c *consumer) fetchLoop(ctx context.Context, s string, st event.Stage) {
 	defer close(c.done)
 	if d := c.b.opts.JoinDelay; d > 0 {
 		// kafka-go drops what it fetched for a generation that ended meanwhile.
@@ -120,7 +130,7 @@ func (c *consumer) fetchLoop(ctx context.Context, s string, l event.Layer) {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return
 			}
-			c.b.log.Warn().Err(err).Str("scenario", s).Str("layer", string(l)).Msg("kafka consumer fetch failed; retrying")
+			c.b.log.Warn().Err(err).Str("scenario", s).Str("stage", st.String()).Msg("kafka consumer fetch failed; retrying")
 			select {
 			case <-ctx.Done():
 				return
@@ -317,19 +327,23 @@ func (d *delivery) Deliveries() int { return 1 }
 // group committed (the first offset where it committed nothing). It reads offsets only and
 // never joins the group.
 func (b *Broker) Lag(ctx context.Context, s string, l event.Layer) (uint64, error) {
-	topics := layerTopics(s, l)
-	parts, err := b.partitions(ctx, topics)
+	return b.StageLag(ctx, s, event.LayerStage(l))
+}
+
+// StageLag is Lag over the stage's input topics and its group's offsets.
+func (b *Broker) StageLag(ctx context.Context, s string, st event.Stage) (uint64, error) {
+	parts, err := b.partitions(ctx, st.Topics(s))
 	if err != nil {
 		return 0, err
 	}
 	if len(parts) == 0 {
-		return 0, fmt.Errorf("layer %s of %s: %w", l, s, broker.ErrNotFound)
+		return 0, fmt.Errorf("stage %s of %s: %w", st, s, broker.ErrNotFound)
 	}
 	first, end, err := b.bounds(ctx, parts)
 	if err != nil {
 		return 0, err
 	}
-	req := &kafka.OffsetFetchRequest{GroupID: event.ConsumerName(s, l), Topics: map[string][]int{}}
+	req := &kafka.OffsetFetchRequest{GroupID: st.ConsumerName(s), Topics: map[string][]int{}}
 	for _, p := range parts {
 		req.Topics[p.topic] = append(req.Topics[p.topic], p.partition)
 	}
@@ -420,4 +434,35 @@ func (b *Broker) bounds(ctx context.Context, parts []tp) (first, end map[tp]int6
 		}
 	}
 	return first, end, nil
+}
+
+// Consumers lists the cluster's consumer groups named as stages of s.
+func (b *Broker) Consumers(ctx context.Context, s string) ([]string, error) {
+	resp, err := b.client.ListGroups(ctx, &kafka.ListGroupsRequest{})
+	if err == nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return nil, wrap(fmt.Errorf("list consumer groups: %w", err))
+	}
+	var out []string
+	for _, g := range resp.Groups {
+		if _, ok := event.StageOfConsumer(s, g.GroupID); ok {
+			out = append(out, g.GroupID)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// RemoveConsumer deletes the consumer group name (it must have no members).
+func (b *Broker) RemoveConsumer(ctx context.Context, _ string, name string) error {
+	resp, err := b.client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{name}})
+	if err == nil {
+		err = resp.Errors[name]
+	}
+	if err != nil && !errors.Is(err, kafka.GroupIdNotFound) {
+		return wrap(fmt.Errorf("delete consumer group %s: %w", name, err))
+	}
+	return nil
 }

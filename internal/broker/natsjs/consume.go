@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -25,17 +26,29 @@ type consumer struct {
 	once sync.Once
 }
 
+// publishAsyncMaxPending bounds the connection's unacknowledged async publishes; the
+// callers' own windows (consumers.Options.MaxInflight) keep well below it.
+const publishAsyncMaxPending = 1 << 16
+
 // Consumer creates or updates the durable pull consumer of layer l in scenario s.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
+	return b.StageConsumer(ctx, s, event.LayerStage(l))
+}
+
+// StageConsumer creates or updates the durable pull consumer of stage st in scenario s.
+func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (broker.Consumer, error) {
+	if err := st.Validate(); err != nil {
+		return nil, err
+	}
 	cfg, err := b.scenarioConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	name := event.ConsumerName(s, l)
+	name := st.ConsumerName(s)
 	c, err := b.js.CreateOrUpdateConsumer(ctx, event.StreamName(s), jetstream.ConsumerConfig{
 		Durable:        name,
-		Description:    "cascade layer " + string(l) + " of scenario " + s,
-		FilterSubjects: event.InputSubjects(s, l),
+		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
+		FilterSubjects: st.FilterSubjects(s),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        cfg.AckWait,
 		MaxAckPending:  b.opts.MaxAckPending,
@@ -90,17 +103,62 @@ func (c *consumer) Commit(_ context.Context, ds []broker.Delivery) error {
 	return nil
 }
 
+func stageDescription(st event.Stage) string {
+	if st.First == st.Last {
+		return "layer " + string(st.First)
+	}
+	return "stage " + st.String()
+}
+
 // Lag reads the durable consumer's info.
 func (b *Broker) Lag(ctx context.Context, s string, l event.Layer) (uint64, error) {
-	c, err := b.js.Consumer(ctx, event.StreamName(s), event.ConsumerName(s, l))
+	return b.StageLag(ctx, s, event.LayerStage(l))
+}
+
+// StageLag reads the stage's durable consumer's info.
+func (b *Broker) StageLag(ctx context.Context, s string, st event.Stage) (uint64, error) {
+	name := st.ConsumerName(s)
+	c, err := b.js.Consumer(ctx, event.StreamName(s), name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return 0, fmt.Errorf("layer %s of %s: %w", l, s, broker.ErrNotFound)
+			return 0, fmt.Errorf("stage %s of %s: %w", st, s, broker.ErrNotFound)
 		}
-		return 0, wrap(fmt.Errorf("consumer %s: %w", event.ConsumerName(s, l), err))
+		return 0, wrap(fmt.Errorf("consumer %s: %w", name, err))
 	}
 	info := c.CachedInfo()
 	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// Consumers lists the stream's durable consumers named as stages of s.
+func (b *Broker) Consumers(ctx context.Context, s string) ([]string, error) {
+	st, err := b.js.Stream(ctx, event.StreamName(s))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, nil
+		}
+		return nil, wrap(fmt.Errorf("stream %s: %w", event.StreamName(s), err))
+	}
+	names := st.ConsumerNames(ctx)
+	var out []string
+	for n := range names.Name() {
+		if _, ok := event.StageOfConsumer(s, n); ok {
+			out = append(out, n)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, wrap(fmt.Errorf("consumers of %s: %w", event.StreamName(s), err))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// RemoveConsumer deletes the durable consumer name of s's stream.
+func (b *Broker) RemoveConsumer(ctx context.Context, s, name string) error {
+	err := b.js.DeleteConsumer(ctx, event.StreamName(s), name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return wrap(fmt.Errorf("delete consumer %s: %w", name, err))
+	}
+	return nil
 }
 
 // Close stops the subscription and hands back, for prompt redelivery, whatever was buffered

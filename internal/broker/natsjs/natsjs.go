@@ -148,7 +148,7 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, url, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishAsyncMaxPending))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -284,6 +284,12 @@ func (b *Broker) DeleteScenario(ctx context.Context, s string) error {
 
 // Publish sends every message asynchronously, then waits for each acknowledgement.
 func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
+	return broker.Wait(ctx, b.PublishAsync(ctx, msgs))
+}
+
+// PublishAsync hands every message to the connection (PublishMsgAsync) and settles once the
+// stream has acknowledged each one, or at the first refusal.
+func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker.Publication {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
@@ -299,22 +305,32 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 		f, err := b.js.PublishMsgAsync(nm, opts...)
 		if err != nil {
 			if b.nc.IsClosed() { // nats.go reports it without wrapping nats.ErrConnectionClosed
-				return fmt.Errorf("publish %s: %w: %w", m.Subject, broker.ErrClosed, err)
+				return broker.Settled(fmt.Errorf("publish %s: %w: %w", m.Subject, broker.ErrClosed, err))
 			}
-			return wrap(fmt.Errorf("publish %s: %w", m.Subject, err))
+			return broker.Settled(wrap(fmt.Errorf("publish %s: %w", m.Subject, err)))
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return wrap(fmt.Errorf("publish %s: %w", f.Msg().Subject, err))
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	p := broker.NewPending()
+	if len(futures) == 0 {
+		p.Settle(nil)
+		return p
 	}
-	return nil
+	go func() {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				p.Settle(wrap(fmt.Errorf("publish %s: %w", f.Msg().Subject, err)))
+				return
+			case <-ctx.Done():
+				p.Settle(ctx.Err())
+				return
+			}
+		}
+		p.Settle(nil)
+	}()
+	return p
 }
 
 // wrap classifies an error of nats.go for the port: what may pass (no responders,
