@@ -43,7 +43,7 @@ type Options struct {
 	MaxInflight int
 	// Stages is how Serve groups the layers it is given into stages: PerLayer (the zero
 	// value) runs each as a one-layer stage, Chained each contiguous run as one stage.
-	Stages Stages
+	Stages       Stages
 	PendingEvery time.Duration // how often consumer lag is sampled; default 5s
 	Metrics      *metrics.Metrics
 	// Followers run beside the layers of every served scenario, each with a context that ends
