@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,12 @@ type Options struct {
 	MaxInflight int
 	// Stages is how Serve groups the layers it is given into stages: PerLayer (the zero
 	// value) runs each as a one-layer stage, Chained each contiguous run as one stage.
-	Stages       Stages
+	Stages Stages
+	// TakeOver lets a stage that overlaps consumers of other stages take their inputs over
+	// where they stand (broker.Broker.TakeOver) instead of refusing: once their processes
+	// have stopped with nothing left uncommitted, as when switching from per-layer to
+	// chained.
+	TakeOver     bool
 	PendingEvery time.Duration // how often consumer lag is sampled; default 5s
 	Metrics      *metrics.Metrics
 	// Followers run beside the layers of every served scenario, each with a context that ends
@@ -209,9 +215,10 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 	}
 }
 
-// tiles refuses to run st beside the consumer of a stage that shares a layer with it: the
+// tiles refuses to start st beside the consumer of a stage that shares a layer with it: the
 // broker's consumers of scenario are listed (broker.Broker.Consumers), so one left by an
-// earlier run in another mode counts as much as a running one.
+// earlier run in another mode counts as much as a running one. A stage whose own consumer
+// exists runs on (it was there first, or a take-over is retiring it).
 func (r *Router) tiles(ctx context.Context, scenario string, st event.Stage) error {
 	var names []string
 	err := r.retry(ctx, r.log, "list consumers", func(ctx context.Context) (err error) {
@@ -221,19 +228,66 @@ func (r *Router) tiles(ctx context.Context, scenario string, st event.Stage) err
 	if err != nil {
 		return nil // ctx ended; Stage returns at once too
 	}
+	if slices.Contains(names, st.ConsumerName(scenario)) {
+		return nil // st was there first, or is being taken over: it may run to the end
+	}
 	var clash []string
 	for _, n := range names {
 		if o, ok := event.StageOfConsumer(scenario, n); ok && o != st && o.Overlaps(st) {
 			clash = append(clash, n)
 		}
 	}
+	top := func(n string) int {
+		o, _ := event.StageOfConsumer(scenario, n)
+		return slices.Index(event.ConsumerLayers, o.First)
+	}
+	slices.SortStableFunc(clash, func(a, b string) int { return top(a) - top(b) }) // top to bottom, for TakeOver
 	if len(clash) == 0 {
 		return nil
 	}
+	if r.opts.TakeOver {
+		return r.takeOver(ctx, scenario, st, clash)
+	}
 	return fmt.Errorf("%w: stage %s of scenario %s shares layers with the consumer(s) %s on the broker; "+
-		"run the stages those consumers are for (`--stages per-layer` for the one-layer ones), or stop them, "+
-		"wait until `cascade scenario ls` shows no lag, and remove them with `cascade consume --remove %s`",
-		ErrOverlap, st, scenario, strings.Join(clash, ", "), strings.Join(clash, " --remove "))
+		"run the stages they are for (`--stages per-layer` for one-layer ones), or start this stage with "+
+		"--take-over while they run: it starts where the broker stands, waits until they have committed "+
+		"everything up to there, and removes them (then stop their processes)",
+		ErrOverlap, st, scenario, strings.Join(clash, ", "))
+}
+
+// takeOver starts broker.Broker.TakeOver of clash by st and returns once st's consumer
+// exists, positioned where the broker stood, for st to consume beside the consumers it
+// replaces until the take-over has retired them.
+func (r *Router) takeOver(ctx context.Context, scenario string, st event.Stage, clash []string) error {
+	log := r.log.With().Str("stage", st.String()).Str("scenario", scenario).Strs("replacing", clash).Logger()
+	log.Info().Msg("taking over: starting where the broker stands; the consumers replaced are removed once they have committed everything up to there (on Kafka, once their processes have stopped)")
+	failed := make(chan error, 1)
+	go func() {
+		err := r.b.TakeOver(ctx, scenario, st, clash)
+		switch {
+		case err == nil:
+			log.Info().Msg("take-over done: the consumers replaced are removed")
+		case ctx.Err() == nil:
+			log.Error().Err(err).Msg("take-over failed")
+		}
+		failed <- err
+	}()
+	err := broker.Until(ctx, func() (bool, error) {
+		select {
+		case err := <-failed:
+			failed <- err
+			if err != nil {
+				return false, err
+			}
+		default:
+		}
+		names, err := r.b.Consumers(ctx, scenario)
+		return slices.Contains(names, st.ConsumerName(scenario)), err
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: stage %s of scenario %s cannot take over %s: %w", ErrOverlap, st, scenario, strings.Join(clash, ", "), err)
+	}
+	return nil
 }
 
 // flight is one fetched batch on its way: every input's outputs (or dead letter), published

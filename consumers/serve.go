@@ -161,10 +161,13 @@ func BindScenario(ctx context.Context, b broker.Broker, scenario string, coef *c
 }
 
 // keep runs a stage until ctx ends, reopening its consumer with back-off when it is lost;
-// it returns the error of a stage refused for overlapping another (ErrOverlap).
+// it returns the error of a stage refused at its start for overlapping another (ErrOverlap).
+// A stage refused when it reopens its consumer was retired by a take-over: it stops alone.
 func (r *Router) keep(ctx context.Context, scenario string, st event.Stage, coef *coefficients.Loaded) error {
 	log := r.log.With().Str("scenario", scenario).Str("stage", st.String()).Logger()
+	runs := 0
 	err := r.retry(ctx, log, "stage", func(ctx context.Context) error {
+		runs++
 		err := r.Stage(ctx, scenario, st, coef)
 		switch {
 		case errors.Is(err, ErrOverlap):
@@ -175,6 +178,8 @@ func (r *Router) keep(ctx context.Context, scenario string, st event.Stage, coef
 		return err
 	})
 	switch {
+	case errors.Is(err, ErrOverlap) && runs > 1:
+		log.Warn().Err(err).Msg("stage retired: another stage took its consumer over; stop this process once its other stages are retired too")
 	case errors.Is(err, ErrOverlap):
 		log.Error().Err(err).Msg("stage refused")
 		return err

@@ -383,6 +383,22 @@ type Broker interface {
 	// of another scenario whose name reads as one of s's ("cascade-a-model-chips" is stage
 	// model-chips of a and stage chips of a-model) is listed too.
 	Consumers(ctx context.Context, s string) ([]string, error)
+	// TakeOver hands the inputs of the stage consumers old of scenario s to stage st, whose
+	// consumer it creates positioned at P, the end of what the broker held when it was
+	// called (NATS: the stream's last sequence; Kafka: the end offsets of st's topics,
+	// committed for st's group); then, one by one in the order given (top to bottom), it
+	// waits until each of old has committed all it reads up to its bound (P for the first;
+	// for each next one the end of what the broker holds once the one before it got to its
+	// bound, so the demand derived from inputs up to P is done too), and then deletes them
+	// (Kafka deletes a group only once its members have left: it waits for their processes
+	// to stop, and logs when they may). Their processes may run meanwhile (they must, for
+	// old to get past P, unless old have no lag), and whatever they did beyond P st's
+	// consumer does again with the same ids (de-duplicated on NATS; on Kafka read once by
+	// every reader). A process of old still running then finds its consumer gone and cannot
+	// open it again beside st's. It returns ctx's error when ctx ends while it waits (st's
+	// consumer then exists and old are left: calling it again finishes the take-over); on
+	// NATS a consumer of st that no take-over created is an error matching ErrConflict.
+	TakeOver(ctx context.Context, s string, st event.Stage, old []string) error
 	// RemoveConsumer deletes scenario s's durable consumer (NATS) or consumer group (Kafka)
 	// name and what it committed; removing one that does not exist is not an error.
 	RemoveConsumer(ctx context.Context, s, name string) error
@@ -513,4 +529,22 @@ func Pump(ctx context.Context, f Feed, buf int) (next <-chan Next, done <-chan s
 		}
 	}()
 	return ch, fin
+}
+
+// Until polls done every 50ms until it reports true or fails, or ctx ends (ctx's error): an
+// adapter's wait for the broker to reach a state it cannot be told of.
+func Until(ctx context.Context, done func() (bool, error)) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := done()
+		if ok || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }

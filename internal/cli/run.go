@@ -34,6 +34,7 @@ type serveFlags struct {
 	poll         time.Duration
 	stages       string // run: chained or per-layer
 	maxInflight  int
+	takeOver     bool
 
 	httpListen string
 	apiToken   string
@@ -70,6 +71,7 @@ func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
 		f.StringVar(&s.natsConfig, "nats-server-config", "", "nats-server config file whose authorization and accounts the embedded broker uses (then --nats-user/--nats-password/--nats-token/--nats-creds are this process's own login)")
 	}
 	f.IntVar(&s.batch, "batch", 256, "events per consumer batch")
+	f.BoolVar(&s.takeOver, "take-over", false, "start a stage that overlaps other stages' consumers where they stand, once their processes have stopped with nothing uncommitted, and remove them (switching between chained and per-layer)")
 	f.IntVar(&s.maxInflight, "max-inflight", 4096, "published messages per stage awaiting the broker's ack while the stage goes on fetching and deriving")
 	f.Int64Var(&s.memLimit, "memory-limit", 0, "soft memory limit in bytes for this process, embedded broker included (Go's GOMEMLIMIT; 0: none)")
 	f.DurationVar(&s.poll, "scenario-poll", 2*time.Second, "how often new scenarios are looked for")
@@ -197,7 +199,7 @@ func (a *app) serve(ctx context.Context, b broker.Broker, stages []event.Stage, 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	metrics.RegisterBuildInfo(reg, Version)
-	ro := consumers.Options{Batch: s.batch, MaxInflight: s.maxInflight, Metrics: m}
+	ro := consumers.Options{Batch: s.batch, MaxInflight: s.maxInflight, TakeOver: s.takeOver, Metrics: m}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ix := a.indexer(ctx, &wg, b, s.indexDir)

@@ -68,6 +68,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Stages", func(t *testing.T) { t.Parallel(); testStages(t, h) })
 	t.Run("StageOverlap", func(t *testing.T) { t.Parallel(); testStageOverlap(t, h) })
 	t.Run("ChainedCrash", func(t *testing.T) { t.Parallel(); testChainedCrash(t, h) })
+	t.Run("TakeOver", func(t *testing.T) { t.Parallel(); testTakeOver(t, h) })
 	t.Run("Chained", func(t *testing.T) {
 		t.Parallel()
 		c := h

@@ -200,8 +200,24 @@ func testChainedCrash(t *testing.T, h Harness) {
 		stop()
 	}
 	serve(t, connect(t), event.ConsumerLayers, consumers.Chained)
+	exactlyOnce(t, b, s, want)
+}
+
+// exactlyOnce waits until the chain has committed everything and every derived event of
+// want is there, then checks that each id is stored (or, without de-duplication, read) once,
+// none other, and that the sums of their primary quantities equal the formulas'.
+func exactlyOnce(t *testing.T, b broker.Broker, s string, want map[string]*event.Event) {
+	t.Helper()
+	coefSums := map[event.Type]float64{}
+	for _, ev := range want {
+		p, err := event.DecodePayload(ev.Type, ev.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		coefSums[ev.Type] += primaryOf(p)
+	}
 	waitDemand(t, b, s, len(want))
-	Eventually(t, h.AckWait*3+10*time.Second, "redeliveries to settle", func() error {
+	Eventually(t, 30*time.Second, "the chain to commit everything", func() error {
 		n, err := b.StageLag(t.Context(), s, event.Chain)
 		if err != nil || n != 0 {
 			return fmt.Errorf("chain lag %d, %v", n, err)
@@ -210,15 +226,12 @@ func testChainedCrash(t *testing.T, h Harness) {
 	})
 	got := readAll(t, b, broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}})
 	seen, sums := map[string]int{}, map[event.Type]float64{}
-	dedup := b.Features().DedupWindow > 0
 	for _, m := range got {
 		if m.ev == nil {
 			t.Fatalf("undecodable %s", m.data)
 		}
 		seen[m.ev.ID]++
-		if seen[m.ev.ID] == 1 || dedup {
-			sums[m.ev.Type] += primaryOf(m.p)
-		}
+		sums[m.ev.Type] += primaryOf(m.p)
 	}
 	for id, n := range seen {
 		if n != 1 {
@@ -231,17 +244,85 @@ func testChainedCrash(t *testing.T, h Harness) {
 	if len(seen) != len(want) {
 		t.Fatalf("%d distinct derived events, want %d", len(seen), len(want))
 	}
-	wantSums := map[event.Type]float64{}
-	for _, ev := range want {
-		p, err := event.DecodePayload(ev.Type, ev.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantSums[ev.Type] += primaryOf(p)
-	}
-	for typ, w := range wantSums {
+	for typ, w := range coefSums {
 		if math.Abs(sums[typ]-w) > 1e-9*math.Abs(w) {
 			t.Errorf("%s: stored sum %g, formulas %g", typ, sums[typ], w)
 		}
 	}
+}
+
+// Switching a live scenario from per-layer to chained loses and double-counts nothing: the
+// chain started with TakeOver while the per-layer stages run and signals keep coming starts
+// where the broker stood, waits for them to commit everything up to there and removes their
+// consumers; every id is then there once and the sums equal the formulas'.
+func testTakeOver(t *testing.T, h Harness) {
+	connect := h.Fresh(t)
+	b := connect(t)
+	coef := coefficients.Default()
+	s := "base"
+	if err := routerBind(t, b, s, coef, broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
+		t.Fatal(err)
+	}
+	g := producers.NewGenerator(44, "switch-", signalTime, time.Minute)
+	var raws []string
+	for range 400 {
+		raws = append(raws, string(g.Next()))
+	}
+	want := expected(t, coef, s, raws)
+	stopPer := serve(t, connect(t), event.ConsumerLayers, consumers.PerLayer)
+	publish(t, b, s, raws[:200])
+	published := make(chan error, 1)
+	go func() { // signals keep coming while the chain takes over
+		p := &producers.Publisher{Broker: b, Scenario: s}
+		for i := 200; i < len(raws); i += 10 {
+			items := make([]producers.Item, 0, 10)
+			for j, r := range raws[i : i+10] {
+				items = append(items, producers.Item{Line: i + j + 1, Raw: []byte(r)})
+			}
+			if _, err := p.Publish(context.Background(), items); err != nil {
+				published <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // a steady trickle, not a burst
+		}
+		published <- nil
+	}()
+	r := consumers.New(connect(t), zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		consumers.Options{Batch: 64, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 2 * time.Second, Stages: consumers.Chained, TakeOver: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) }()
+	t.Cleanup(func() { cancel(); <-done })
+	Eventually(t, 30*time.Second, "the chain to consume", r.Ready)
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	// The per-layer processes are stopped once everything is quiet, past any bound of the
+	// take-over (on NATS it may have removed their consumers already), as an operator
+	// stops them when it says so.
+	quiet := 0
+	Eventually(t, 30*time.Second, "every stage to commit everything", func() error {
+		for _, st := range append([]event.Stage{event.Chain}, event.PerLayer...) {
+			if n, err := b.StageLag(t.Context(), s, st); err != nil && !errors.Is(err, broker.ErrNotFound) || n > 0 {
+				quiet = 0
+				return fmt.Errorf("stage %s: lag %d, %v", st, n, err)
+			}
+		}
+		if quiet++; quiet < 2 {
+			return errors.New("quiet once; checking again")
+		}
+		return nil
+	})
+	stopPer()
+	Eventually(t, 30*time.Second, "the take-over to remove the per-layer consumers", func() error {
+		names, err := b.Consumers(t.Context(), s)
+		if err != nil {
+			return err
+		}
+		if len(names) != 1 || names[0] != event.Chain.ConsumerName(s) {
+			return fmt.Errorf("consumers %v", names)
+		}
+		return nil
+	})
+	exactlyOnce(t, b, s, want)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -343,30 +344,9 @@ func (b *Broker) StageLag(ctx context.Context, s string, st event.Stage) (uint64
 	if err != nil {
 		return 0, err
 	}
-	req := &kafka.OffsetFetchRequest{GroupID: st.ConsumerName(s), Topics: map[string][]int{}}
-	for _, p := range parts {
-		req.Topics[p.topic] = append(req.Topics[p.topic], p.partition)
-	}
-	resp, err := b.client.OffsetFetch(ctx, req)
+	committed, err := b.committed(ctx, st.ConsumerName(s), parts)
 	if err != nil {
-		return 0, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, err))
-	}
-	committed := map[tp]int64{}
-	// A group that never committed (some brokers answer "group id not found") has read
-	// nothing yet.
-	if resp.Error != nil && !errors.Is(resp.Error, kafka.GroupIdNotFound) {
-		return 0, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, resp.Error))
-	}
-	for t, ps := range resp.Topics {
-		for _, p := range ps {
-			if p.Error != nil {
-				if errors.Is(p.Error, kafka.GroupIdNotFound) {
-					continue
-				}
-				return 0, wrap(fmt.Errorf("offset of %s %s/%d: %w", req.GroupID, t, p.Partition, p.Error))
-			}
-			committed[tp{t, p.Partition}] = p.CommittedOffset
-		}
+		return 0, err
 	}
 	var lag uint64
 	for _, p := range parts {
@@ -465,4 +445,141 @@ func (b *Broker) RemoveConsumer(ctx context.Context, _ string, name string) erro
 		return wrap(fmt.Errorf("delete consumer group %s: %w", name, err))
 	}
 	return nil
+}
+
+// TakeOver commits, for st's new group, the end offsets of st's topics; waits until each old
+// group has committed up to the end offsets its own topics had then, and deletes it.
+func (b *Broker) TakeOver(ctx context.Context, s string, st event.Stage, old []string) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	group := st.ConsumerName(s)
+	names, err := b.Consumers(ctx, s)
+	if err != nil {
+		return err
+	}
+	resumed := slices.Contains(names, group) // an earlier take-over committed its start already
+	parts, err := b.partitions(ctx, st.Topics(s))
+	if err != nil {
+		return err
+	}
+	_, end, err := b.bounds(ctx, parts)
+	if err != nil {
+		return err
+	}
+	if !resumed {
+		if err := b.commitStart(ctx, group, parts, end); err != nil {
+			return err
+		}
+	}
+	for _, n := range old {
+		o, ok := event.StageOfConsumer(s, n)
+		if !ok {
+			return fmt.Errorf("%w: %q is not a stage consumer of %s", event.ErrInvalid, n, s)
+		}
+		// Its bound: the end of its topics now, after those above it were retired.
+		ops, err := b.partitions(ctx, o.Topics(s))
+		if err != nil {
+			return err
+		}
+		_, oend, err := b.bounds(ctx, ops)
+		if err != nil {
+			return err
+		}
+		err = broker.Until(ctx, func() (bool, error) {
+			first, _, err := b.bounds(ctx, ops)
+			if err != nil {
+				return false, err
+			}
+			committed, err := b.committed(ctx, n, ops)
+			if err != nil {
+				return false, err
+			}
+			for _, p := range ops {
+				at := first[p]
+				if c, ok := committed[p]; ok && c >= 0 {
+					at = max(c, at)
+				}
+				if at < oend[p] {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	b.log.Info().Str("scenario", s).Strs("groups", old).Msg("take-over: the groups replaced have committed their part; stop their processes for them to be deleted")
+	for _, n := range old {
+		// Kafka deletes a group only once its members have left: their processes stop.
+		err := broker.Until(ctx, func() (bool, error) {
+			err := b.RemoveConsumer(ctx, s, n)
+			return err == nil, ignoreNonEmpty(err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ignoreNonEmpty is err unless it is Kafka's refusal to delete a group with members.
+func ignoreNonEmpty(err error) error {
+	if errors.Is(err, kafka.NonEmptyGroup) {
+		return nil
+	}
+	return err
+}
+
+// commitStart commits offsets at for a group that has no member (an admin commit: no
+// generation), where it starts when it first joins.
+func (b *Broker) commitStart(ctx context.Context, group string, parts []tp, at map[tp]int64) error {
+	req := &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{}}
+	for _, p := range parts {
+		req.Topics[p.topic] = append(req.Topics[p.topic], kafka.OffsetCommit{Partition: p.partition, Offset: at[p]})
+	}
+	resp, err := b.client.OffsetCommit(ctx, req)
+	if err != nil {
+		return wrap(fmt.Errorf("commit the start of %s: %w", group, err))
+	}
+	for t, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return wrap(fmt.Errorf("commit the start of %s on %s/%d: %w", group, t, p.Partition, p.Error))
+			}
+		}
+	}
+	return nil
+}
+
+// committed reads the offsets group committed on parts; a partition it never committed on is
+// absent.
+func (b *Broker) committed(ctx context.Context, group string, parts []tp) (map[tp]int64, error) {
+	req := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
+	for _, p := range parts {
+		req.Topics[p.topic] = append(req.Topics[p.topic], p.partition)
+	}
+	resp, err := b.client.OffsetFetch(ctx, req)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, err))
+	}
+	committed := map[tp]int64{}
+	// A group that never committed (some brokers answer "group id not found") has read
+	// nothing yet.
+	if resp.Error != nil && !errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return nil, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, resp.Error))
+	}
+	for t, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				if errors.Is(p.Error, kafka.GroupIdNotFound) {
+					continue
+				}
+				return nil, wrap(fmt.Errorf("offset of %s %s/%d: %w", req.GroupID, t, p.Partition, p.Error))
+			}
+			committed[tp{t, p.Partition}] = p.CommittedOffset
+		}
+	}
+	return committed, nil
 }

@@ -45,7 +45,7 @@ func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (b
 		return nil, err
 	}
 	name := st.ConsumerName(s)
-	c, err := b.js.CreateOrUpdateConsumer(ctx, event.StreamName(s), jetstream.ConsumerConfig{
+	ccfg := jetstream.ConsumerConfig{
 		Durable:        name,
 		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
 		FilterSubjects: st.FilterSubjects(s),
@@ -54,7 +54,12 @@ func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (b
 		MaxAckPending:  b.opts.MaxAckPending,
 		MaxDeliver:     -1,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	}
+	// A consumer made by TakeOver keeps the start it was given (the server refuses to change it).
+	if have, err := b.js.Consumer(ctx, event.StreamName(s), name); err == nil {
+		ccfg.DeliverPolicy, ccfg.OptStartSeq = have.CachedInfo().Config.DeliverPolicy, have.CachedInfo().Config.OptStartSeq
+	}
+	c, err := b.js.CreateOrUpdateConsumer(ctx, event.StreamName(s), ccfg)
 	if err != nil {
 		return nil, wrap(fmt.Errorf("consumer %s: %w", name, err))
 	}
@@ -288,6 +293,107 @@ func (f *feed) Close() error {
 	err := f.js.DeleteConsumer(ctx, f.stream, info.Name)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return wrap(fmt.Errorf("feed on %s: deleting its consumer: %w", f.stream, err))
+	}
+	return nil
+}
+
+// TakeOver creates st's durable consumer delivering from after the stream's last sequence,
+// waits until each old consumer's ack floor has reached it (or it has nothing pending), then
+// deletes them.
+func (b *Broker) TakeOver(ctx context.Context, s string, st event.Stage, old []string) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	cfg, err := b.scenarioConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	name := st.ConsumerName(s)
+	last, resumed, err := b.takenOverAt(ctx, s, name)
+	if err != nil || resumed {
+		if err == nil {
+			err = b.retire(ctx, s, old, last)
+		}
+		return err
+	}
+	_, err = b.js.CreateConsumer(ctx, event.StreamName(s), jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
+		FilterSubjects: st.FilterSubjects(s),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxAckPending:  b.opts.MaxAckPending,
+		MaxDeliver:     -1,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    last + 1,
+	})
+	if err != nil {
+		return wrap(fmt.Errorf("consumer %s: %w", name, err))
+	}
+	return b.retire(ctx, s, old, last)
+}
+
+// takenOverAt is the position P of a take-over by consumer name: the stream's last sequence
+// when name does not exist yet, the one a take-over started it after when it does (resumed);
+// an error matching broker.ErrConflict for a consumer that no take-over created.
+func (b *Broker) takenOverAt(ctx context.Context, s, name string) (last uint64, resumed bool, err error) {
+	if c, err := b.js.Consumer(ctx, event.StreamName(s), name); err == nil {
+		if cfg := c.CachedInfo().Config; cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && cfg.OptStartSeq > 0 {
+			return cfg.OptStartSeq - 1, true, nil
+		}
+		return 0, false, fmt.Errorf("%w: consumer %s of %s exists already; nothing to take over", broker.ErrConflict, name, s)
+	}
+	info, err := b.streamInfo(ctx, s)
+	if err != nil {
+		return 0, false, err
+	}
+	return info.State.LastSeq, false, nil
+}
+
+// streamInfo is the current state of s's stream.
+func (b *Broker) streamInfo(ctx context.Context, s string) (*jetstream.StreamInfo, error) {
+	stream, err := b.js.Stream(ctx, event.StreamName(s))
+	if err != nil {
+		return nil, wrap(fmt.Errorf("stream %s: %w", event.StreamName(s), err))
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("stream %s: %w", event.StreamName(s), err))
+	}
+	return info, nil
+}
+
+// retire waits until each of the consumers old in turn has acknowledged everything up to its
+// bound (the stream sequence last for the first; for each next one the stream's last
+// sequence once the one before it got there) or has nothing pending, then deletes them.
+func (b *Broker) retire(ctx context.Context, s string, old []string, last uint64) error {
+	for _, n := range old {
+		err := broker.Until(ctx, func() (bool, error) {
+			c, err := b.js.Consumer(ctx, event.StreamName(s), n)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return true, nil
+			}
+			if err != nil {
+				return false, wrap(fmt.Errorf("consumer %s: %w", n, err))
+			}
+			ci := c.CachedInfo()
+			return ci.AckFloor.Stream >= last || (ci.NumPending == 0 && ci.NumAckPending == 0), nil
+		})
+		if err != nil {
+			return err
+		}
+		// The next one's bound: what the stream holds now, the demand derived from what
+		// this one committed included.
+		info, err := b.streamInfo(ctx, s)
+		if err != nil {
+			return err
+		}
+		last = info.State.LastSeq
+	}
+	for _, n := range old {
+		if err := b.RemoveConsumer(ctx, s, n); err != nil {
+			return err
+		}
 	}
 	return nil
 }
