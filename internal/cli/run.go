@@ -71,7 +71,7 @@ func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
 		f.StringVar(&s.natsConfig, "nats-server-config", "", "nats-server config file whose authorization and accounts the embedded broker uses (then --nats-user/--nats-password/--nats-token/--nats-creds are this process's own login)")
 	}
 	f.IntVar(&s.batch, "batch", 256, "events per consumer batch")
-	f.BoolVar(&s.takeOver, "take-over", false, "start a stage that overlaps other stages' consumers where they stand, once their processes have stopped with nothing uncommitted, and remove them (switching between chained and per-layer)")
+	f.BoolVar(&s.takeOver, "take-over", false, "start a stage that overlaps other stages' consumers (switching between chained and per-layer) where the broker stands, while their processes still run, and remove them once they have committed everything up to there")
 	f.IntVar(&s.maxInflight, "max-inflight", 4096, "published messages per stage awaiting the broker's ack while the stage goes on fetching and deriving")
 	f.Int64Var(&s.memLimit, "memory-limit", 0, "soft memory limit in bytes for this process, embedded broker included (Go's GOMEMLIMIT; 0: none)")
 	f.DurationVar(&s.poll, "scenario-poll", 2*time.Second, "how often new scenarios are looked for")
