@@ -148,7 +148,7 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, url, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishAsyncMaxPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishAsyncMaxPending), jetstream.WithPublishAsyncTimeout(publishAsyncTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
