@@ -39,8 +39,10 @@ type Options struct {
 	RetryMin     time.Duration // first back-off on a transient error; default 100ms
 	RetryMax     time.Duration // back-off cap; default 5s
 	DrainTimeout time.Duration // how long shutdown waits for a batch's acks; default 10s
-	// MaxInflight bounds each stage's published messages awaiting their acknowledgement
-	// (a batch bigger than it counts as it); default 4096.
+	// MaxInflight bounds each stage's published messages awaiting their acknowledgement,
+	// and so its uncommitted inputs (a batch counts as its outputs or its inputs, whichever
+	// are more, at most MaxInflight); default 4096. Keep it below the broker's cap on a
+	// consumer's unacknowledged deliveries (natsjs.Options.MaxAckPending, 8192).
 	MaxInflight int
 	// Stages is how Serve groups the layers it is given into stages: PerLayer (the zero
 	// value) runs each as a one-layer stage, Chained each contiguous run as one stage.
@@ -206,7 +208,7 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 			return fmt.Errorf("stage %s of %s: fetch: %w", st, scenario, err)
 		}
 		f := r.derive(work, log, scenario, st, coef, batch)
-		f.weight = int64(min(len(f.out), r.opts.MaxInflight))
+		f.weight = int64(min(max(len(f.out), len(batch)), r.opts.MaxInflight))
 		if err := win.Acquire(ctx, f.weight); err != nil {
 			return nil // shutdown: the batch is left uncommitted, for redelivery
 		}

@@ -40,7 +40,11 @@ type Options struct {
 	// InProcess, if set, connects to this embedded server without a socket.
 	InProcess nats.InProcessConnProvider
 
-	MaxAckPending int           // unacknowledged messages per consumer; default 1024
+	// MaxAckPending caps the unacknowledged messages per consumer; default 8192, above a
+	// stage's default window (consumers.Options.MaxInflight 4096) plus a batch: a consumer
+	// at its cap stalls pull delivery (until the pull request expires, ~30s), so the stage's
+	// window must bind first.
+	MaxAckPending int
 	Prefetch      int           // messages buffered per consumer; default 256
 	ConnectWait   time.Duration // how long to wait for the server at start; default 5s
 }
@@ -56,7 +60,7 @@ func (o *Options) defaults() error {
 		o.Name = "cascade"
 	}
 	if o.MaxAckPending == 0 {
-		o.MaxAckPending = 1024
+		o.MaxAckPending = 8192
 	}
 	if o.Prefetch == 0 {
 		o.Prefetch = 256
