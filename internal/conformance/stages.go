@@ -270,6 +270,12 @@ func testTakeOver(t *testing.T, h Harness) {
 	}
 	want := expected(t, coef, s, raws)
 	stopPer := serve(t, connect(t), event.ConsumerLayers, consumers.PerLayer)
+	Eventually(t, 20*time.Second, "the per-layer consumers", func() error {
+		if names, err := b.Consumers(t.Context(), s); err != nil || len(names) != len(event.PerLayer) {
+			return fmt.Errorf("consumers %v, %v", names, err)
+		}
+		return nil
+	})
 	publish(t, b, s, raws[:200])
 	published := make(chan error, 1)
 	go func() { // signals keep coming while the chain takes over
