@@ -128,13 +128,15 @@ func testStageOverlap(t *testing.T, h Harness) {
 		done <- r.ServeStages(ctx, []event.Stage{event.LayerStage(event.Application), modelChips, event.LayerStage(event.Energy)}, 100*time.Millisecond)
 	}()
 	Eventually(t, 10*time.Second, "the tiling stages to consume", r.Ready)
-	names, err := b.Consumers(t.Context(), "base")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "cascade-base-application,cascade-base-energy,cascade-base-model-chips"; strings.Join(names, ",") != want {
-		t.Errorf("Consumers = %v, want %s", names, want)
-	}
+	var names []string
+	Eventually(t, 10*time.Second, "the broker to list the tiling stages' consumers", func() error { // a Kafka group exists once joined
+		var err error
+		names, err = b.Consumers(t.Context(), "base")
+		if want := "cascade-base-application,cascade-base-energy,cascade-base-model-chips"; err != nil || strings.Join(names, ",") != want {
+			return fmt.Errorf("Consumers = %v (%v), want %s", names, err, want)
+		}
+		return nil
+	})
 	// While they run, and after they stopped (their consumers stay), the chain and the
 	// chips layer are refused, naming what they overlap.
 	for round := range 2 {
