@@ -1,6 +1,10 @@
-// Package consumers runs the layer consumers: for each layer of each scenario it fetches a batch, derives each event's demand with
-// the layer transform, publishes every output and waits for the broker's acks, and only then
-// commits the batch's inputs (broker.Consumer.Commit). Permanent failures become dead letters
+// Package consumers runs the stages: a stage is a contiguous range of layers (one layer, or
+// all five chained) run by one durable consumer of one scenario. It fetches a batch, derives
+// each input's tree through its layers in memory with the layer transforms, publishes every
+// output without waiting, goes on fetching while at most Options.MaxInflight messages await
+// their acks, and commits each input only once all its outputs are acknowledged
+// (broker.Consumer.Commit). An input's tree is published all or none: when any layer of it
+// fails permanently the input itself becomes the dead letter. Permanent failures become dead letters
 // (cut to fit the broker's largest message); transient ones (broker.Transient: unavailable,
 // timeouts) are retried with capped, jittered back-off for as long as they last. An input
 // whose dead letter the broker refuses too is left uncommitted, for the broker to deliver
@@ -11,13 +15,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
@@ -32,6 +39,19 @@ type Options struct {
 	RetryMin     time.Duration // first back-off on a transient error; default 100ms
 	RetryMax     time.Duration // back-off cap; default 5s
 	DrainTimeout time.Duration // how long shutdown waits for a batch's acks; default 10s
+	// MaxInflight bounds each stage's published messages awaiting their acknowledgement,
+	// and so its uncommitted inputs (a batch counts as its outputs or its inputs, whichever
+	// are more, at most MaxInflight); default 4096. Keep it below the broker's cap on a
+	// consumer's unacknowledged deliveries (natsjs.Options.MaxAckPending, 8192).
+	MaxInflight int
+	// Stages is how Serve groups the layers it is given into stages: PerLayer (the zero
+	// value) runs each as a one-layer stage, Chained each contiguous run as one stage.
+	Stages Stages
+	// TakeOver lets a stage that overlaps consumers of other stages take their inputs over
+	// where they stand (broker.Broker.TakeOver) instead of refusing: once their processes
+	// have stopped with nothing left uncommitted, as when switching from per-layer to
+	// chained.
+	TakeOver     bool
 	PendingEvery time.Duration // how often consumer lag is sampled; default 5s
 	Metrics      *metrics.Metrics
 	// Followers run beside the layers of every served scenario, each with a context that ends
@@ -57,6 +77,9 @@ func (o *Options) defaults() {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 10 * time.Second
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 4096
 	}
 	if o.PendingEvery <= 0 {
 		o.PendingEvery = 5 * time.Second
@@ -122,14 +145,33 @@ func (r *Router) removed(ctx context.Context, scenario string) bool {
 	return errors.Is(err, broker.ErrNotFound)
 }
 
-// Layer runs one layer's consumer for one scenario until ctx ends, then finishes the batch in
-// hand (publishes, acks) and returns nil. Other errors are returned only when the consumer
-// cannot be opened or is lost.
+// Layer runs the one-layer stage of layer (Stage).
 func (r *Router) Layer(ctx context.Context, scenario string, layer event.Layer, coef *coefficients.Loaded) error {
-	log := r.log.With().Str("layer", string(layer)).Str("scenario", scenario).Logger()
+	return r.Stage(ctx, scenario, event.LayerStage(layer), coef)
+}
+
+// ErrOverlap is matched by the error of a stage that refuses to start because the broker
+// holds the consumer of another stage sharing one of its layers.
+var ErrOverlap = errors.New("stages overlap")
+
+// Stage runs stage st's consumer for one scenario until ctx ends, then settles what it has
+// in flight (publishes, acks, commits, for up to DrainTimeout) and returns nil. It returns an
+// error matching ErrOverlap, before opening its consumer, when the broker holds the consumer
+// of another stage sharing a layer with st; other errors only when the consumer cannot be
+// opened or is lost.
+//
+// It fetches, derives every input's tree through the stage's layers and publishes the
+// outputs without waiting for their acknowledgements, up to MaxInflight unacknowledged
+// messages; a second goroutine waits for them in fetch order and commits each input once
+// all its outputs (or its dead letter) are acknowledged, in one Commit for what is ready.
+func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coef *coefficients.Loaded) error {
+	log := r.log.With().Str("stage", st.String()).Str("scenario", scenario).Logger()
+	if err := r.tiles(ctx, scenario, st); err != nil {
+		return err
+	}
 	var cons broker.Consumer
 	err := r.retry(ctx, log, "open consumer", func(ctx context.Context) (err error) {
-		if cons, err = r.b.Consumer(ctx, scenario, layer); err != nil && r.removed(ctx, scenario) {
+		if cons, err = r.b.StageConsumer(ctx, scenario, st); err != nil && r.removed(ctx, scenario) {
 			return backoff.Permanent(errRemoved)
 		}
 		return err
@@ -144,19 +186,229 @@ func (r *Router) Layer(ctx context.Context, scenario string, layer event.Layer, 
 	for i, k := range Kinds {
 		kinds[i] = string(k)
 	}
-	r.opts.Metrics.Start(scenario, string(layer), kinds...)
-	log.Info().Str("coefversion", coef.CoefVersion).Msg("layer consuming")
-	go r.samplePending(ctx, scenario, layer)
+	label := st.String()
+	r.opts.Metrics.Start(scenario, label, kinds...)
+	log.Info().Str("coefversion", coef.CoefVersion).Strs("filter", st.FilterSubjects(scenario)).Msg("stage consuming")
+	go r.samplePending(ctx, scenario, st)
+
+	work, cancel := drainContext(ctx, r.opts.DrainTimeout)
+	defer cancel()
+	win := semaphore.NewWeighted(int64(r.opts.MaxInflight))
+	flights := make(chan *flight, r.opts.MaxInflight)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.land(work, log, cons, scenario, st, flights, win) })
+	defer wg.Wait()
+	defer close(flights)
 	for {
 		batch, err := cons.Fetch(ctx, r.opts.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("layer %s of %s: fetch: %w", layer, scenario, err)
+			return fmt.Errorf("stage %s of %s: fetch: %w", st, scenario, err)
 		}
-		r.process(ctx, log, cons, scenario, layer, coef, batch)
+		f := r.derive(work, log, scenario, st, coef, batch)
+		f.weight = int64(min(max(len(f.out), len(batch)), r.opts.MaxInflight))
+		if err := win.Acquire(ctx, f.weight); err != nil {
+			return nil // shutdown: the batch is left uncommitted, for redelivery
+		}
+		f.pub = r.b.PublishAsync(work, f.out)
+		flights <- f
 	}
+}
+
+// tiles refuses to start st beside the consumer of a stage that shares a layer with it: the
+// broker's consumers of scenario are listed (broker.Broker.Consumers), so one left by an
+// earlier run in another mode counts as much as a running one. A stage whose own consumer
+// exists runs on (it was there first, or a take-over is retiring it).
+func (r *Router) tiles(ctx context.Context, scenario string, st event.Stage) error {
+	var names []string
+	err := r.retry(ctx, r.log, "list consumers", func(ctx context.Context) (err error) {
+		names, err = r.b.Consumers(ctx, scenario)
+		return err
+	})
+	if err != nil {
+		return nil // ctx ended; Stage returns at once too
+	}
+	if slices.Contains(names, st.ConsumerName(scenario)) {
+		return nil // st was there first, or is being taken over: it may run to the end
+	}
+	var clash []string
+	for _, n := range names {
+		if o, ok := event.StageOfConsumer(scenario, n); ok && o != st && o.Overlaps(st) {
+			clash = append(clash, n)
+		}
+	}
+	top := func(n string) int {
+		o, _ := event.StageOfConsumer(scenario, n)
+		return slices.Index(event.ConsumerLayers, o.First)
+	}
+	slices.SortStableFunc(clash, func(a, b string) int { return top(a) - top(b) }) // top to bottom, for TakeOver
+	if len(clash) == 0 {
+		return nil
+	}
+	if r.opts.TakeOver {
+		return r.takeOver(ctx, scenario, st, clash)
+	}
+	return fmt.Errorf("%w: stage %s of scenario %s shares layers with the consumer(s) %s on the broker; "+
+		"run the stages they are for (`--stages per-layer` for one-layer ones), or start this stage with "+
+		"--take-over while they run: it starts where the broker stands, waits until they have committed "+
+		"everything up to there, and removes them (then stop their processes)",
+		ErrOverlap, st, scenario, strings.Join(clash, ", "))
+}
+
+// takeOver starts broker.Broker.TakeOver of clash by st and returns once st's consumer
+// exists, positioned where the broker stood, for st to consume beside the consumers it
+// replaces until the take-over has retired them.
+func (r *Router) takeOver(ctx context.Context, scenario string, st event.Stage, clash []string) error {
+	log := r.log.With().Str("stage", st.String()).Str("scenario", scenario).Strs("replacing", clash).Logger()
+	log.Info().Msg("taking over: starting where the broker stands; the consumers replaced are removed once they have committed everything up to there (on Kafka, once their processes have stopped)")
+	failed := make(chan error, 1)
+	go func() {
+		err := r.b.TakeOver(ctx, scenario, st, clash)
+		switch {
+		case err == nil:
+			log.Info().Msg("take-over done: the consumers replaced are removed")
+		case ctx.Err() == nil:
+			log.Error().Err(err).Msg("take-over failed")
+		}
+		failed <- err
+	}()
+	err := broker.Until(ctx, func() (bool, error) {
+		select {
+		case err := <-failed:
+			failed <- err
+			if err != nil {
+				return false, err
+			}
+		default:
+		}
+		names, err := r.b.Consumers(ctx, scenario)
+		return slices.Contains(names, st.ConsumerName(scenario)), err
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: stage %s of scenario %s cannot take over %s: %w", ErrOverlap, st, scenario, strings.Join(clash, ", "), err)
+	}
+	return nil
+}
+
+// flight is one fetched batch on its way: every input's outputs (or dead letter), published
+// together as pub, weight of the in-flight window held until it has landed.
+type flight struct {
+	start  time.Time
+	units  []unit
+	out    []broker.Message
+	pub    broker.Publication
+	weight int64
+}
+
+// unit is one input of a batch with what it produced: its derived messages, or its dead
+// letter when it failed permanently.
+type unit struct {
+	d      broker.Delivery
+	msgs   []broker.Message
+	kind   Kind        // set when msgs is the input's dead letter
+	failed event.Layer // the layer that failed, with kind
+	entry  event.Layer // the layer the input entered at (the stage's first when unknown)
+	skip   bool        // neither committed nor counted: left for redelivery
+}
+
+// derive turns a batch into its flight: each input's tree of outputs, or its dead letter.
+func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string, st event.Stage, coef *coefficients.Loaded, batch []broker.Delivery) *flight {
+	limit := r.maxPayload()
+	f := &flight{start: time.Now(), units: make([]unit, len(batch))}
+	for i, d := range batch {
+		u := &f.units[i]
+		u.d = d
+		msgs, at, err := r.handle(ctx, scenario, st, coef, d)
+		u.entry = entry(d.Message().Subject, st)
+		if err != nil {
+			kind := Classify(err)
+			log.Warn().Err(err).Str("kind", string(kind)).Str("layer", string(at.layer)).Str("event_id", d.Message().ID).Str("output_id", at.id).Uint64("seq", d.Seq()).Msg("dead letter")
+			msgs = []broker.Message{deadLetter(scenario, at, d, kind, err, limit)}
+			u.kind, u.failed = kind, at.layer
+		}
+		u.msgs = msgs
+		f.out = append(f.out, msgs...)
+	}
+	return f
+}
+
+// land waits for each flight in turn, settles what failed, commits each input once its
+// outputs are acknowledged (what is ready at once in one Commit) and frees the window.
+func (r *Router) land(ctx context.Context, log zerolog.Logger, cons broker.Consumer, scenario string, st event.Stage, flights <-chan *flight, win *semaphore.Weighted) {
+	label := st.String()
+	var ready []broker.Delivery
+	commit := func() {
+		if len(ready) == 0 {
+			return
+		}
+		if err := cons.Commit(ctx, ready); err != nil {
+			log.Warn().Err(err).Int("events", len(ready)).Msg("commit failed; the inputs will be redelivered and their outputs de-duplicated")
+		}
+		ready = ready[:0]
+	}
+	for f := range flights {
+		select {
+		case <-f.pub.Done():
+		default:
+			commit() // what is acknowledged is committed before waiting for more
+		}
+		err := broker.Wait(ctx, f.pub)
+		if err != nil {
+			err = r.rescue(ctx, log, scenario, f, err)
+		}
+		win.Release(f.weight)
+		if err != nil {
+			log.Warn().Err(err).Int("events", len(f.units)).Msg("shutdown before outputs were acknowledged; inputs left for redelivery")
+			continue
+		}
+		derived := 0
+		for _, u := range f.units {
+			switch {
+			case u.skip:
+				continue
+			case u.kind != "":
+				r.opts.Metrics.DeadLetter(scenario, label, string(u.kind))
+			default:
+				derived += len(u.msgs)
+			}
+			ready = append(ready, u.d)
+		}
+		r.opts.Metrics.Batch(scenario, label, len(f.units), derived, time.Since(f.start))
+		if len(flights) == 0 || len(ready) >= r.opts.Batch {
+			commit() // nothing more in hand, or enough for one commit
+		}
+	}
+	commit()
+}
+
+// rescue handles a flight whose publication failed with err: a transient failure is
+// retried with back-off, and when the batch fails permanently it is published again input
+// by input, an input whose own outputs cannot be published going to the dead-letter subject,
+// so one poison input never holds up the rest. It returns an error only when ctx ends first
+// or the connection was closed.
+func (r *Router) rescue(ctx context.Context, log zerolog.Logger, scenario string, f *flight, err error) error {
+	if broker.Transient(err) && ctx.Err() == nil {
+		err = r.publish(ctx, log, f.out)
+	}
+	if err == nil || ctx.Err() != nil || errors.Is(err, broker.ErrClosed) {
+		return err
+	}
+	if len(f.units) > 1 {
+		log.Warn().Err(err).Int("events", len(f.units)).Msg("batch publish failed permanently; publishing input by input")
+	}
+	limit := r.maxPayload()
+	for i := range f.units {
+		uerr := err
+		if len(f.units) > 1 {
+			uerr = r.publish(ctx, log, f.units[i].msgs)
+		}
+		if err := r.settle(ctx, log, scenario, &f.units[i], uerr, limit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *Router) count(m map[string]int, scenario string, d int) {
@@ -183,15 +435,15 @@ func (r *Router) Ready() error {
 	return nil
 }
 
-func (r *Router) samplePending(ctx context.Context, scenario string, layer event.Layer) {
+func (r *Router) samplePending(ctx context.Context, scenario string, st event.Stage) {
 	if r.opts.Metrics == nil {
 		return
 	}
 	t := time.NewTicker(r.opts.PendingEvery)
 	defer t.Stop()
 	for {
-		if n, err := r.b.Lag(ctx, scenario, layer); err == nil {
-			r.opts.Metrics.SetPending(scenario, string(layer), n)
+		if n, err := r.b.StageLag(ctx, scenario, st); err == nil {
+			r.opts.Metrics.SetPending(scenario, st.String(), n)
 		}
 		select {
 		case <-ctx.Done():
@@ -201,91 +453,21 @@ func (r *Router) samplePending(ctx context.Context, scenario string, layer event
 	}
 }
 
-// unit is one input of a batch with what it produced: its derived messages, or its dead
-// letter when it failed permanently.
-type unit struct {
-	d    broker.Delivery
-	msgs []broker.Message
-	kind Kind // set when msgs is the input's dead letter
-	skip bool // neither committed nor counted: left for redelivery
-}
-
-// process derives, publishes and commits one batch. It survives ctx's end for up to
-// DrainTimeout so that a shutdown does not leave done work uncommitted. When the batch's
-// publish fails permanently it is published again input by input, and an input whose own
-// outputs cannot be published goes to the dead-letter subject, so one poison input never
-// holds up the rest.
-func (r *Router) process(ctx context.Context, log zerolog.Logger, cons broker.Consumer, scenario string, layer event.Layer, coef *coefficients.Loaded, batch []broker.Delivery) {
-	start := time.Now()
-	work, cancel := drainContext(ctx, r.opts.DrainTimeout)
-	defer cancel()
-	limit := r.maxPayload()
-	units := make([]unit, len(batch))
-	var out []broker.Message
-	for i, d := range batch {
-		units[i].d = d
-		msgs, err := r.handle(work, scenario, layer, coef, d)
-		if err != nil {
-			kind := Classify(err)
-			log.Warn().Err(err).Str("kind", string(kind)).Str("event_id", d.Message().ID).Uint64("seq", d.Seq()).Msg("dead letter")
-			msgs = []broker.Message{deadLetter(scenario, layer, d, kind, err, limit)}
-			units[i].kind = kind
-		}
-		units[i].msgs = msgs
-		out = append(out, msgs...)
-	}
-	err := r.publish(work, log, out)
-	if err != nil && work.Err() == nil && !errors.Is(err, broker.ErrClosed) {
-		if len(units) > 1 {
-			log.Warn().Err(err).Int("events", len(batch)).Msg("batch publish failed permanently; publishing input by input")
-		}
-		for i := range units {
-			uerr := err
-			if len(units) > 1 {
-				uerr = r.publish(work, log, units[i].msgs)
-			}
-			if err = r.settle(work, log, scenario, layer, &units[i], uerr, limit); err != nil {
-				break
-			}
-		}
-	}
-	if err != nil {
-		log.Warn().Err(err).Int("events", len(batch)).Msg("shutdown before outputs were acknowledged; inputs left for redelivery")
-		return
-	}
-	derived := 0
-	done := make([]broker.Delivery, 0, len(units))
-	for _, u := range units {
-		switch {
-		case u.skip:
-			continue
-		case u.kind != "":
-			r.opts.Metrics.DeadLetter(scenario, string(layer), string(u.kind))
-		default:
-			derived += len(u.msgs)
-		}
-		done = append(done, u.d)
-	}
-	if err := cons.Commit(work, done); err != nil {
-		log.Warn().Err(err).Int("events", len(done)).Msg("commit failed; the inputs will be redelivered and their outputs de-duplicated")
-	}
-	r.opts.Metrics.Batch(scenario, string(layer), len(batch), derived, time.Since(start))
-}
-
 // settle decides an input whose messages were published with result err: when that failed
 // permanently, the input's dead letter is published instead, and when even that fails the
 // input is left uncommitted, for the broker to deliver again later (on NATS after the ack
 // wait; on Kafka when its partition is next assigned, the commits of the inputs behind it in
 // its partition waiting until then). It returns an error only when ctx ends first or the
 // connection was closed.
-func (r *Router) settle(ctx context.Context, log zerolog.Logger, scenario string, layer event.Layer, u *unit, err error, limit int) error {
+func (r *Router) settle(ctx context.Context, log zerolog.Logger, scenario string, u *unit, err error, limit int) error {
 	if err == nil || ctx.Err() != nil || errors.Is(err, broker.ErrClosed) {
 		return err
 	}
 	m := u.d.Message()
 	if u.kind == "" {
 		log.Warn().Err(err).Str("kind", string(KindPublish)).Str("event_id", m.ID).Uint64("seq", u.d.Seq()).Msg("dead letter")
-		u.kind, u.msgs = KindPublish, []broker.Message{deadLetter(scenario, layer, u.d, KindPublish, err, limit)}
+		u.kind, u.failed = KindPublish, u.entry
+		u.msgs = []broker.Message{deadLetter(scenario, point{layer: u.entry, id: m.ID}, u.d, KindPublish, err, limit)}
 		if err = r.publish(ctx, log, u.msgs); err == nil || ctx.Err() != nil || errors.Is(err, broker.ErrClosed) {
 			return err
 		}
@@ -348,40 +530,75 @@ func (r *Router) retry(ctx context.Context, log zerolog.Logger, what string, op 
 	return err
 }
 
-// handle turns one delivery into the messages of its derived events, or a permanent error.
-func (r *Router) handle(ctx context.Context, scenario string, layer event.Layer, coef *coefficients.Loaded, d broker.Delivery) (msgs []broker.Message, err error) {
+// point is where a tree failed: the layer whose transform failed and the id of the event it
+// was deriving from (the input's own for a failure at the layer it entered).
+type point struct {
+	layer event.Layer
+	id    string
+}
+
+// entry is the layer of st an input on subject entered at: the subject's, or st's first.
+func entry(subject string, st event.Stage) event.Layer {
+	if s, err := event.ParseSubject(subject); err == nil && st.Contains(s.Layer) {
+		return s.Layer
+	}
+	return st.First
+}
+
+// handle turns one delivery into the messages of its whole tree through the stage: each
+// event the input derives at the layer it entered, each event those derive at the next layer
+// while it is in the stage, and so on, all in memory with the pure transforms. An error is
+// permanent; at says where it happened, and none of the tree is returned.
+func (r *Router) handle(ctx context.Context, scenario string, st event.Stage, coef *coefficients.Loaded, d broker.Delivery) (msgs []broker.Message, at point, err error) {
+	m := d.Message()
+	at = point{layer: entry(m.Subject, st), id: m.ID}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: panic: %v", demand.ErrTransform, p)
+			msgs, err = nil, fmt.Errorf("%w: panic: %v", demand.ErrTransform, p)
 		}
 	}()
-	m := d.Message()
 	ev, p, err := event.Decode(m.Data)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
-	if err := checkRoute(m.Subject, scenario, layer, ev); err != nil {
-		return nil, err
+	if err := checkRoute(m.Subject, scenario, st, ev); err != nil {
+		return nil, at, err
 	}
 	ev.Scenario = scenario
-	evs, err := demand.Derive(ctx, coef, ev, p)
+	msgs, err = r.tree(ctx, scenario, st, coef, ev, p, msgs, &at)
+	return msgs, at, err
+}
+
+// tree appends to msgs the messages of what ev (with payload p) derives at its layer and,
+// while the layer below is in st, what those derive in turn; on an error *at is the layer
+// and event that failed.
+func (r *Router) tree(ctx context.Context, scenario string, st event.Stage, coef *coefficients.Loaded, ev *event.Event, p event.Payload, msgs []broker.Message, at *point) ([]broker.Message, error) {
+	layer := event.InputLayer(ev.Type)
+	*at = point{layer: layer, id: ev.ID}
+	ds, err := demand.DeriveTyped(ctx, coef, ev, p)
 	if err != nil {
 		return nil, err
 	}
-	msgs = make([]broker.Message, len(evs))
 	below := layer.Emits()
-	for i, o := range evs {
-		data, err := o.Marshal()
+	for _, o := range ds {
+		data, err := o.Event.Marshal()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", demand.ErrTransform, err)
 		}
-		msgs[i] = broker.Message{Subject: event.DemandSubject(scenario, below, o.Subject), ID: o.ID, Key: o.CorrelationID, Data: data}
+		msgs = append(msgs, broker.Message{Subject: event.DemandSubject(scenario, below, o.Event.Subject), ID: o.Event.ID, Key: o.Event.CorrelationID, Data: data})
+		if st.Contains(below) {
+			if msgs, err = r.tree(ctx, scenario, st, coef, o.Event, o.Payload, msgs, at); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return msgs, nil
 }
 
-// checkRoute holds an event to the subject it arrived on: its layer, region and scenario.
-func checkRoute(subject, scenario string, layer event.Layer, ev *event.Event) error {
+// checkRoute holds an event to the subject it arrived on: a signal or demand subject of one
+// of the stage's layers (demand only on its first), the layer that accepts the event's type,
+// its region and scenario.
+func checkRoute(subject, scenario string, st event.Stage, ev *event.Event) error {
 	s, err := event.ParseSubject(subject)
 	if err != nil {
 		return err
@@ -389,8 +606,15 @@ func checkRoute(subject, scenario string, layer event.Layer, ev *event.Event) er
 	if s.Kind != event.KindSignal && s.Kind != event.KindDemand {
 		return &event.ValidationError{Field: "subject", Rule: fmt.Sprintf("%s is neither a signal nor a demand subject", subject)}
 	}
-	if in := event.InputLayer(ev.Type); in != layer {
-		return &event.ValidationError{Field: "type", Rule: fmt.Sprintf("%s is not accepted by layer %s", ev.Type, layer)}
+	switch in := event.InputLayer(ev.Type); {
+	case !st.Contains(in):
+		where := "layer " + st.String()
+		if st.First != st.Last {
+			where = "stage " + st.String()
+		}
+		return &event.ValidationError{Field: "type", Rule: fmt.Sprintf("%s is not accepted by %s", ev.Type, where)}
+	case in != s.Layer:
+		return &event.ValidationError{Field: "type", Rule: fmt.Sprintf("%s is not accepted by layer %s", ev.Type, s.Layer)}
 	}
 	if s.Region != ev.Subject {
 		return &event.ValidationError{Field: "subject", Rule: fmt.Sprintf("subject region %q differs from event region %q", s.Region, ev.Subject)}
@@ -404,10 +628,13 @@ func checkRoute(subject, scenario string, layer event.Layer, ev *event.Event) er
 // maxErrorHeader bounds the Cascade-Error header of a dead letter.
 const maxErrorHeader = 1 << 10
 
-// deadLetter is the dead letter of d. Its body is the input's bytes, cut to fit limit (the
-// broker's largest message, headers included) with HeaderTruncated giving the original size.
-func deadLetter(scenario string, layer event.Layer, d broker.Delivery, kind Kind, cause error, limit int) broker.Message {
+// deadLetter is the dead letter of d, which failed at: on the failing layer's dead-letter
+// subject, with that layer and the failing event's id (HeaderFailedID) in its headers. Its
+// body is the input's bytes, cut to fit limit (the broker's largest message, headers
+// included) with HeaderTruncated giving the original size.
+func deadLetter(scenario string, at point, d broker.Delivery, kind Kind, cause error, limit int) broker.Message {
 	m := d.Message()
+	layer := at.layer
 	msg := broker.Message{
 		Subject: event.DLQSubject(scenario, layer),
 		ID:      "dlq:" + string(layer) + ":" + strconv.FormatUint(d.Seq(), 10),
@@ -420,6 +647,7 @@ func deadLetter(scenario string, layer event.Layer, d broker.Delivery, kind Kind
 			broker.HeaderOriginalSubject: m.Subject,
 			broker.HeaderOriginalMsgID:   m.ID,
 			broker.HeaderDeliveries:      strconv.Itoa(d.Deliveries()),
+			broker.HeaderFailedID:        at.id,
 		},
 	}
 	msg.Header[broker.HeaderTruncated] = strconv.Itoa(len(m.Data))

@@ -3,6 +3,8 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,10 +15,65 @@ import (
 	"github.com/layercake/cascade/internal/event"
 )
 
-// Serve runs the given layers for every scenario in the registry, each with its own
-// coefficient set, picks up scenarios registered later (polling every `every`) and stops the
-// layers of removed ones. It returns when ctx ends and every layer has drained.
+// Stages says how Serve groups layers into stages (Options.Stages).
+type Stages string
+
+// The ways of grouping layers.
+const (
+	// PerLayer runs each layer as a one-layer stage: consumers cascade-<s>-<layer>.
+	PerLayer Stages = "per-layer"
+	// Chained runs each contiguous run of the layers given as one stage: consumer
+	// cascade-<s>-<first>-<last>, cascade-<s>-application-energy for all five.
+	Chained Stages = "chained"
+)
+
+// ParseStages reads the --stages flag: "chained" or "per-layer".
+func ParseStages(s string) (Stages, error) {
+	switch Stages(s) {
+	case PerLayer, Chained:
+		return Stages(s), nil
+	}
+	return "", fmt.Errorf("%w: --stages %q: want %s or %s", event.ErrInvalid, s, Chained, PerLayer)
+}
+
+// Group is layers as the stages of mode: one per layer (PerLayer, ""), or one per run of
+// layers adjacent in event.ConsumerLayers (Chained); layers are taken in pipeline order.
+func Group(layers []event.Layer, mode Stages) []event.Stage {
+	var in []event.Layer
+	for _, l := range event.ConsumerLayers {
+		if slices.Contains(layers, l) {
+			in = append(in, l)
+		}
+	}
+	var out []event.Stage
+	for i, l := range in {
+		if mode == Chained && i > 0 && slices.Index(event.ConsumerLayers, l) == slices.Index(event.ConsumerLayers, in[i-1])+1 {
+			out[len(out)-1].Last = l
+			continue
+		}
+		out = append(out, event.LayerStage(l))
+	}
+	return out
+}
+
+// Serve runs the given layers, grouped into stages by Options.Stages (Group), as
+// ServeStages does.
 func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Duration) error {
+	return r.ServeStages(ctx, Group(layers, r.opts.Stages), every)
+}
+
+// ServeStages runs the given stages for every scenario in the registry, each with its own
+// coefficient set, picks up scenarios registered later (polling every `every`) and stops the
+// stages of removed ones. It returns nil when ctx ends and every stage has drained, and an
+// error matching ErrOverlap, once everything has stopped, when a stage refused to start
+// beside another stage's consumer (Stage); stages that overlap each other are refused at
+// once.
+func (r *Router) ServeStages(ctx context.Context, stages []event.Stage, every time.Duration) error {
+	if err := event.Tiling(stages); err != nil {
+		return fmt.Errorf("%w: %w", ErrOverlap, err)
+	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	type running struct {
 		version string
 		cancel  context.CancelFunc
@@ -54,11 +111,13 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 			for what, f := range r.opts.Followers {
 				wg.Go(func() { r.follow(sctx, what, b.Scenario, f) })
 			}
-			for _, l := range layers {
+			for _, st := range stages {
 				r.count(r.serving, b.Scenario, 1)
 				wg.Go(func() {
 					defer r.count(r.serving, b.Scenario, -1)
-					r.keep(sctx, b.Scenario, l, coef)
+					if err := r.keep(sctx, b.Scenario, st, coef); err != nil {
+						stop(err)
+					}
 				})
 			}
 		}
@@ -70,6 +129,13 @@ func (r *Router) Serve(ctx context.Context, layers []event.Layer, every time.Dur
 		}
 		select {
 		case <-ctx.Done():
+			for _, a := range active {
+				a.cancel()
+			}
+			wg.Wait()
+			if err := context.Cause(ctx); errors.Is(err, ErrOverlap) {
+				return err
+			}
 			return nil
 		case <-t.C:
 		}
@@ -94,19 +160,33 @@ func BindScenario(ctx context.Context, b broker.Broker, scenario string, coef *c
 	return b.Registry().Put(ctx, have)
 }
 
-// keep runs a layer until ctx ends, reopening its consumer with back-off when it is lost.
-func (r *Router) keep(ctx context.Context, scenario string, l event.Layer, coef *coefficients.Loaded) {
-	log := r.log.With().Str("scenario", scenario).Str("layer", string(l)).Logger()
-	err := r.retry(ctx, log, "layer", func(ctx context.Context) error {
-		err := r.Layer(ctx, scenario, l, coef)
-		if err != nil && r.removed(ctx, scenario) {
+// keep runs a stage until ctx ends, reopening its consumer with back-off when it is lost;
+// it returns the error of a stage refused at its start for overlapping another (ErrOverlap).
+// A stage refused when it reopens its consumer was retired by a take-over: it stops alone.
+func (r *Router) keep(ctx context.Context, scenario string, st event.Stage, coef *coefficients.Loaded) error {
+	log := r.log.With().Str("scenario", scenario).Str("stage", st.String()).Logger()
+	runs := 0
+	err := r.retry(ctx, log, "stage", func(ctx context.Context) error {
+		runs++
+		err := r.Stage(ctx, scenario, st, coef)
+		switch {
+		case errors.Is(err, ErrOverlap):
+			return backoff.Permanent(err)
+		case err != nil && r.removed(ctx, scenario):
 			return backoff.Permanent(errRemoved)
 		}
 		return err
 	})
-	if errors.Is(err, errRemoved) {
-		log.Info().Msg("scenario removed; layer stopped")
+	switch {
+	case errors.Is(err, ErrOverlap) && runs > 1:
+		log.Warn().Err(err).Msg("stage retired: another stage took its consumer over; stop this process once its other stages are retired too")
+	case errors.Is(err, ErrOverlap):
+		log.Error().Err(err).Msg("stage refused")
+		return err
+	case errors.Is(err, errRemoved):
+		log.Info().Msg("scenario removed; stage stopped")
 	}
+	return nil
 }
 
 // follow runs f (what names it in the log) until ctx ends, restarting it when it stops.

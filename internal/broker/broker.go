@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/layercake/cascade/internal/event"
@@ -24,6 +25,10 @@ const (
 	HeaderOriginalSubject = "Cascade-Original-Subject"
 	HeaderOriginalMsgID   = "Cascade-Original-Msg-Id"
 	HeaderDeliveries      = "Cascade-Deliveries"
+	// HeaderFailedID is the id of the event whose derivation failed: the input's own, or,
+	// in a stage of several layers, the output of an earlier layer of the input's tree that
+	// the failing layer (HeaderLayer) was deriving from.
+	HeaderFailedID = "Cascade-Failed-Id"
 	// HeaderTruncated, on a dead letter whose body was cut to fit the broker's largest
 	// message, gives the original body's size in bytes.
 	HeaderTruncated = "Cascade-Truncated"
@@ -389,6 +394,11 @@ type Broker interface {
 	// once. A message larger than the broker takes fails with an error matching
 	// ErrPermanent.
 	Publish(ctx context.Context, msgs []Message) error
+	// PublishAsync sends msgs as Publish does without waiting for the acknowledgements: the
+	// Publication it returns tells when the broker has answered for every one of them and
+	// how (Err is then what Publish would have returned). Callers go on publishing while
+	// earlier publications are outstanding; ctx bounds the sending and the wait.
+	PublishAsync(ctx context.Context, msgs []Message) Publication
 	// Consumer opens the durable consumer of layer l in scenario s, creating it (and the
 	// scenario's storage, with the binding's Config, if missing) if needed: on NATS a durable
 	// pull consumer whose ack wait is the Config's given to EnsureScenario on this connection,
@@ -401,6 +411,38 @@ type Broker interface {
 	// pending plus ack-pending count; on Kafka the end offsets minus the group's committed
 	// offsets.
 	Lag(ctx context.Context, s string, l event.Layer) (uint64, error)
+	// StageConsumer opens the durable consumer of stage st in scenario s (Consumer is the
+	// one-layer stage's): named st.ConsumerName(s) (the NATS durable, the Kafka group),
+	// reading st.Inputs(s) (NATS: filtered on st.FilterSubjects(s); Kafka: st.Topics(s)),
+	// as Consumer says otherwise.
+	StageConsumer(ctx context.Context, s string, st event.Stage) (Consumer, error)
+	// StageLag is Lag of stage st's consumer (Lag is the one-layer stage's).
+	StageLag(ctx context.Context, s string, st event.Stage) (uint64, error)
+	// Consumers names the durable consumers (NATS) or consumer groups (Kafka) of scenario s
+	// whose names are stage consumer names (event.StageOfConsumer), sorted, whether or not a
+	// process runs them now: a stage asks it to refuse to overlap another. On Kafka a group
+	// of another scenario whose name reads as one of s's ("cascade-a-model-chips" is stage
+	// model-chips of a and stage chips of a-model) is listed too.
+	Consumers(ctx context.Context, s string) ([]string, error)
+	// TakeOver hands the inputs of the stage consumers old of scenario s to stage st, whose
+	// consumer it creates positioned at P, the end of what the broker held when it was
+	// called (NATS: the stream's last sequence; Kafka: the end offsets of st's topics,
+	// committed for st's group); then, one by one in the order given (top to bottom), it
+	// waits until each of old has committed all it reads up to its bound (P for the first;
+	// for each next one the end of what the broker holds once the one before it got to its
+	// bound, so the demand derived from inputs up to P is done too), and then deletes them
+	// (Kafka deletes a group only once its members have left: it waits for their processes
+	// to stop, and logs when they may). Their processes may run meanwhile (they must, for
+	// old to get past P, unless old have no lag), and whatever they did beyond P st's
+	// consumer does again with the same ids (de-duplicated on NATS; on Kafka read once by
+	// every reader). A process of old still running then finds its consumer gone and cannot
+	// open it again beside st's. It returns ctx's error when ctx ends while it waits (st's
+	// consumer then exists and old are left: calling it again finishes the take-over); on
+	// NATS a consumer of st that no take-over created is an error matching ErrConflict.
+	TakeOver(ctx context.Context, s string, st event.Stage, old []string) error
+	// RemoveConsumer deletes scenario s's durable consumer (NATS) or consumer group (Kafka)
+	// name and what it committed; removing one that does not exist is not an error.
+	RemoveConsumer(ctx context.Context, s, name string) error
 	// Feed opens an ordered read of the subjects o.Selector selects, without a consumer group
 	// and without commits; an invalid selection is an error matching event.ErrInvalid. On
 	// NATS order is the stream's; on Kafka it holds within a partition.
@@ -414,6 +456,58 @@ type Broker interface {
 	// Close releases the connection (on Kafka after committing what consumers recorded).
 	Close() error
 }
+
+// Publication is one PublishAsync on its way.
+type Publication interface {
+	// Done is closed once the broker has answered for every message (or the publish failed
+	// or its ctx ended).
+	Done() <-chan struct{}
+	// Err, once Done is closed, is nil when every message was stored and acknowledged, else
+	// the failure as Publish reports it (some messages may have been stored).
+	Err() error
+}
+
+// Wait waits for p and returns its Err, or ctx's error when ctx ends first.
+func Wait(ctx context.Context, p Publication) error {
+	select {
+	case <-p.Done():
+		return p.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Settled is a Publication already answered with err: what a PublishAsync that failed
+// before sending anything returns.
+func Settled(err error) Publication {
+	p := NewPending()
+	p.Settle(err)
+	return p
+}
+
+// Pending is a Publication an adapter settles once: NewPending, then Settle.
+type Pending struct {
+	once sync.Once
+	done chan struct{}
+	err  error
+}
+
+// NewPending returns an unsettled Publication.
+func NewPending() *Pending { return &Pending{done: make(chan struct{})} }
+
+// Settle records err and closes Done; only the first call counts.
+func (p *Pending) Settle(err error) {
+	p.once.Do(func() {
+		p.err = err
+		close(p.done)
+	})
+}
+
+// Done is closed by Settle.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Err is what Settle recorded.
+func (p *Pending) Err() error { return p.err }
 
 // Getter is implemented by brokers that can fetch one stored message by its cursor.
 type Getter interface {
@@ -478,4 +572,22 @@ func Pump(ctx context.Context, f Feed, buf int) (next <-chan Next, done <-chan s
 		}
 	}()
 	return ch, fin
+}
+
+// Until polls done every 50ms until it reports true or fails, or ctx ends (ctx's error): an
+// adapter's wait for the broker to reach a state it cannot be told of.
+func Until(ctx context.Context, done func() (bool, error)) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := done()
+		if ok || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -356,7 +356,7 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Served: the five layer consumers and the indexer's ordered consumer are open.
+	// Served: the chain's consumer and the indexer's ordered consumer are open.
 	conformance.Eventually(t, 20*time.Second, "run serving scenario doomed", func() error {
 		st, err := js.Stream(t.Context(), event.StreamName("doomed"))
 		if err != nil {
@@ -366,7 +366,7 @@ func TestRunStopsAfterItsScenarioIsRemoved(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if want := len(event.ConsumerLayers) + 1; info.State.Consumers < want {
+		if want := 2; info.State.Consumers < want {
 			return fmt.Errorf("%d of %d consumers open", info.State.Consumers, want)
 		}
 		return nil

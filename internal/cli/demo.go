@@ -83,7 +83,7 @@ func (a *app) demoCmd() *cobra.Command {
 			var wg sync.WaitGroup
 			s.indexDir = filepath.Join(dir, "index")
 			wg.Go(func() {
-				if err := a.serve(run, b, event.ConsumerLayers, s); err != nil {
+				if err := a.serve(run, b, []event.Stage{event.Chain}, s); err != nil {
 					a.log.Error().Err(err).Msg("pipeline stopped")
 				}
 			})

@@ -32,6 +32,9 @@ type serveFlags struct {
 	coefficients string
 	batch        int
 	poll         time.Duration
+	stages       string // run: chained or per-layer
+	maxInflight  int
+	takeOver     bool
 
 	httpListen string
 	apiToken   string
@@ -69,6 +72,8 @@ func (s *serveFlags) add(cmd *cobra.Command, embeds bool) {
 	}
 	f.IntVar(&s.batch, "batch", 256, "events per consumer batch")
 	f.StringVar(&s.memLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of this process, embedded broker included, e.g. 384MiB or 1GiB (Go's GOMEMLIMIT, which is used instead when set and this flag is not given; 0 or off: none)")
+	f.BoolVar(&s.takeOver, "take-over", false, "start a stage that overlaps other stages' consumers (switching between chained and per-layer) where the broker stands, while their processes still run, and remove them once they have committed everything up to there")
+	f.IntVar(&s.maxInflight, "max-inflight", 4096, "published messages per stage awaiting the broker's ack while the stage goes on fetching and deriving")
 	f.DurationVar(&s.poll, "scenario-poll", 2*time.Second, "how often new scenarios are looked for")
 }
 
@@ -85,6 +90,12 @@ func (a *app) runCmd() *cobra.Command {
 			coef, err := loadCoefficients(s.coefficients)
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
+			}
+			if _, err := consumers.ParseStages(s.stages); err != nil {
+				return usageError("%v", err)
+			}
+			if err := s.check(); err != nil {
+				return err
 			}
 			if err := s.checkHTTP(cmd); err != nil {
 				return err
@@ -112,14 +123,24 @@ func (a *app) runCmd() *cobra.Command {
 			if s.indexDir == "" {
 				s.indexDir = filepath.Join(s.dataDir, "index")
 			}
-			return a.serve(ctx, b, event.ConsumerLayers, s)
+			mode, _ := consumers.ParseStages(s.stages) // checked before the broker started
+			return a.serve(ctx, b, consumers.Group(event.ConsumerLayers, mode), s)
 		},
 	}
 	s.add(cmd, true)
 	s.addHTTP(cmd)
 	cmd.Flags().StringVar(&s.indexDir, "index-dir", "", "where the view (totals, series, trace index) is kept (default: <data-dir>/index)")
+	cmd.Flags().StringVar(&s.stages, "stages", string(consumers.Chained), "chained: all five layers in one stage (consumer cascade-<s>-application-energy); per-layer: one stage per layer (cascade-<s>-<layer>)")
 	cmd.Flags().StringVar(&s.coefficients, "coefficients", "", "coefficient file for scenario base (default: the embedded defaults)")
 	return cmd
+}
+
+// check refuses a window that is not positive.
+func (s *serveFlags) check() error {
+	if s.maxInflight <= 0 {
+		return usageError("--max-inflight %d: must be positive", s.maxInflight)
+	}
+	return nil
 }
 
 // checkHTTP refuses, before anything starts, a blank --api-token, an HTTP address reachable
@@ -171,14 +192,14 @@ func (s *serveFlags) httpOptions(reg prometheus.Gatherer, ready func() error) ht
 	return o
 }
 
-// serve runs layers for every registered scenario, and the HTTP API when it has an address,
+// serve runs stages for every registered scenario, and the HTTP API when it has an address,
 // until ctx ends; then it drains.
-func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, s serveFlags) error {
+func (a *app) serve(ctx context.Context, b broker.Broker, stages []event.Stage, s serveFlags) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	metrics.RegisterBuildInfo(reg, Version)
-	ro := consumers.Options{Batch: s.batch, Metrics: m}
+	ro := consumers.Options{Batch: s.batch, MaxInflight: s.maxInflight, TakeOver: s.takeOver, Metrics: m}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// One reader per served scenario keeps its view: totals, series and snapshots, the trace
@@ -228,25 +249,60 @@ func (a *app) serve(ctx context.Context, b broker.Broker, layers []event.Layer, 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	a.log.Info().Int("layers", len(layers)).Msg("serving; Ctrl-C drains and stops")
-	err := r.Serve(ctx, layers, s.poll)
+	names := make([]string, len(stages))
+	for i, st := range stages {
+		names[i] = st.String()
+	}
+	a.log.Info().Strs("stages", names).Msg("serving; Ctrl-C drains and stops")
+	err := r.ServeStages(ctx, stages, s.poll)
 	a.log.Info().Msg("drained; stopped")
 	return err
 }
 
 func (a *app) consumeCmd() *cobra.Command {
 	var s serveFlags
-	var layer string
+	var layer, layers string
+	var remove []string
 	cmd := &cobra.Command{
-		Use:   "consume --layer LAYER",
-		Short: "Run one layer for every scenario; several processes of one layer share its work",
+		Use:   "consume --layer LAYER | --layers FIRST-LAST | --remove CONSUMER",
+		Short: "Run one layer, or a range of layers as one stage, for every scenario; several processes of one stage share its work",
+		Long: `Runs one stage for every scenario: --layer L the one-layer stage (consumer cascade-<s>-L),
+--layers FIRST-LAST the layers FIRST to LAST chained in one consumer (cascade-<s>-FIRST-LAST),
+which reads the signals of its layers and the demand placed on FIRST and derives the rest in
+memory. Stages must tile the layers: one that shares a layer with a consumer the broker holds
+(running or left by an earlier run) refuses to start and names it. --remove deletes such a
+consumer of --scenario (stop its processes first; what it had not committed is lost to it).`,
 		Example: `  cascade consume --layer chips
-  CASCADE_NATS_URL=nats://10.0.0.5:4222 cascade consume --layer energy`,
+  cascade consume --layers model-chips
+  CASCADE_NATS_URL=nats://10.0.0.5:4222 cascade consume --layer energy
+  cascade consume --remove cascade-base-chips --remove cascade-base-energy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := event.ParseLayer(layer)
-			if err != nil || !slices.Contains(event.ConsumerLayers, l) {
-				return usageError("--layer %q: want %s", layer, event.JoinLayers(event.ConsumerLayers, "or"))
+			given := 0
+			for _, f := range []string{"layer", "layers", "remove"} {
+				if changed(cmd, f) {
+					given++
+				}
+			}
+			if given != 1 {
+				return usageError("give one of --layer, --layers and --remove")
+			}
+			var st event.Stage
+			switch {
+			case layer != "":
+				l, err := event.ParseLayer(layer)
+				if err != nil || !slices.Contains(event.ConsumerLayers, l) {
+					return usageError("--layer %q: want %s", layer, event.JoinLayers(event.ConsumerLayers, "or"))
+				}
+				st = event.LayerStage(l)
+			case layers != "":
+				var err error
+				if st, err = event.ParseStage(layers); err != nil {
+					return usageError("--layers: %v", err)
+				}
+			}
+			if err := s.check(); err != nil {
+				return err
 			}
 			if err := s.applyMemoryLimit(cmd, a.Getenv); err != nil {
 				return err
@@ -256,13 +312,31 @@ func (a *app) consumeCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			return a.serve(cmd.Context(), b, []event.Layer{l}, s)
+			if len(remove) > 0 {
+				return a.removeConsumers(cmd.Context(), b, remove)
+			}
+			return a.serve(cmd.Context(), b, []event.Stage{st}, s)
 		},
 	}
 	s.add(cmd, false)
-	cmd.Flags().StringVar(&layer, "layer", "", "layer to run: "+event.JoinLayers(event.ConsumerLayers, "or")+" (required)")
-	_ = cmd.MarkFlagRequired("layer")
+	cmd.Flags().StringVar(&layer, "layer", "", "layer to run: "+event.JoinLayers(event.ConsumerLayers, "or"))
+	cmd.Flags().StringVar(&layers, "layers", "", "range of layers to run as one stage, FIRST-LAST top to bottom (model-chips)")
+	cmd.Flags().StringArrayVar(&remove, "remove", nil, "delete this consumer of --scenario (repeatable) and exit")
 	return cmd
+}
+
+// removeConsumers deletes the named stage consumers of the --scenario.
+func (a *app) removeConsumers(ctx context.Context, b broker.Broker, names []string) error {
+	for _, n := range names {
+		if _, ok := event.StageOfConsumer(a.g.scenario, n); !ok {
+			return usageError("--remove %q is not a stage consumer of scenario %s (cascade-%s-<layer> or cascade-%s-<first>-<last>)", n, a.g.scenario, a.g.scenario, a.g.scenario)
+		}
+		if err := b.RemoveConsumer(ctx, a.g.scenario, n); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.Stdout, "removed %s\n", n)
+	}
+	return nil
 }
 
 // view opens run's view in dir when the broker can fetch a message by its position (both

@@ -84,7 +84,7 @@ func (a *app) scenarioCmd() *cobra.Command {
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:     "show NAME",
-		Short:   "Print a scenario's binding, each layer's lag (unacknowledged events) and its coefficients as JSON",
+		Short:   "Print a scenario's binding, each stage's lag (unacknowledged events, by stage: a layer or first-last) and its coefficients as JSON",
 		Example: "  cascade scenario show base",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -94,11 +94,14 @@ func (a *app) scenarioCmd() *cobra.Command {
 					return err
 				}
 				lag := map[string]any{}
-				for _, l := range event.ConsumerLayers {
-					if n, err := b.Lag(cmd.Context(), s.Scenario, l); err == nil {
-						lag[string(l)] = n
-					} else {
-						lag[string(l)] = "no consumer yet"
+				names, err := b.Consumers(cmd.Context(), s.Scenario)
+				if err != nil {
+					return err
+				}
+				for _, n := range names {
+					st, _ := event.StageOfConsumer(s.Scenario, n)
+					if n, err := b.StageLag(cmd.Context(), s.Scenario, st); err == nil {
+						lag[st.String()] = n
 					}
 				}
 				return writeJSON(a.Stdout, map[string]any{

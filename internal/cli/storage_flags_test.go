@@ -111,7 +111,7 @@ func TestRunsStorageSettingsSurviveClients(t *testing.T) {
 	})
 	url := "nats://127.0.0.1:" + port
 	env := map[string]string{"CASCADE_NATS_URL": url}
-	consumer := event.ConsumerName("base", event.Chips)
+	consumer := event.Chain.ConsumerName("base")
 	var js jetstream.JetStream
 	conformance.Eventually(t, 20*time.Second, "run to serve base", func() error {
 		if code, _, stderr := run(t.Context(), "", env, "scenario", "show", "base"); code != 0 {
@@ -142,7 +142,7 @@ func TestRunsStorageSettingsSurviveClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := c.CachedInfo().Config.AckWait; got != 3*time.Second {
-		t.Fatalf("layer chips has ack wait %s, want run's 3s", got)
+		t.Fatalf("the chain has ack wait %s, want run's 3s", got)
 	}
 	if code, out, _ := run(t.Context(), "", env, "scenario", "show", "base"); code != 0 || !strings.Contains(out, `"dedup_window": "10s"`) {
 		t.Fatalf("scenario show base: exit %d without run's config:\n%s", code, out)

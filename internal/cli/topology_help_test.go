@@ -17,7 +17,7 @@ func TestHelpListsLayersOfTopology(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"consume", "--help"}, 0, "layer to run: " + consumers + " (required)"},
+		{[]string{"consume", "--help"}, 0, "layer to run: " + consumers},
 		{[]string{"consume", "--layer", "grid"}, 2, "want " + consumers},
 		{[]string{"subscribe", "--help"}, 0, "demand feed of a layer (" + feeds + ")"},
 		{[]string{"subscribe", "application"}, 2, "feeds are " + event.JoinLayers(event.FeedLayers, "and")},

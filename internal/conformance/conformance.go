@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 )
@@ -40,6 +41,9 @@ type Harness struct {
 	// scenarios it owns (NATS uses it; on Kafka it is the harness's session timeout); the
 	// crash and commit tests wait for it.
 	AckWait time.Duration
+	// Stages is how the suite's pipelines group their layers; Run sets it to run the tests
+	// of the whole pipeline once per layer (consumers.PerLayer) and once chained.
+	Stages consumers.Stages
 }
 
 // Run runs every conformance test against h.
@@ -64,6 +68,21 @@ func Run(t *testing.T, h Harness) {
 	t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, h) })
 	t.Run("ViewTotals", func(t *testing.T) { t.Parallel(); testViewTotals(t, h) })
 	t.Run("ViewSnapshotFeed", func(t *testing.T) { t.Parallel(); testViewSnapshotFeed(t, h) })
+	t.Run("Stages", func(t *testing.T) { t.Parallel(); testStages(t, h) })
+	t.Run("StageOverlap", func(t *testing.T) { t.Parallel(); testStageOverlap(t, h) })
+	t.Run("ChainedCrash", func(t *testing.T) { t.Parallel(); testChainedCrash(t, h) })
+	t.Run("TakeOver", func(t *testing.T) { t.Parallel(); testTakeOver(t, h) })
+	t.Run("Chained", func(t *testing.T) {
+		t.Parallel()
+		c := h
+		c.Stages = consumers.Chained
+		t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, c) })
+		t.Run("Determinism", func(t *testing.T) { t.Parallel(); testDeterminism(t, c) })
+		t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, c) })
+		t.Run("HistoryReplay", func(t *testing.T) { t.Parallel(); testHistoryReplay(t, c) })
+		t.Run("WhatIf", func(t *testing.T) { t.Parallel(); testWhatIf(t, c) })
+		t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, c) })
+	})
 }
 
 // Eventually polls cond every 20ms until it returns nil or total elapses, and then fails

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
@@ -43,6 +44,24 @@ func (d *dyingBroker) Publish(ctx context.Context, msgs []broker.Message) error 
 	return err
 }
 
+// PublishAsync dies as Publish does, once its n-th publication was acknowledged.
+func (d *dyingBroker) PublishAsync(ctx context.Context, msgs []broker.Message) broker.Publication {
+	if d.dead.Load() {
+		return broker.Settled(errKilled)
+	}
+	p, out := d.Broker.PublishAsync(ctx, msgs), broker.NewPending()
+	go func() {
+		err := broker.Wait(ctx, p)
+		if atomic.AddInt32(&d.n, -1) == 0 {
+			d.dead.Store(true)
+			d.kill()
+			err = errKilled
+		}
+		out.Settle(err)
+	}()
+	return out
+}
+
 func testCrash(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
 	b := connect(t)
@@ -59,10 +78,10 @@ func testCrash(t *testing.T, h Harness) {
 	}
 	want := expected(t, coef, s, raws)
 	// Every layer but chips runs healthy; chips runs on a connection that dies mid-stream.
-	serve(t, b, []event.Layer{event.Application, event.Model, event.Infrastructure, event.Energy})
+	serve(t, b, []event.Layer{event.Application, event.Model, event.Infrastructure, event.Energy}, consumers.PerLayer)
 	victim := connect(t)
 	dying := &dyingBroker{Broker: victim, n: 3, kill: func() { h.Kill(victim) }}
-	stopVictim := serve(t, dying, []event.Layer{event.Chips})
+	stopVictim := serve(t, dying, []event.Layer{event.Chips}, consumers.PerLayer)
 	publish(t, b, s, raws)
 	Eventually(t, 20*time.Second, "the chips layer to die", func() error {
 		if !dying.dead.Load() {
@@ -74,7 +93,7 @@ func testCrash(t *testing.T, h Harness) {
 	// A fresh chips process takes over; the inputs the dead one never committed come back
 	// (after AckWait on NATS, at its partitions' reassignment on Kafka) and it publishes
 	// their outputs, already stored, again.
-	serve(t, connect(t), []event.Layer{event.Chips})
+	serve(t, connect(t), []event.Layer{event.Chips}, consumers.PerLayer)
 	waitDemand(t, b, s, len(want))
 	Eventually(t, h.AckWait*3+5*time.Second, "redeliveries to settle", lagIs(t.Context(), b, s, event.Chips, 0))
 	// What each broker guarantees of those second publishes: with a de-dup window the broker

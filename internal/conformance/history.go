@@ -60,7 +60,7 @@ func testHistoryReplay(t *testing.T, h Harness) {
 	var sums [2]*query.Totals
 	for i := range events {
 		b := h.Fresh(t)(t)
-		startPipeline(t, b, "base", coef)
+		startPipeline(t, b, "base", coef, h.Stages)
 		events[i] = canonical(replayHistory(t, b, "base", coef))
 		var err error
 		if sums[i], err = query.SumTotals(t.Context(), b, query.TotalsOptions{Scenario: "base", ByRegion: true}); err != nil {

@@ -53,26 +53,30 @@ func publish(t *testing.T, b broker.Broker, s string, raws []string) {
 }
 
 // basePipeline starts a fresh broker running the whole pipeline on scenario base under the
-// default coefficients; it returns a connection and those coefficients.
+// default coefficients, its layers grouped as h.Stages says; it returns a connection and
+// those coefficients.
 func basePipeline(t *testing.T, h Harness) (broker.Broker, *coefficients.Loaded) {
 	t.Helper()
 	b, coef := h.Fresh(t)(t), coefficients.Default()
-	startPipeline(t, b, "base", coef)
+	startPipeline(t, b, "base", coef, h.Stages)
 	return b, coef
 }
 
-// startPipeline binds s to coef and serves all five layers until the test ends.
-func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded) {
+// startPipeline binds s to coef and serves all five layers, grouped as mode says, until the
+// test ends.
+func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded, mode consumers.Stages) {
 	t.Helper()
 	if err := consumers.BindScenario(t.Context(), b, s, coef, broker.ScenarioConfig{}); err != nil {
 		t.Fatalf("bind %s: %v", s, err)
 	}
-	serve(t, b, event.ConsumerLayers)
+	serve(t, b, event.ConsumerLayers, mode)
 }
 
-func serve(t *testing.T, b broker.Broker, layers []event.Layer) context.CancelFunc {
+// serve runs layers on b, grouped into stages as mode says, until the returned function or
+// the test's end stops them.
+func serve(t *testing.T, b broker.Broker, layers []event.Layer, mode consumers.Stages) context.CancelFunc {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := consumers.New(b, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), consumers.Options{Batch: 64, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 2 * time.Second})
+	r := consumers.New(b, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), consumers.Options{Batch: 64, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, DrainTimeout: 2 * time.Second, Stages: mode})
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Serve(ctx, layers, 200*time.Millisecond) })
 	stop := func() { cancel(); wg.Wait() }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
@@ -26,6 +27,19 @@ func (c *countingBroker) Publish(ctx context.Context, msgs []broker.Message) err
 	return err
 }
 
+// PublishAsync counts as Publish does, once the broker acknowledged.
+func (c *countingBroker) PublishAsync(ctx context.Context, msgs []broker.Message) broker.Publication {
+	p, out := c.Broker.PublishAsync(ctx, msgs), broker.NewPending()
+	go func() {
+		err := broker.Wait(ctx, p)
+		if err == nil {
+			c.n.Add(int64(len(msgs)))
+		}
+		out.Settle(err)
+	}()
+	return out
+}
+
 // Two processes running the same layer share its work, and every event is processed once.
 func testSharedLayer(t *testing.T, h Harness) {
 	connect := h.Fresh(t)
@@ -34,10 +48,10 @@ func testSharedLayer(t *testing.T, h Harness) {
 	if err := routerBind(t, b, "base", coef, broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	serve(t, b, []event.Layer{event.Application, event.Model, event.Chips, event.Energy})
+	serve(t, b, []event.Layer{event.Application, event.Model, event.Chips, event.Energy}, consumers.PerLayer)
 	workers := []*countingBroker{{Broker: connect(t)}, {Broker: connect(t)}}
 	for _, w := range workers {
-		serve(t, w, []event.Layer{event.Infrastructure})
+		serve(t, w, []event.Layer{event.Infrastructure}, consumers.PerLayer)
 	}
 	g := producers.NewGenerator(7, "shared-", signalTime, time.Minute)
 	var raws []string

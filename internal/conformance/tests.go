@@ -125,7 +125,7 @@ func testDeterminism(t *testing.T, h Harness) {
 	var runs [2][]string
 	for i := range runs {
 		b := h.Fresh(t)(t)
-		startPipeline(t, b, "base", coef)
+		startPipeline(t, b, "base", coef, h.Stages)
 		publish(t, b, "base", Signals())
 		want := expected(t, coef, "base", Signals())
 		runs[i] = canonical(waitDemand(t, b, "base", len(want)))

@@ -29,7 +29,7 @@ func testIndexedTrace(t *testing.T, h Harness) {
 		t.Fatalf("%T cannot fetch a message by position (broker.Getter)", b)
 	}
 	coef := coefficients.Default()
-	startPipeline(t, b, "base", coef)
+	startPipeline(t, b, "base", coef, h.Stages)
 	all := replayHistory(t, b, "base", coef)
 
 	dir := t.TempDir()

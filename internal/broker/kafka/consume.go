@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -56,6 +57,16 @@ type consumer struct {
 // layer's signal and demand topics, creating the topics when missing. Members of one group
 // share the partitions; a new group starts at the first offset.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
+	return b.StageConsumer(ctx, s, event.LayerStage(l))
+}
+
+// StageConsumer joins the consumer group of stage st in scenario s (Stage.ConsumerName) on
+// the stage's input topics (Stage.Topics), as Consumer does for one layer.
+func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (broker.Consumer, error) {
+	if err := st.Validate(); err != nil {
+		return nil, err
+	}
+	group := st.ConsumerName(s)
 	var cfg broker.ScenarioConfig
 	switch bd, err := b.reg.Get(ctx, s); {
 	case err == nil:
@@ -68,8 +79,8 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           b.opts.Brokers,
-		GroupID:           event.ConsumerName(s, l),
-		GroupTopics:       layerTopics(s, l),
+		GroupID:           group,
+		GroupTopics:       st.Topics(s),
 		Dialer:            b.dialer,
 		QueueCapacity:     b.opts.Prefetch,
 		MinBytes:          1,
@@ -85,11 +96,11 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 		ReadBackoffMin:    10 * time.Millisecond,
 		ReadBackoffMax:    500 * time.Millisecond,
 		ReadLagInterval:   -1,
-		Logger:            kafka.LoggerFunc(func(f string, a ...any) { b.log.Trace().Str("group", event.ConsumerName(s, l)).Msgf(f, a...) }),
-		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { b.log.Debug().Str("group", event.ConsumerName(s, l)).Msgf(f, a...) }),
+		Logger:            kafka.LoggerFunc(func(f string, a ...any) { b.log.Trace().Str("group", group).Msgf(f, a...) }),
+		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { b.log.Debug().Str("group", group).Msgf(f, a...) }),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &consumer{b: b, r: r, msgs: make(chan kafka.Message, b.opts.Prefetch), done: make(chan struct{}), life: ctx, cancel: cancel, group: event.ConsumerName(s, l), parts: map[tp]*partState{}}
+	c := &consumer{b: b, r: r, msgs: make(chan kafka.Message, b.opts.Prefetch), done: make(chan struct{}), life: ctx, cancel: cancel, group: group, parts: map[tp]*partState{}}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -99,11 +110,11 @@ func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.
 	}
 	b.consumers[c] = struct{}{}
 	b.mu.Unlock()
-	go c.fetchLoop(ctx, s, l)
+	go c.fetchLoop(ctx, s, st)
 	return c, nil
 }
 
-func (c *consumer) fetchLoop(ctx context.Context, s string, l event.Layer) {
+func (c *consumer) fetchLoop(ctx context.Context, s string, st event.Stage) {
 	defer close(c.done)
 	if d := c.b.opts.JoinDelay; d > 0 {
 		// kafka-go drops what it fetched for a generation that ended meanwhile.
@@ -120,7 +131,7 @@ func (c *consumer) fetchLoop(ctx context.Context, s string, l event.Layer) {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return
 			}
-			c.b.log.Warn().Err(err).Str("scenario", s).Str("layer", string(l)).Msg("kafka consumer fetch failed; retrying")
+			c.b.log.Warn().Err(err).Str("scenario", s).Str("stage", st.String()).Msg("kafka consumer fetch failed; retrying")
 			select {
 			case <-ctx.Done():
 				return
@@ -317,42 +328,25 @@ func (d *delivery) Deliveries() int { return 1 }
 // group committed (the first offset where it committed nothing). It reads offsets only and
 // never joins the group.
 func (b *Broker) Lag(ctx context.Context, s string, l event.Layer) (uint64, error) {
-	topics := layerTopics(s, l)
-	parts, err := b.partitions(ctx, topics)
+	return b.StageLag(ctx, s, event.LayerStage(l))
+}
+
+// StageLag is Lag over the stage's input topics and its group's offsets.
+func (b *Broker) StageLag(ctx context.Context, s string, st event.Stage) (uint64, error) {
+	parts, err := b.partitions(ctx, st.Topics(s))
 	if err != nil {
 		return 0, err
 	}
 	if len(parts) == 0 {
-		return 0, fmt.Errorf("layer %s of %s: %w", l, s, broker.ErrNotFound)
+		return 0, fmt.Errorf("stage %s of %s: %w", st, s, broker.ErrNotFound)
 	}
 	first, end, err := b.bounds(ctx, parts)
 	if err != nil {
 		return 0, err
 	}
-	req := &kafka.OffsetFetchRequest{GroupID: event.ConsumerName(s, l), Topics: map[string][]int{}}
-	for _, p := range parts {
-		req.Topics[p.topic] = append(req.Topics[p.topic], p.partition)
-	}
-	resp, err := b.client.OffsetFetch(ctx, req)
+	committed, err := b.committed(ctx, st.ConsumerName(s), parts)
 	if err != nil {
-		return 0, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, err))
-	}
-	committed := map[tp]int64{}
-	// A group that never committed (some brokers answer "group id not found") has read
-	// nothing yet.
-	if resp.Error != nil && !errors.Is(resp.Error, kafka.GroupIdNotFound) {
-		return 0, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, resp.Error))
-	}
-	for t, ps := range resp.Topics {
-		for _, p := range ps {
-			if p.Error != nil {
-				if errors.Is(p.Error, kafka.GroupIdNotFound) {
-					continue
-				}
-				return 0, wrap(fmt.Errorf("offset of %s %s/%d: %w", req.GroupID, t, p.Partition, p.Error))
-			}
-			committed[tp{t, p.Partition}] = p.CommittedOffset
-		}
+		return 0, err
 	}
 	var lag uint64
 	for _, p := range parts {
@@ -420,4 +414,172 @@ func (b *Broker) bounds(ctx context.Context, parts []tp) (first, end map[tp]int6
 		}
 	}
 	return first, end, nil
+}
+
+// Consumers lists the cluster's consumer groups named as stages of s.
+func (b *Broker) Consumers(ctx context.Context, s string) ([]string, error) {
+	resp, err := b.client.ListGroups(ctx, &kafka.ListGroupsRequest{})
+	if err == nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return nil, wrap(fmt.Errorf("list consumer groups: %w", err))
+	}
+	var out []string
+	for _, g := range resp.Groups {
+		if _, ok := event.StageOfConsumer(s, g.GroupID); ok {
+			out = append(out, g.GroupID)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// RemoveConsumer deletes the consumer group name (it must have no members).
+func (b *Broker) RemoveConsumer(ctx context.Context, _ string, name string) error {
+	resp, err := b.client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{name}})
+	if err == nil {
+		err = resp.Errors[name]
+	}
+	if err != nil && !errors.Is(err, kafka.GroupIdNotFound) {
+		return wrap(fmt.Errorf("delete consumer group %s: %w", name, err))
+	}
+	return nil
+}
+
+// TakeOver commits, for st's new group, the end offsets of st's topics; waits until each old
+// group has committed up to the end offsets its own topics had then, and deletes it.
+func (b *Broker) TakeOver(ctx context.Context, s string, st event.Stage, old []string) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	group := st.ConsumerName(s)
+	names, err := b.Consumers(ctx, s)
+	if err != nil {
+		return err
+	}
+	resumed := slices.Contains(names, group) // an earlier take-over committed its start already
+	parts, err := b.partitions(ctx, st.Topics(s))
+	if err != nil {
+		return err
+	}
+	_, end, err := b.bounds(ctx, parts)
+	if err != nil {
+		return err
+	}
+	if !resumed {
+		if err := b.commitStart(ctx, group, parts, end); err != nil {
+			return err
+		}
+	}
+	for _, n := range old {
+		o, ok := event.StageOfConsumer(s, n)
+		if !ok {
+			return fmt.Errorf("%w: %q is not a stage consumer of %s", event.ErrInvalid, n, s)
+		}
+		// Its bound: the end of its topics now, after those above it were retired.
+		ops, err := b.partitions(ctx, o.Topics(s))
+		if err != nil {
+			return err
+		}
+		_, oend, err := b.bounds(ctx, ops)
+		if err != nil {
+			return err
+		}
+		err = broker.Until(ctx, func() (bool, error) {
+			first, _, err := b.bounds(ctx, ops)
+			if err != nil {
+				return false, err
+			}
+			committed, err := b.committed(ctx, n, ops)
+			if err != nil {
+				return false, err
+			}
+			for _, p := range ops {
+				at := first[p]
+				if c, ok := committed[p]; ok && c >= 0 {
+					at = max(c, at)
+				}
+				if at < oend[p] {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	b.log.Info().Str("scenario", s).Strs("groups", old).Msg("take-over: the groups replaced have committed their part; stop their processes for them to be deleted")
+	for _, n := range old {
+		// Kafka deletes a group only once its members have left: their processes stop.
+		err := broker.Until(ctx, func() (bool, error) {
+			err := b.RemoveConsumer(ctx, s, n)
+			return err == nil, ignoreNonEmpty(err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ignoreNonEmpty is err unless it is Kafka's refusal to delete a group with members.
+func ignoreNonEmpty(err error) error {
+	if errors.Is(err, kafka.NonEmptyGroup) {
+		return nil
+	}
+	return err
+}
+
+// commitStart commits offsets at for a group that has no member (an admin commit: no
+// generation), where it starts when it first joins.
+func (b *Broker) commitStart(ctx context.Context, group string, parts []tp, at map[tp]int64) error {
+	req := &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{}}
+	for _, p := range parts {
+		req.Topics[p.topic] = append(req.Topics[p.topic], kafka.OffsetCommit{Partition: p.partition, Offset: at[p]})
+	}
+	resp, err := b.client.OffsetCommit(ctx, req)
+	if err != nil {
+		return wrap(fmt.Errorf("commit the start of %s: %w", group, err))
+	}
+	for t, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return wrap(fmt.Errorf("commit the start of %s on %s/%d: %w", group, t, p.Partition, p.Error))
+			}
+		}
+	}
+	return nil
+}
+
+// committed reads the offsets group committed on parts; a partition it never committed on is
+// absent.
+func (b *Broker) committed(ctx context.Context, group string, parts []tp) (map[tp]int64, error) {
+	req := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
+	for _, p := range parts {
+		req.Topics[p.topic] = append(req.Topics[p.topic], p.partition)
+	}
+	resp, err := b.client.OffsetFetch(ctx, req)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, err))
+	}
+	committed := map[tp]int64{}
+	// A group that never committed (some brokers answer "group id not found") has read
+	// nothing yet.
+	if resp.Error != nil && !errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return nil, wrap(fmt.Errorf("offsets of %s: %w", req.GroupID, resp.Error))
+	}
+	for t, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				if errors.Is(p.Error, kafka.GroupIdNotFound) {
+					continue
+				}
+				return nil, wrap(fmt.Errorf("offset of %s %s/%d: %w", req.GroupID, t, p.Partition, p.Error))
+			}
+			committed[tp{t, p.Partition}] = p.CommittedOffset
+		}
+	}
+	return committed, nil
 }

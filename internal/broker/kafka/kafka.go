@@ -277,16 +277,6 @@ func scenarioTopics(s string) []string {
 	return out
 }
 
-// layerTopics are the topics layer l's consumer reads in scenario s: its signal topic and,
-// below the application layer, its demand topic.
-func layerTopics(s string, l event.Layer) []string {
-	out := []string{event.Subject{Scenario: s, Kind: event.KindSignal, Layer: l}.Topic()}
-	if l.DemandType() != "" {
-		out = append(out, event.Subject{Scenario: s, Kind: event.KindDemand, Layer: l}.Topic())
-	}
-	return out
-}
-
 // replication is want, or min(3, brokers in the cluster) when want is 0.
 func replication(md *kafka.MetadataResponse, want int) int {
 	if want > 0 {
@@ -448,18 +438,39 @@ func (b *Broker) DeleteScenario(ctx context.Context, s string) error {
 // acknowledged. Kafka keeps no de-duplication window: a message published twice is stored
 // twice (see the package comment).
 func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
+	kms, err := b.records(msgs)
+	if err != nil || len(kms) == 0 {
+		return err
+	}
+	return b.write(ctx, kms)
+}
+
+// PublishAsync writes msgs as Publish does on a goroutine of its own; the writer batches
+// what concurrent publications hand it (Options.BatchSize, BatchTimeout).
+func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker.Publication {
+	kms, err := b.records(msgs)
+	if err != nil || len(kms) == 0 {
+		return broker.Settled(err)
+	}
+	p := broker.NewPending()
+	go func() { p.Settle(b.write(ctx, kms)) }()
+	return p
+}
+
+// records are msgs as Kafka records; an unroutable subject is an error.
+func (b *Broker) records(msgs []broker.Message) ([]kafka.Message, error) {
 	if len(msgs) == 0 {
-		return nil
+		return nil, nil
 	}
 	if b.isClosed() {
-		return broker.ErrClosed
+		return nil, broker.ErrClosed
 	}
 	kms := make([]kafka.Message, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
 		topic, err := topicOf(m.Subject)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		km := kafka.Message{Topic: topic, Value: m.Data}
 		if m.Key != "" {
@@ -482,6 +493,11 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 		}
 		kms[i] = km
 	}
+	return kms, nil
+}
+
+// write writes records and returns once all are acknowledged.
+func (b *Broker) write(ctx context.Context, kms []kafka.Message) error {
 	if err := b.w.WriteMessages(ctx, kms...); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -25,23 +26,46 @@ type consumer struct {
 	once sync.Once
 }
 
+// publishAsyncMaxPending bounds the connection's unacknowledged async publishes; the
+// callers' own windows (consumers.Options.MaxInflight) keep well below it.
+const publishAsyncMaxPending = 1 << 16
+
+// publishAsyncTimeout fails an async publish whose PubAck has not come (the server may drop a
+// publish it cannot take in, without answering) with jetstream.ErrAsyncPublishTimeout, a
+// transient error the router publishes again after; without it the publication would wait for
+// ever and its inputs come again only after the ack wait.
+const publishAsyncTimeout = 5 * time.Second
+
 // Consumer creates or updates the durable pull consumer of layer l in scenario s.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
+	return b.StageConsumer(ctx, s, event.LayerStage(l))
+}
+
+// StageConsumer creates or updates the durable pull consumer of stage st in scenario s.
+func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (broker.Consumer, error) {
+	if err := st.Validate(); err != nil {
+		return nil, err
+	}
 	cfg, err := b.scenarioConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	name := event.ConsumerName(s, l)
-	c, err := b.js.CreateOrUpdateConsumer(ctx, event.StreamName(s), jetstream.ConsumerConfig{
+	name := st.ConsumerName(s)
+	ccfg := jetstream.ConsumerConfig{
 		Durable:        name,
-		Description:    "cascade layer " + string(l) + " of scenario " + s,
-		FilterSubjects: event.InputSubjects(s, l),
+		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
+		FilterSubjects: st.FilterSubjects(s),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        cfg.AckWait,
 		MaxAckPending:  b.opts.MaxAckPending,
 		MaxDeliver:     -1,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	}
+	// A consumer made by TakeOver keeps the start it was given (the server refuses to change it).
+	if have, err := b.js.Consumer(ctx, event.StreamName(s), name); err == nil {
+		ccfg.DeliverPolicy, ccfg.OptStartSeq = have.CachedInfo().Config.DeliverPolicy, have.CachedInfo().Config.OptStartSeq
+	}
+	c, err := b.js.CreateOrUpdateConsumer(ctx, event.StreamName(s), ccfg)
 	if err != nil {
 		return nil, wrap(fmt.Errorf("consumer %s: %w", name, err))
 	}
@@ -90,17 +114,62 @@ func (c *consumer) Commit(_ context.Context, ds []broker.Delivery) error {
 	return nil
 }
 
+func stageDescription(st event.Stage) string {
+	if st.First == st.Last {
+		return "layer " + string(st.First)
+	}
+	return "stage " + st.String()
+}
+
 // Lag reads the durable consumer's info.
 func (b *Broker) Lag(ctx context.Context, s string, l event.Layer) (uint64, error) {
-	c, err := b.js.Consumer(ctx, event.StreamName(s), event.ConsumerName(s, l))
+	return b.StageLag(ctx, s, event.LayerStage(l))
+}
+
+// StageLag reads the stage's durable consumer's info.
+func (b *Broker) StageLag(ctx context.Context, s string, st event.Stage) (uint64, error) {
+	name := st.ConsumerName(s)
+	c, err := b.js.Consumer(ctx, event.StreamName(s), name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return 0, fmt.Errorf("layer %s of %s: %w", l, s, broker.ErrNotFound)
+			return 0, fmt.Errorf("stage %s of %s: %w", st, s, broker.ErrNotFound)
 		}
-		return 0, wrap(fmt.Errorf("consumer %s: %w", event.ConsumerName(s, l), err))
+		return 0, wrap(fmt.Errorf("consumer %s: %w", name, err))
 	}
 	info := c.CachedInfo()
 	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// Consumers lists the stream's durable consumers named as stages of s.
+func (b *Broker) Consumers(ctx context.Context, s string) ([]string, error) {
+	st, err := b.js.Stream(ctx, event.StreamName(s))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, nil
+		}
+		return nil, wrap(fmt.Errorf("stream %s: %w", event.StreamName(s), err))
+	}
+	names := st.ConsumerNames(ctx)
+	var out []string
+	for n := range names.Name() {
+		if _, ok := event.StageOfConsumer(s, n); ok {
+			out = append(out, n)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, wrap(fmt.Errorf("consumers of %s: %w", event.StreamName(s), err))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// RemoveConsumer deletes the durable consumer name of s's stream.
+func (b *Broker) RemoveConsumer(ctx context.Context, s, name string) error {
+	err := b.js.DeleteConsumer(ctx, event.StreamName(s), name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return wrap(fmt.Errorf("delete consumer %s: %w", name, err))
+	}
+	return nil
 }
 
 // Close stops the subscription and hands back, for prompt redelivery, whatever was buffered
@@ -230,6 +299,107 @@ func (f *feed) Close() error {
 	err := f.js.DeleteConsumer(ctx, f.stream, info.Name)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return wrap(fmt.Errorf("feed on %s: deleting its consumer: %w", f.stream, err))
+	}
+	return nil
+}
+
+// TakeOver creates st's durable consumer delivering from after the stream's last sequence,
+// waits until each old consumer's ack floor has reached it (or it has nothing pending), then
+// deletes them.
+func (b *Broker) TakeOver(ctx context.Context, s string, st event.Stage, old []string) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	cfg, err := b.scenarioConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	name := st.ConsumerName(s)
+	last, resumed, err := b.takenOverAt(ctx, s, name)
+	if err != nil || resumed {
+		if err == nil {
+			err = b.retire(ctx, s, old, last)
+		}
+		return err
+	}
+	_, err = b.js.CreateConsumer(ctx, event.StreamName(s), jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
+		FilterSubjects: st.FilterSubjects(s),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxAckPending:  b.opts.MaxAckPending,
+		MaxDeliver:     -1,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    last + 1,
+	})
+	if err != nil {
+		return wrap(fmt.Errorf("consumer %s: %w", name, err))
+	}
+	return b.retire(ctx, s, old, last)
+}
+
+// takenOverAt is the position P of a take-over by consumer name: the stream's last sequence
+// when name does not exist yet, the one a take-over started it after when it does (resumed);
+// an error matching broker.ErrConflict for a consumer that no take-over created.
+func (b *Broker) takenOverAt(ctx context.Context, s, name string) (last uint64, resumed bool, err error) {
+	if c, err := b.js.Consumer(ctx, event.StreamName(s), name); err == nil {
+		if cfg := c.CachedInfo().Config; cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && cfg.OptStartSeq > 0 {
+			return cfg.OptStartSeq - 1, true, nil
+		}
+		return 0, false, fmt.Errorf("%w: consumer %s of %s exists already; nothing to take over", broker.ErrConflict, name, s)
+	}
+	info, err := b.streamInfo(ctx, s)
+	if err != nil {
+		return 0, false, err
+	}
+	return info.State.LastSeq, false, nil
+}
+
+// streamInfo is the current state of s's stream.
+func (b *Broker) streamInfo(ctx context.Context, s string) (*jetstream.StreamInfo, error) {
+	stream, err := b.js.Stream(ctx, event.StreamName(s))
+	if err != nil {
+		return nil, wrap(fmt.Errorf("stream %s: %w", event.StreamName(s), err))
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("stream %s: %w", event.StreamName(s), err))
+	}
+	return info, nil
+}
+
+// retire waits until each of the consumers old in turn has acknowledged everything up to its
+// bound (the stream sequence last for the first; for each next one the stream's last
+// sequence once the one before it got there) or has nothing pending, then deletes them.
+func (b *Broker) retire(ctx context.Context, s string, old []string, last uint64) error {
+	for _, n := range old {
+		err := broker.Until(ctx, func() (bool, error) {
+			c, err := b.js.Consumer(ctx, event.StreamName(s), n)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return true, nil
+			}
+			if err != nil {
+				return false, wrap(fmt.Errorf("consumer %s: %w", n, err))
+			}
+			ci := c.CachedInfo()
+			return ci.AckFloor.Stream >= last || (ci.NumPending == 0 && ci.NumAckPending == 0), nil
+		})
+		if err != nil {
+			return err
+		}
+		// The next one's bound: what the stream holds now, the demand derived from what
+		// this one committed included.
+		info, err := b.streamInfo(ctx, s)
+		if err != nil {
+			return err
+		}
+		last = info.State.LastSeq
+	}
+	for _, n := range old {
+		if err := b.RemoveConsumer(ctx, s, n); err != nil {
+			return err
+		}
 	}
 	return nil
 }

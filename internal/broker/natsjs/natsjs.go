@@ -40,7 +40,11 @@ type Options struct {
 	// InProcess, if set, connects to this embedded server without a socket.
 	InProcess nats.InProcessConnProvider
 
-	MaxAckPending int           // unacknowledged messages per consumer; default 1024
+	// MaxAckPending caps the unacknowledged messages per consumer; default 8192, above a
+	// stage's default window (consumers.Options.MaxInflight 4096) plus a batch: a consumer
+	// at its cap stalls pull delivery (until the pull request expires, ~30s), so the stage's
+	// window must bind first.
+	MaxAckPending int
 	Prefetch      int           // messages buffered per consumer; default 256
 	ConnectWait   time.Duration // how long to wait for the server at start; default 5s
 }
@@ -56,7 +60,7 @@ func (o *Options) defaults() error {
 		o.Name = "cascade"
 	}
 	if o.MaxAckPending == 0 {
-		o.MaxAckPending = 1024
+		o.MaxAckPending = 8192
 	}
 	if o.Prefetch == 0 {
 		o.Prefetch = 256
@@ -149,7 +153,7 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, url, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishAsyncMaxPending), jetstream.WithPublishAsyncTimeout(publishAsyncTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -285,6 +289,12 @@ func (b *Broker) DeleteScenario(ctx context.Context, s string) error {
 
 // Publish sends every message asynchronously, then waits for each acknowledgement.
 func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
+	return broker.Wait(ctx, b.PublishAsync(ctx, msgs))
+}
+
+// PublishAsync hands every message to the connection (PublishMsgAsync) and settles once the
+// stream has acknowledged each one, or at the first refusal.
+func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker.Publication {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
@@ -300,22 +310,32 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 		f, err := b.js.PublishMsgAsync(nm, opts...)
 		if err != nil {
 			if b.nc.IsClosed() { // nats.go reports it without wrapping nats.ErrConnectionClosed
-				return fmt.Errorf("publish %s: %w: %w", m.Subject, broker.ErrClosed, err)
+				return broker.Settled(fmt.Errorf("publish %s: %w: %w", m.Subject, broker.ErrClosed, err))
 			}
-			return wrap(fmt.Errorf("publish %s: %w", m.Subject, err))
+			return broker.Settled(wrap(fmt.Errorf("publish %s: %w", m.Subject, err)))
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return wrap(fmt.Errorf("publish %s: %w", f.Msg().Subject, err))
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	p := broker.NewPending()
+	if len(futures) == 0 {
+		p.Settle(nil)
+		return p
 	}
-	return nil
+	go func() {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				p.Settle(wrap(fmt.Errorf("publish %s: %w", f.Msg().Subject, err)))
+				return
+			case <-ctx.Done():
+				p.Settle(ctx.Err())
+				return
+			}
+		}
+		p.Settle(nil)
+	}()
+	return p
 }
 
 // wrap classifies an error of nats.go for the port: what may pass (no responders,
