@@ -15,6 +15,7 @@ import (
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/tree"
 )
 
 // gatedBroker holds back the answer of every PublishAsync until the test opens the gate, and
@@ -72,7 +73,8 @@ func TestPipelinedPublishingCommitsOnlyAcknowledgedInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := &gatedBroker{Broker: b, open: make(chan struct{})}
-	const window = 16 // messages; one input's tree through the chain is 8
+	per := treeSize(t, coef, msgs[0]) // messages one input's tree through the chain publishes
+	window := 2 * per
 	r := consumers.New(g, zerolog.Nop(), consumers.Options{Batch: 1, MaxInflight: window})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -100,7 +102,7 @@ func TestPipelinedPublishingCommitsOnlyAcknowledgedInputs(t *testing.T) {
 		t.Fatalf("inputs committed up to %d before any output was acknowledged (%v)", ack, err)
 	}
 	calls, most := g.stats()
-	if calls > window/8+1 || most > window {
+	if calls > window/per+1 || most > window {
 		t.Errorf("%d publications, %d messages awaiting answers at most: over the window of %d", calls, most, window)
 	}
 	close(g.open)
@@ -117,4 +119,26 @@ func TestPipelinedPublishingCommitsOnlyAcknowledgedInputs(t *testing.T) {
 	if _, most := g.stats(); most > window {
 		t.Errorf("%d messages awaiting answers at most, window %d", most, window)
 	}
+}
+
+// treeSize is the number of events the chain derives from msg with coef.
+func treeSize(t *testing.T, coef *coefficients.Loaded, msg broker.Message) int {
+	t.Helper()
+	ev, p, err := event.Decode(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := tree.Expand(t.Context(), coef, ev, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count func(n *tree.Node) int
+	count = func(n *tree.Node) int {
+		c := len(n.Children)
+		for _, k := range n.Children {
+			c += count(k)
+		}
+		return c
+	}
+	return count(root)
 }

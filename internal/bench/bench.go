@@ -36,18 +36,11 @@ const (
 	PipelineScenario = "pipe"
 )
 
-// StagesPerLayer runs one stage (one durable consumer) per layer, the only topology this
-// build's consumers run; Config.Stages names it.
-const StagesPerLayer = "per-layer"
-
-// Stages lists the values Config.Stages may take.
-var Stages = []string{StagesPerLayer}
-
 // Config says what to measure.
 type Config struct {
 	Signals int                   // generated signals pushed through the pipeline at its maximum rate
 	Batch   int                   // consumer batch size (consumers.Options.Batch)
-	Stages  string                // how the layers are grouped into consumers, one of Stages; "" is StagesPerLayer
+	Stages  consumers.Stages      // how the layers are grouped into consumers; "" is consumers.Chained, as run does
 	Rate    float64               // signals/s offered in the paced latency phase; 0: no paced phase
 	Paced   int                   // signals of the paced phase; 0: five seconds' worth at Rate
 	Storage broker.ScenarioConfig // storage settings of both scenarios
@@ -138,10 +131,10 @@ type signal struct {
 // PipelineScenario.
 func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 	if c.Stages == "" {
-		c.Stages = StagesPerLayer
+		c.Stages = consumers.Chained
 	}
-	if !slices.Contains(Stages, c.Stages) {
-		return Report{}, fmt.Errorf("stages %q: want one of %v (chained stages are not in this build)", c.Stages, Stages)
+	if _, err := consumers.ParseStages(string(c.Stages)); err != nil {
+		return Report{}, err
 	}
 	if c.Signals <= 0 || c.Rate < 0 || c.Paced < 0 {
 		return Report{}, fmt.Errorf("bench: signals must be positive, rate and paced signals not negative (got %d, %v, %d)", c.Signals, c.Rate, c.Paced)
@@ -155,7 +148,7 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 	coef := coefficients.Default()
 	g := producers.NewGenerator(1, "bench-", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Second)
 	sigs := make([]signal, c.Signals+c.Paced)
-	rep := Report{Pipeline: Pipeline{Stages: c.Stages, Signals: c.Signals}}
+	rep := Report{Pipeline: Pipeline{Stages: string(c.Stages), Signals: c.Signals}}
 	bytes := 0
 	for i := range sigs {
 		s, n, size, err := generate(ctx, coef, g.Next())
@@ -184,7 +177,7 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 		}
 	}
 	cpu0 := cpuTime()
-	secs, err := maxRate(ctx, b, sigs[:c.Signals])
+	secs, err := maxRate(ctx, b, sigs[:c.Signals], c.Stages)
 	cpu := cpuTime() - cpu0
 	if c.CPUProfile != nil {
 		pprof.StopCPUProfile()
@@ -316,7 +309,7 @@ func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Co
 	run, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop := func() { cancel(); wg.Wait() }
-	r := consumers.New(b, c.Log, consumers.Options{Batch: c.Batch})
+	r := consumers.New(b, c.Log, consumers.Options{Batch: c.Batch, Stages: c.Stages})
 	wg.Go(func() { _ = r.Serve(run, event.ConsumerLayers, 100*time.Millisecond) })
 	for r.Ready() != nil {
 		select {
@@ -330,9 +323,9 @@ func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Co
 }
 
 // maxRate publishes the signals, prepared and checked beforehand as producers publish them,
-// in acknowledged batches of 1,000 and returns the seconds until every layer has
+// in acknowledged batches of 1,000 and returns the seconds until every stage has
 // acknowledged everything.
-func maxRate(ctx context.Context, b broker.Broker, sigs []signal) (float64, error) {
+func maxRate(ctx context.Context, b broker.Broker, sigs []signal, mode consumers.Stages) (float64, error) {
 	msgs := make([]broker.Message, len(sigs))
 	for i, s := range sigs {
 		msgs[i] = s.msg
@@ -343,19 +336,19 @@ func maxRate(ctx context.Context, b broker.Broker, sigs []signal) (float64, erro
 			return 0, err
 		}
 	}
-	if err := drained(ctx, b); err != nil {
+	if err := drained(ctx, b, mode); err != nil {
 		return 0, err
 	}
 	return time.Since(start).Seconds(), nil
 }
 
-// drained waits until no layer of the pipeline's scenario lags, twice in a row: a batch may
-// move between layers while they are read.
-func drained(ctx context.Context, b broker.Broker) error {
+// drained waits until no stage of the pipeline's scenario lags, twice in a row: a batch may
+// move between stages while they are read.
+func drained(ctx context.Context, b broker.Broker, mode consumers.Stages) error {
 	for quiet := 0; quiet < 2; {
 		var lag uint64
-		for _, l := range event.ConsumerLayers {
-			n, err := b.Lag(ctx, PipelineScenario, l)
+		for _, st := range consumers.Group(event.ConsumerLayers, mode) {
+			n, err := b.StageLag(ctx, PipelineScenario, st)
 			if err != nil {
 				return err
 			}

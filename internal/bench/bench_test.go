@@ -2,12 +2,15 @@ package bench_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/bench"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/kafka"
@@ -19,16 +22,28 @@ import (
 // A run reports as derived events exactly the demand the layers stored for its signals, its
 // rates positive and consistent with each other, latencies for every paced signal whose tree
 // reaches the grid, in order, and leaves the raw measurement's scenario deleted.
+// Both ways of grouping the layers are measured: chained (the default, as run's) and
+// per-layer.
 func TestRunReportsWhatThePipelineStored(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []consumers.Stages{"", consumers.PerLayer} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			testRunReports(t, mode)
+		})
+	}
+}
+
+func testRunReports(t *testing.T, mode consumers.Stages) {
 	b, _ := conformance.NATS(t)
-	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Rate: 500, Paced: 40, Log: zerolog.Nop()})
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Rate: 500, Paced: 40, Stages: mode, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := cmp.Or(mode, consumers.Chained)
 	r, p, l := rep.Raw, rep.Pipeline, rep.Latency
-	if p.Signals != 50 || p.Derived <= p.Signals || p.Stages != bench.StagesPerLayer {
-		t.Fatalf("pipeline %+v: want 50 signals deriving more than 50 events, per-layer stages", p)
+	if p.Signals != 50 || p.Derived <= p.Signals || p.Stages != string(want) {
+		t.Fatalf("pipeline %+v: want 50 signals deriving more than 50 events, %s stages", p, want)
 	}
 	if r.Messages != p.Signals+p.Derived || r.MessageBytes < 200 || r.PublishPerSecond <= 0 || r.ConsumePerSecond <= 0 || r.PublishWindow <= 0 {
 		t.Fatalf("raw %+v: want %d messages of a pipeline message's size, positive rates", r, p.Signals+p.Derived)
@@ -59,12 +74,12 @@ func TestRunReportsWhatThePipelineStored(t *testing.T) {
 }
 
 // Rate 0 skips the latency phase; a CPU profile of the max-rate pass is written when asked
-// for; stages other than per-layer are refused by name.
+// for; stages other than chained and per-layer are refused by name.
 func TestRunWithoutPacedPhaseAndStagesRefused(t *testing.T) {
 	t.Parallel()
 	b, _ := conformance.NATS(t)
-	if _, err := bench.Run(t.Context(), b, bench.Config{Signals: 5, Stages: "chained", Log: zerolog.Nop()}); err == nil {
-		t.Fatal("stages chained accepted")
+	if _, err := bench.Run(t.Context(), b, bench.Config{Signals: 5, Stages: "sideways", Log: zerolog.Nop()}); err == nil || !strings.Contains(err.Error(), "sideways") {
+		t.Fatalf("stages sideways: %v, want refused by name", err)
 	}
 	var prof bytes.Buffer
 	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Log: zerolog.Nop(), CPUProfile: &prof})

@@ -4,11 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/bench"
 	"github.com/layercake/cascade/internal/broker/natsjs"
 	"github.com/layercake/cascade/internal/tree"
@@ -17,6 +16,7 @@ import (
 func (a *app) benchCmd() *cobra.Command {
 	var c bench.Config
 	var asJSON bool
+	var stages string
 	var profile string
 	var mem serveFlags // its memory limit only
 	cmd := &cobra.Command{
@@ -46,9 +46,12 @@ func (a *app) benchCmd() *cobra.Command {
 				return usageError("--rate %v: must be positive, or 0 for no latency phase", c.Rate)
 			case c.Paced < 0:
 				return usageError("--paced %d: must not be negative", c.Paced)
-			case !slices.Contains(bench.Stages, c.Stages):
-				return usageError("--stages %q: want %s (chained stages are not in this build yet)", c.Stages, strings.Join(bench.Stages, " or "))
 			}
+			mode, err := consumers.ParseStages(stages)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			c.Stages = mode
 			if err := mem.applyMemoryLimit(cmd, a.Getenv); err != nil {
 				return err
 			}
@@ -97,7 +100,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f.IntVar(&c.Batch, "batch", 256, "consumer batch size")
 	f.Float64Var(&c.Rate, "rate", 1000, "signals/s offered in the latency phase after the max-rate pass (0: no latency phase)")
 	f.IntVar(&c.Paced, "paced", 0, "signals of the latency phase (default: five seconds' worth at --rate)")
-	f.StringVar(&c.Stages, "stages", bench.StagesPerLayer, "how the layers are grouped into consumers: "+strings.Join(bench.Stages, " or "))
+	f.StringVar(&stages, "stages", string(consumers.Chained), "how the layers are grouped into consumers, as run's --stages: chained (one stage of all five layers) or per-layer")
 	f.BoolVar(&asJSON, "json", false, "the report as one JSON object")
 	f.StringVar(&mem.memLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of this process, as run's (0 or off: none)")
 	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of the max-rate pass to this file (go tool pprof -top FILE)")
