@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -60,6 +61,24 @@ type Options struct {
 	// (default 1s) when it failed, with a warning naming it by its key.
 	Followers       map[string]Follower
 	FollowerRestart time.Duration
+	// IDs, when set, is the id set (the view) each stage asks, once per fetched batch, before
+	// it publishes: a possible redelivery (the broker counts it delivered before, or, on a
+	// broker that counts no deliveries, it was read before the stage's first commit) publishes
+	// only the outputs not stored yet, asked as of its fetch (the view waits to be current);
+	// an input whose own id is held at another position (a producer's retry, stored again
+	// after the de-dup window) is committed without publishing anything. The broker's de-dup
+	// window stays the fast path; when IDs cannot answer, the stage publishes as without it.
+	IDs IDSet
+	// EveryInput asks IDs about the own id of every input, not only of possible redeliveries:
+	// for an IDSet in the same process, where a lookup costs about a microsecond.
+	EveryInput bool
+}
+
+// IDSet says where the ids of a scenario are stored (view.View.HeldAt).
+type IDSet interface {
+	// HeldAt returns, for each of ids, the broker position holding it in scenario ("" for
+	// none); with asOf not zero, as of everything the broker held then.
+	HeldAt(ctx context.Context, scenario string, ids []string, asOf time.Time) ([]string, error)
 }
 
 // Follower follows one scenario until ctx ends.
@@ -195,8 +214,10 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 	defer cancel()
 	win := semaphore.NewWeighted(int64(r.opts.MaxInflight))
 	flights := make(chan *flight, r.opts.MaxInflight)
+	window := r.dedupWindow(ctx, scenario)
+	var committed atomic.Bool // the stage's first commit since it started is done
 	var wg sync.WaitGroup
-	wg.Go(func() { r.land(work, log, cons, scenario, st, flights, win) })
+	wg.Go(func() { r.land(work, log, cons, scenario, st, flights, win, &committed) })
 	defer wg.Wait()
 	defer close(flights)
 	for {
@@ -208,6 +229,7 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 			return fmt.Errorf("stage %s of %s: fetch: %w", st, scenario, err)
 		}
 		f := r.derive(work, log, scenario, st, coef, batch)
+		r.dedup(work, log, scenario, st, f, !committed.Load(), window)
 		f.weight = int64(min(max(len(f.out), len(batch)), r.opts.MaxInflight))
 		if err := win.Acquire(ctx, f.weight); err != nil {
 			return nil // shutdown: the batch is left uncommitted, for redelivery
@@ -334,9 +356,110 @@ func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string
 	return f
 }
 
+// dedup asks the id set (Options.IDs), in one question for the batch, about the own ids of
+// its inputs (all of them with EveryInput, else the possible redeliveries) and the outputs
+// of its possible redeliveries, as of now when there are any: an input whose own id is held
+// at another position publishes nothing, a possible redelivery only its outputs not yet
+// held. early says the stage has not committed yet since it started: on a broker that counts
+// no deliveries every input read before that may have been delivered before.
+func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string, st event.Stage, f *flight, early bool, window time.Duration) {
+	if r.opts.IDs == nil {
+		return
+	}
+	feat := r.b.Features()
+	var ids []string
+	again := make([]bool, len(f.units))
+	asOf := time.Time{}
+	for i, u := range f.units {
+		if u.kind != "" {
+			continue
+		}
+		again[i] = u.d.Deliveries() > 1 || (early && !feat.CountsDeliveries)
+		if again[i] {
+			// What was stored within half a de-dup window before the fetch, the broker
+			// de-duplicates when it comes again: the view need be current only before that.
+			asOf = f.start.Add(-window / 2)
+			for _, m := range u.msgs {
+				ids = append(ids, m.ID)
+			}
+		}
+		if again[i] || r.opts.EveryInput {
+			ids = append(ids, u.d.Message().ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	pos, err := r.opts.IDs.HeldAt(ctx, scenario, ids, asOf)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn().Err(err).Int("ids", len(ids)).Msg("id set unanswered; publishing this batch with the broker's de-dup window as the only guard against duplicates")
+		}
+		return
+	}
+	label := st.String()
+	f.out = f.out[:0]
+	k := 0
+	for i := range f.units {
+		u := &f.units[i]
+		if u.kind != "" {
+			f.out = append(f.out, u.msgs...)
+			continue
+		}
+		var outs []string
+		if again[i] {
+			outs, k = pos[k:k+len(u.msgs)], k+len(u.msgs)
+		}
+		if again[i] || r.opts.EveryInput {
+			if own := pos[k]; own != "" && own != position(u.d) {
+				r.opts.Metrics.Duplicate(scenario, label, "input", 1)
+				log.Debug().Str("event_id", u.d.Message().ID).Str("held_at", own).Uint64("seq", u.d.Seq()).Msg("input already held at another position: a duplicate; nothing published")
+				u.msgs = nil
+			}
+			k++
+		}
+		if u.msgs != nil && outs != nil {
+			kept := u.msgs[:0:0]
+			for j, m := range u.msgs {
+				if outs[j] == "" {
+					kept = append(kept, m)
+				}
+			}
+			r.opts.Metrics.Duplicate(scenario, label, "output", len(u.msgs)-len(kept))
+			u.msgs = kept
+		}
+		f.out = append(f.out, u.msgs...)
+	}
+}
+
+// dedupWindow is scenario's de-dup window as its owner set it (the broker's default when
+// unset; 0 when the broker has none, or the binding cannot be read).
+func (r *Router) dedupWindow(ctx context.Context, scenario string) time.Duration {
+	w := r.b.Features().DedupWindow
+	if w == 0 || r.opts.IDs == nil {
+		return 0
+	}
+	b, err := r.b.Registry().Get(ctx, scenario)
+	if err != nil {
+		return 0
+	}
+	if c := b.Config.DedupWindow; c > 0 {
+		return c
+	}
+	return w
+}
+
+// position names d's stored message as the view records it.
+func position(d broker.Delivery) string {
+	if p, ok := d.(broker.Positioned); ok {
+		return p.Position()
+	}
+	return d.Cursor()
+}
+
 // land waits for each flight in turn, settles what failed, commits each input once its
 // outputs are acknowledged (what is ready at once in one Commit) and frees the window.
-func (r *Router) land(ctx context.Context, log zerolog.Logger, cons broker.Consumer, scenario string, st event.Stage, flights <-chan *flight, win *semaphore.Weighted) {
+func (r *Router) land(ctx context.Context, log zerolog.Logger, cons broker.Consumer, scenario string, st event.Stage, flights <-chan *flight, win *semaphore.Weighted, committed *atomic.Bool) {
 	label := st.String()
 	var ready []broker.Delivery
 	commit := func() {
@@ -345,6 +468,8 @@ func (r *Router) land(ctx context.Context, log zerolog.Logger, cons broker.Consu
 		}
 		if err := cons.Commit(ctx, ready); err != nil {
 			log.Warn().Err(err).Int("events", len(ready)).Msg("commit failed; the inputs will be redelivered and their outputs de-duplicated")
+		} else {
+			committed.Store(true)
 		}
 		ready = ready[:0]
 	}

@@ -219,6 +219,10 @@ func (a *app) serve(ctx context.Context, b broker.Broker, stages []event.Stage, 
 			defer m.ForgetDemand(scenario)
 			return v.Follow(ctx, scenario)
 		}
+		// The stages ask the view's id set before publishing what may be stored already.
+		ro.IDs, ro.EveryInput = v, true
+	} else if b.Features().RequestReply {
+		ro.IDs = view.Remote{B: b} // the id set of a run's view, over request/reply
 	}
 	r := consumers.New(b, a.log, ro)
 	if s.httpListen != "" {

@@ -23,6 +23,10 @@ type Metrics struct {
 	// one series per layer, region, key (model, workload, accelerator or category) and
 	// quantity, kept by SetDemand.
 	Demand *prometheus.GaugeVec
+	// Duplicates counts what a stage left unpublished because the view already holds it:
+	// inputs whose own id it holds at another position (what="input": a producer's retry
+	// stored again) and outputs of redeliveries that are stored already (what="output").
+	Duplicates *prometheus.CounterVec
 }
 
 // New creates the instruments and registers them with reg.
@@ -50,8 +54,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cascade_demand",
 			Help: "Demand summed over all events of the scenario, as cascade totals --by region shows it (grid avg_mw in MW, chips units by accelerator, model tokens_per_day, ...).",
 		}, []string{"scenario", "layer", "region", "key", "quantity", "unit"}),
+		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cascade_duplicates_total", Help: "Inputs (what=input) and redelivered outputs (what=output) a stage did not publish again because the view holds their ids.",
+		}, append(labels, "what")),
 	}
-	reg.MustRegister(m.In, m.Out, m.DLQ, m.Processing, m.Pending, m.Demand)
+	reg.MustRegister(m.In, m.Out, m.DLQ, m.Processing, m.Pending, m.Demand, m.Duplicates)
 	return m
 }
 
@@ -77,6 +84,8 @@ func (m *Metrics) Start(scenario, layer string, kinds ...string) {
 	m.Out.WithLabelValues(scenario, layer)
 	m.Processing.WithLabelValues(scenario, layer)
 	m.Pending.WithLabelValues(scenario, layer)
+	m.Duplicates.WithLabelValues(scenario, layer, "input")
+	m.Duplicates.WithLabelValues(scenario, layer, "output")
 	for _, k := range kinds {
 		m.DLQ.WithLabelValues(scenario, layer, k)
 	}
@@ -123,6 +132,14 @@ func (m *Metrics) DeadLetter(scenario, layer, kind string) {
 		return
 	}
 	m.DLQ.WithLabelValues(scenario, layer, kind).Inc()
+}
+
+// Duplicate records n duplicates of what ("input" or "output") left unpublished.
+func (m *Metrics) Duplicate(scenario, layer, what string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.Duplicates.WithLabelValues(scenario, layer, what).Add(float64(n))
 }
 
 // SetPending records a consumer's lag.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/event"
@@ -22,6 +23,31 @@ type Request struct {
 	Totals   *query.TotalsOptions `json:"totals,omitempty"`
 	Series   *SeriesOptions       `json:"series,omitempty"`
 	Snapshot *SnapshotOptions     `json:"snapshot,omitempty"`
+	Held     *HeldRequest         `json:"held,omitempty"`
+}
+
+// HeldRequest asks the view which of IDs it holds (HeldAt); the reply is their positions.
+type HeldRequest struct {
+	Scenario string    `json:"scenario"`
+	IDs      []string  `json:"ids"`
+	AsOf     time.Time `json:"as_of,omitzero"`
+}
+
+// Remote is the id set of the view a `run` serves over B (QuerySubject), for stages that
+// run in processes without a view of their own (`cascade consume`).
+type Remote struct{ B broker.Broker }
+
+// HeldAt asks the serving view's HeldAt; the error matches broker.ErrNoResponders when no
+// view answers.
+func (r Remote) HeldAt(ctx context.Context, s string, ids []string, asOf time.Time) ([]string, error) {
+	var out []string
+	if err := ask(ctx, r.B, Request{Held: &HeldRequest{Scenario: s, IDs: ids, AsOf: asOf}}, &out); err != nil {
+		return nil, err
+	}
+	if len(out) != len(ids) {
+		return nil, fmt.Errorf("view reply: %d positions for %d ids", len(out), len(ids))
+	}
+	return out, nil
 }
 
 // SnapshotOptions select a Snapshot.
@@ -41,6 +67,16 @@ func (v *View) ServeQueries(ctx context.Context, r broker.Responder) error {
 		}
 		var out any
 		var err error
+		if req.Held != nil {
+			if req.Totals != nil || req.Series != nil || req.Snapshot != nil {
+				return nil, fmt.Errorf("%w: view request: give one of totals, series, snapshot and held", event.ErrInvalid)
+			}
+			out, err = v.HeldAt(ctx, req.Held.Scenario, req.Held.IDs, req.Held.AsOf)
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(out)
+		}
 		switch {
 		case req.Totals != nil && req.Series == nil && req.Snapshot == nil:
 			out, err = v.Totals(ctx, *req.Totals)

@@ -66,10 +66,13 @@ type View struct {
 	// after a commit once the feed is caught up, and at least every second while it is not
 	// (run sets the demand gauges from it).
 	Committed func(ctx context.Context, scenario string)
+	// HeldWait bounds how long HeldAt waits for the view to be current; default 5s.
+	HeldWait time.Duration
 
-	mu     sync.RWMutex // held for reading by every use of db, for writing to open or close it
-	db     *pebble.DB
-	closed bool
+	current sync.Map     // scenario -> *currency
+	mu      sync.RWMutex // held for reading by every use of db, for writing to open or close it
+	db      *pebble.DB
+	closed  bool
 }
 
 // Keys, all under "<scenario>\x00" (scenario names hold no NUL, event.ValidName):
@@ -426,6 +429,9 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 	if delay <= 0 {
 		delay = 50 * time.Millisecond
 	}
+	// The view counts as current (HeldAt) once its feed has delivered something: before that
+	// its Pending says nothing of the log.
+	seen := false
 	var lastGauge time.Time
 	if v.Committed != nil { // what a restart resumes from is right at once
 		v.Committed(ctx, s)
@@ -433,17 +439,26 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 	}
 	commit := func() error {
 		err := v.with(func(*pebble.DB) error { return a.commit() })
+		if err == nil && seen && f.Pending() == 0 && len(ch) == 0 {
+			v.caughtUp(s, time.Now())
+		}
 		if err == nil && v.Committed != nil && (f.Pending() == 0 || time.Since(lastGauge) >= gaugeInterval) {
 			v.Committed(ctx, s)
 			lastGauge = time.Now()
 		}
 		return err
 	}
-	var flush <-chan time.Time // set while applied events wait to be committed
+	var flush <-chan time.Time    // set while applied events wait to be committed
+	idle := time.NewTicker(delay) // an idle feed, caught up, keeps the view current
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return commit()
+		case now := <-idle.C:
+			if seen && flush == nil && f.Pending() == 0 && len(ch) == 0 {
+				v.caughtUp(s, now)
+			}
 		case <-flush:
 			if err := commit(); err != nil {
 				return err
@@ -456,6 +471,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 				}
 				return errors.Join(n.Err, commit())
 			}
+			seen = true
 			if err := a.apply(n.Delivery); err != nil {
 				return fmt.Errorf("view %s: %w", s, err)
 			}
