@@ -214,7 +214,7 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 	defer cancel()
 	win := semaphore.NewWeighted(int64(r.opts.MaxInflight))
 	flights := make(chan *flight, r.opts.MaxInflight)
-	window := r.dedupWindow(ctx, scenario)
+	window, ackWait := r.windows(ctx, scenario)
 	var committed atomic.Bool // the stage's first commit since it started is done
 	var wg sync.WaitGroup
 	wg.Go(func() { r.land(work, log, cons, scenario, st, flights, win, &committed) })
@@ -229,7 +229,7 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 			return fmt.Errorf("stage %s of %s: fetch: %w", st, scenario, err)
 		}
 		f := r.derive(work, log, scenario, st, coef, batch)
-		r.dedup(work, log, scenario, st, f, !committed.Load(), window)
+		r.dedup(work, log, scenario, st, f, !committed.Load(), window, ackWait)
 		f.weight = int64(min(max(len(f.out), len(batch)), r.opts.MaxInflight))
 		if err := win.Acquire(ctx, f.weight); err != nil {
 			return nil // shutdown: the batch is left uncommitted, for redelivery
@@ -333,6 +333,8 @@ type unit struct {
 	failed event.Layer // the layer that failed, with kind
 	entry  event.Layer // the layer the input entered at (the stage's first when unknown)
 	skip   bool        // neither committed nor counted: left for redelivery
+	dupIn  bool        // the input's own id is held at another position: nothing published
+	dupOut int         // outputs of a redelivery left out, stored already
 }
 
 // derive turns a batch into its flight: each input's tree of outputs, or its dead letter.
@@ -362,7 +364,7 @@ func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string
 // at another position publishes nothing, a possible redelivery only its outputs not yet
 // held. early says the stage has not committed yet since it started: on a broker that counts
 // no deliveries every input read before that may have been delivered before.
-func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string, st event.Stage, f *flight, early bool, window time.Duration) {
+func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string, st event.Stage, f *flight, early bool, window, ackWait time.Duration) {
 	if r.opts.IDs == nil {
 		return
 	}
@@ -390,14 +392,16 @@ func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string,
 	if len(ids) == 0 {
 		return
 	}
-	pos, err := r.opts.IDs.HeldAt(ctx, scenario, ids, asOf)
+	// A wait longer than half the ack wait would have the batch's inputs delivered again.
+	hctx, cancel := context.WithTimeout(ctx, ackWait/2)
+	pos, err := r.opts.IDs.HeldAt(hctx, scenario, ids, asOf)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn().Err(err).Int("ids", len(ids)).Msg("id set unanswered; publishing this batch with the broker's de-dup window as the only guard against duplicates")
 		}
 		return
 	}
-	label := st.String()
 	f.out = f.out[:0]
 	k := 0
 	for i := range f.units {
@@ -412,7 +416,7 @@ func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string,
 		}
 		if again[i] || r.opts.EveryInput {
 			if own := pos[k]; own != "" && own != position(u.d) {
-				r.opts.Metrics.Duplicate(scenario, label, "input", 1)
+				u.dupIn = true
 				log.Debug().Str("event_id", u.d.Message().ID).Str("held_at", own).Uint64("seq", u.d.Seq()).Msg("input already held at another position: a duplicate; nothing published")
 				u.msgs = nil
 			}
@@ -425,28 +429,30 @@ func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string,
 					kept = append(kept, m)
 				}
 			}
-			r.opts.Metrics.Duplicate(scenario, label, "output", len(u.msgs)-len(kept))
-			u.msgs = kept
+			u.dupOut, u.msgs = len(u.msgs)-len(kept), kept
 		}
 		f.out = append(f.out, u.msgs...)
 	}
 }
 
-// dedupWindow is scenario's de-dup window as its owner set it (the broker's default when
-// unset; 0 when the broker has none, or the binding cannot be read).
-func (r *Router) dedupWindow(ctx context.Context, scenario string) time.Duration {
-	w := r.b.Features().DedupWindow
-	if w == 0 || r.opts.IDs == nil {
-		return 0
+// windows are scenario's de-dup window and ack wait as its owner set them: the window the
+// broker's default when unset, 0 when the broker has none or the binding cannot be read.
+func (r *Router) windows(ctx context.Context, scenario string) (window, ackWait time.Duration) {
+	window, ackWait = r.b.Features().DedupWindow, broker.DefaultAckWait
+	if r.opts.IDs == nil {
+		return 0, ackWait
 	}
 	b, err := r.b.Registry().Get(ctx, scenario)
 	if err != nil {
-		return 0
+		return 0, ackWait
 	}
-	if c := b.Config.DedupWindow; c > 0 {
-		return c
+	if c := b.Config.AckWait; c > 0 {
+		ackWait = c
 	}
-	return w
+	if c := b.Config.DedupWindow; c > 0 && window > 0 {
+		window = c
+	}
+	return window, ackWait
 }
 
 // position names d's stored message as the view records it.
@@ -497,6 +503,10 @@ func (r *Router) land(ctx context.Context, log zerolog.Logger, cons broker.Consu
 				r.opts.Metrics.DeadLetter(scenario, label, string(u.kind))
 			default:
 				derived += len(u.msgs)
+				if u.dupIn {
+					r.opts.Metrics.Duplicate(scenario, label, "input", 1)
+				}
+				r.opts.Metrics.Duplicate(scenario, label, "output", u.dupOut)
 			}
 			ready = append(ready, u.d)
 		}

@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Determinism", func(t *testing.T) { t.Parallel(); testDeterminism(t, h) })
 	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
 	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
+	t.Run("CrashAfterWindow", func(t *testing.T) { t.Parallel(); testCrashAfterWindow(t, h) })
 	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
 	t.Run("Checkpoints", func(t *testing.T) { t.Parallel(); testCheckpoints(t, h) })
 	t.Run("Features", func(t *testing.T) { t.Parallel(); testFeatures(t, h) })

@@ -15,9 +15,9 @@ import (
 var ErrStale = errors.New("view not current")
 
 // feedLag is how long a message stored while the view's feed is caught up may take to reach
-// it (NATS pushes it at once; a Kafka feed fetches within its wait): a view found caught up
-// at t is current as of t minus feedLag.
-const feedLag = time.Second
+// it (NATS pushes it at once; a Kafka feed's long poll returns once it is stored): a view
+// found caught up at t is current as of t minus feedLag.
+const feedLag = 250 * time.Millisecond
 
 // currency is how far the view of one scenario is known to be current: it has applied every
 // message the broker held at asOf.
