@@ -303,12 +303,22 @@ func Message(ev *event.Event) (broker.Message, error) {
 	}, nil
 }
 
-// Result answers one input line: the id taken, or why not.
+// Result answers one input line: the id taken, or why not. Duplicate says the scenario held
+// the id already (Publisher.IDs): the line is taken and adds nothing.
 type Result struct {
-	Line  int    `json:"line"`
-	ID    string `json:"id,omitempty"`
-	Error string `json:"error,omitempty"`
-	Field string `json:"field,omitempty"`
+	Line      int    `json:"line"`
+	ID        string `json:"id,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Field     string `json:"field,omitempty"`
+}
+
+// IDSet says where the ids of a scenario are stored (view.View.HeldAt; view.Remote asks a
+// run's view over the broker).
+type IDSet interface {
+	// HeldAt returns, for each of ids, the broker position holding it in scenario ("" for
+	// none).
+	HeldAt(ctx context.Context, scenario string, ids []string, asOf time.Time) ([]string, error)
 }
 
 // OK reports whether the line was taken.
@@ -345,6 +355,11 @@ type Publisher struct {
 	// AckTimeout bounds the wait for the broker: the scenario's binding, then the acks of one
 	// Publish; default DefaultAckTimeout.
 	AckTimeout time.Duration
+	// IDs, when set, is asked once per batch which ids the scenario holds already: those
+	// signals (an at-least-once producer's retries) are answered as duplicates and not
+	// published. When it cannot answer, everything is published, the broker's de-dup window
+	// and the stages' own check of held ids guarding against a second count.
+	IDs IDSet
 }
 
 // Publish prepares every item, expands its tree under the scenario's coefficients, publishes
@@ -375,6 +390,10 @@ func (p *Publisher) Publish(ctx context.Context, items []Item) ([]Result, error)
 	if p.DryRun || len(msgs) == 0 {
 		return results, nil
 	}
+	msgs = p.held(ctx, msgs, results)
+	if len(msgs) == 0 {
+		return results, nil
+	}
 	actx, cancel := context.WithTimeout(ctx, p.ackTimeout())
 	defer cancel()
 	if err := p.Broker.Publish(actx, msgs); err != nil {
@@ -390,6 +409,39 @@ func (p *Publisher) Publish(ctx context.Context, items []Item) ([]Result, error)
 		return results, err
 	}
 	return results, nil
+}
+
+// held marks as duplicates the results of msgs whose ids the scenario holds (IDs) and
+// returns the others; it returns msgs as they are when IDs is unset or cannot answer.
+func (p *Publisher) held(ctx context.Context, msgs []broker.Message, results []Result) []broker.Message {
+	if p.IDs == nil {
+		return msgs
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	actx, cancel := context.WithTimeout(ctx, p.ackTimeout())
+	pos, err := p.IDs.HeldAt(actx, p.Scenario, ids, time.Time{})
+	cancel()
+	if err != nil {
+		return msgs
+	}
+	dup := map[string]bool{}
+	kept := msgs[:0]
+	for i, m := range msgs {
+		if pos[i] != "" {
+			dup[m.ID] = true
+			continue
+		}
+		kept = append(kept, m)
+	}
+	for i := range results {
+		if results[i].OK() && dup[results[i].ID] {
+			results[i].Duplicate = true
+		}
+	}
+	return kept
 }
 
 func (p *Publisher) ackTimeout() time.Duration {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/layercake/cascade/internal/view"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -75,6 +76,9 @@ func (a *app) publishCmd() *cobra.Command {
 				}
 				defer b.Close()
 				p.Broker = b
+				if b.Features().RequestReply {
+					p.IDs = view.Remote{B: b} // ids a run's view holds are answered as duplicates
+				}
 			}
 			out := bufio.NewWriter(a.Stdout)
 			enc := json.NewEncoder(out)

@@ -81,6 +81,9 @@ func (s *Server) postSignals(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p := &producers.Publisher{Broker: s.b, Scenario: scenario}
+	if s.opts.View != nil {
+		p.IDs = s.opts.View // a signal the scenario holds already is answered as a duplicate
+	}
 	results, err := p.Publish(r.Context(), items)
 	if errors.Is(err, broker.ErrNotFound) {
 		writeError(w, http.StatusNotFound, err.Error())
