@@ -170,7 +170,7 @@ type Feed interface {
 
 // Defaults of ScenarioConfig's zero fields.
 const (
-	DefaultDedupWindow = 2 * time.Minute
+	DefaultDedupWindow = 30 * time.Second
 	DefaultAckWait     = 30 * time.Second
 	DefaultPartitions  = 6
 )
@@ -185,7 +185,9 @@ var ErrInvalidConfig = errors.New("invalid scenario config")
 // given; a field a broker does not have is ignored by its adapter (the CLI refuses its flag).
 type ScenarioConfig struct {
 	// DedupWindow is how long the broker remembers a message id to store it once (NATS:
-	// the stream's duplicate window, ~130 B per message in it); default 2m. Kafka has none.
+	// the stream's duplicate window, ~130 B per message in it); default 30s: the fast path
+	// only, the stages asking the view's id set for what may be stored already (consumers.
+	// Options.IDs). Kafka has none.
 	DedupWindow time.Duration `json:"dedup_window,omitempty"`
 	// MaxAge drops stored messages older than it; 0: NATS keeps everything, Kafka the
 	// cluster's default (topic config retention.ms).
