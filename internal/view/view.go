@@ -472,7 +472,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 				return errors.Join(n.Err, commit())
 			}
 			seen = true
-			if err := a.apply(n.Delivery); err != nil {
+			if err := v.with(func(*pebble.DB) error { return a.apply(n.Delivery) }); err != nil { // not past Close
 				return fmt.Errorf("view %s: %w", s, err)
 			}
 			switch {
