@@ -57,7 +57,7 @@ func TestKill9RunThenResend(t *testing.T) {
 	start := func() (*exec.Cmd, *conformance.SyncBuffer) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRunChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "CASCADE_CLI_CHILD_ARGS="+strings.Join([]string{"run", "--nats-url", url,
-			"--data-dir", filepath.Join(dir, "data"), "--dedup-window", window.String(), "--ack-wait", "1s",
+			"--data-dir", filepath.Join(dir, "data"), "--dedup-window", window.String(), "--ack-wait", "5s",
 			"--http-listen", "", "--log-format", "json"}, "\n"))
 		logs := &conformance.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
