@@ -552,6 +552,9 @@ func Each(ctx context.Context, b Broker, o FeedOptions, fn func(Delivery) error)
 type Next struct {
 	Delivery Delivery
 	Err      error
+	// Pending is the feed's Pending right after this Next, read on the goroutine calling
+	// Next (Feed is not safe for concurrent use).
+	Pending uint64
 }
 
 // Pump calls f.Next on a goroutine of its own and sends each result on the returned channel
@@ -564,7 +567,7 @@ func Pump(ctx context.Context, f Feed, buf int) (next <-chan Next, done <-chan s
 		for {
 			d, err := f.Next(ctx)
 			select {
-			case ch <- Next{d, err}:
+			case ch <- Next{Delivery: d, Err: err, Pending: f.Pending()}:
 			case <-ctx.Done():
 				return
 			}

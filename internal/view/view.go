@@ -432,6 +432,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 	// The view counts as current (HeldAt) once its feed has delivered something: before that
 	// its Pending says nothing of the log.
 	seen := false
+	var pending uint64 // the feed's Pending after the last delivery received
 	var lastGauge time.Time
 	if v.Committed != nil { // what a restart resumes from is right at once
 		v.Committed(ctx, s)
@@ -439,10 +440,10 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 	}
 	commit := func() error {
 		err := v.with(func(*pebble.DB) error { return a.commit() })
-		if err == nil && seen && f.Pending() == 0 && len(ch) == 0 {
+		if err == nil && seen && pending == 0 && len(ch) == 0 {
 			v.caughtUp(s, time.Now())
 		}
-		if err == nil && v.Committed != nil && (f.Pending() == 0 || time.Since(lastGauge) >= gaugeInterval) {
+		if err == nil && v.Committed != nil && (pending == 0 || time.Since(lastGauge) >= gaugeInterval) {
 			v.Committed(ctx, s)
 			lastGauge = time.Now()
 		}
@@ -456,7 +457,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 		case <-ctx.Done():
 			return commit()
 		case now := <-idle.C:
-			if seen && flush == nil && f.Pending() == 0 && len(ch) == 0 {
+			if seen && flush == nil && pending == 0 && len(ch) == 0 {
 				v.caughtUp(s, now)
 			}
 		case <-flush:
@@ -471,7 +472,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 				}
 				return errors.Join(n.Err, commit())
 			}
-			seen = true
+			seen, pending = true, n.Pending
 			if err := v.with(func(*pebble.DB) error { return a.apply(n.Delivery) }); err != nil { // not past Close
 				return fmt.Errorf("view %s: %w", s, err)
 			}
