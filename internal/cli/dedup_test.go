@@ -15,13 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/cli"
+	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/conformance"
 	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/query"
 	"github.com/layercake/cascade/internal/totals"
 	"github.com/layercake/cascade/internal/tree"
+	"github.com/layercake/cascade/internal/view"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -185,4 +188,35 @@ func TestKill9RunThenResend(t *testing.T) {
 		t.Errorf("%d ids stored more than once; %d distinct stored, calc %d", twice, len(stored), len(ids))
 	}
 	t.Logf("%d signals, %d ids; %d answered as duplicates when sent again", len(lines), len(ids), dups)
+}
+
+// `cascade view` answers the id set over request/reply, for `consume` processes whose
+// stages ask it before publishing a possible redelivery.
+func TestViewProcessAnswersTheIDSet(t *testing.T) {
+	t.Parallel()
+	b, url := conformance.NATS(t)
+	if err := consumers.BindScenario(t.Context(), b, "base", coefficients.Default(), broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := (&producers.Publisher{Broker: b, Scenario: "base"}).Publish(t.Context(), []producers.Item{{Line: 1, Raw: []byte(adoptionUS)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx, "", nil, "view", "--nats-url", url, "--index-dir", t.TempDir(), "--http-listen", "127.0.0.1:0")
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	conformance.Eventually(t, 20*time.Second, "cascade view to hold the signal", func() error {
+		pos, err := view.Remote{B: b}.HeldAt(t.Context(), "base", []string{res[0].ID, "never-sent"}, time.Time{})
+		if err != nil {
+			return err
+		}
+		if pos[0] == "" || pos[1] != "" {
+			return fmt.Errorf("positions %q", pos)
+		}
+		return nil
+	})
 }

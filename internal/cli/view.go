@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -66,6 +67,17 @@ elsewhere. It publishes nothing; several can run, each with its own --index-dir.
 				}
 				ctx, cancel := context.WithCancel(ctx)
 				defer cancel()
+				var wg sync.WaitGroup
+				defer wg.Wait() // before the view is closed
+				if resp, ok := b.(broker.Responder); ok {
+					// The id set for `consume` processes (and totals, series, snapshots for
+					// the CLI), as run answers them.
+					wg.Go(func() {
+						if err := v.ServeQueries(ctx, resp); err != nil && ctx.Err() == nil {
+							a.log.Warn().Err(err).Msg("view responder stopped")
+						}
+					})
+				}
 				errc := make(chan error, 1)
 				go func() {
 					errc <- srv.Serve(ctx, func(addr string) { a.log.Info().Str("url", "http://"+addr).Msg("view serving") })
