@@ -8,7 +8,9 @@
 // (cut to fit the broker's largest message); transient ones (broker.Transient: unavailable,
 // timeouts) are retried with capped, jittered back-off for as long as they last. An input
 // whose dead letter the broker refuses too is left uncommitted, for the broker to deliver
-// again (on NATS after the ack wait; on Kafka when its partition is next assigned).
+// again (on NATS after the ack wait; on Kafka when its partition is next assigned). With an
+// id set (Options.IDs, the view) a stage publishes nothing that is stored already: not the
+// outputs of a redelivery, however long after a crash, nor anything for an input sent again.
 package consumers
 
 import (
