@@ -51,7 +51,7 @@ func TestKill9RunThenResend(t *testing.T) {
 	t.Run("nats", func(t *testing.T) {
 		t.Parallel()
 		b, url := conformance.NATS(t)
-		kill9ThenResend(t, []string{"--nats-url", url}, []string{"--dedup-window", "2s", "--ack-wait", "5s"}, b, b, 2*time.Second)
+		kill9ThenResend(t, []string{"--nats-url", url}, []string{"--dedup-window", "2s", "--ack-wait", "10s"}, b, b, 2*time.Second)
 	})
 	t.Run("kafka", func(t *testing.T) {
 		t.Parallel()
@@ -75,7 +75,7 @@ func kill9ThenResend(t *testing.T, flags, storage []string, b, raw broker.Broker
 	file := filepath.Join(dir, "signals.ndjson")
 	g := producers.NewGenerator(11, "resend-", time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC), 13*time.Minute)
 	var lines []string
-	for range 3000 {
+	for range 1000 {
 		lines = append(lines, string(g.Next()))
 	}
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
