@@ -227,14 +227,46 @@ func (b *Broker) EnsureScenario(ctx context.Context, s string, cfg broker.Scenar
 	if done && have == cfg {
 		return nil
 	}
+	if err := b.checkReplicas(cfg.Replicas); err != nil {
+		return err
+	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, streamConfig(s, cfg)); err != nil {
-		return wrap(fmt.Errorf("configure stream %s: %w", event.StreamName(s), err))
+		return b.replicasError(cfg.Replicas, wrap(fmt.Errorf("configure stream %s: %w", event.StreamName(s), err)))
+	}
+	if err := b.registryReplicas(ctx, max(cfg.Replicas, 1)); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	b.streams[s], b.owned[s] = true, cfg
 	b.mu.Unlock()
 	return nil
 }
+
+// checkReplicas refuses more than one replica on a server that is not part of a cluster
+// (the server would refuse it too, less clearly).
+func (b *Broker) checkReplicas(n int) error {
+	if n > 1 && b.nc.ConnectedClusterName() == "" {
+		return fmt.Errorf("%w: replicas %d: the NATS server at %s is a single server, not a cluster; use 1 replica or connect to a cluster",
+			broker.ErrInvalidConfig, n, netaddr.Redact(b.nc.ConnectedUrlRedacted()))
+	}
+	return nil
+}
+
+// replicasError names the replica count when the server found too few peers to place it.
+func (b *Broker) replicasError(n int, err error) error {
+	var api *jetstream.APIError
+	if n > 1 && errors.As(err, &api) && (api.ErrorCode == errCodeInsufficientResources || api.ErrorCode == errCodeNoPeers || api.ErrorCode == errCodeReplicasNotClustered) {
+		return fmt.Errorf("%w: replicas %d exceed the JetStream nodes of NATS cluster %s: %w", broker.ErrInvalidConfig, n, b.nc.ConnectedClusterName(), err)
+	}
+	return err
+}
+
+// The JetStream API error codes the server answers a replica count it cannot place with.
+const (
+	errCodeNoPeers               = 10005 // no suitable peers for placement
+	errCodeInsufficientResources = 10023 // insufficient resources
+	errCodeReplicasNotClustered  = 10074 // replicas > 1 not supported in non-clustered mode
+)
 
 // scenarioConfig is what a consumer of s goes by: the config EnsureScenario applied on this
 // connection, else the one recorded in s's binding, else the defaults. When the stream is
@@ -258,7 +290,7 @@ func (b *Broker) scenarioConfig(ctx context.Context, s string) (broker.ScenarioC
 	}
 	if !exists {
 		if _, err := b.js.CreateStream(ctx, streamConfig(s, cfg)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return cfg, wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err))
+			return cfg, b.replicasError(cfg.Replicas, wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err)))
 		}
 		b.mu.Lock()
 		b.streams[s] = true

@@ -21,17 +21,25 @@ type registry struct{ b *Broker }
 func (b *Broker) Registry() broker.Registry { return registry{b} }
 
 func (r registry) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	return r.open(ctx, 1)
+}
+
+// open returns the bucket, creating it with replicas if it does not exist; an existing
+// bucket keeps the replicas its owners gave it.
+func (r registry) open(ctx context.Context, replicas int) (jetstream.KeyValue, error) {
 	r.b.mu.Lock()
 	kv := r.b.kv
 	r.b.mu.Unlock()
 	if kv != nil {
 		return kv, nil
 	}
-	kv, err := r.b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      RegistryBucket,
-		Description: "cascade scenario -> coefficient set",
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := r.b.js.KeyValue(ctx, RegistryBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = r.b.js.CreateKeyValue(ctx, registryConfig(replicas))
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = r.b.js.KeyValue(ctx, RegistryBucket)
+		}
+	}
 	if err != nil {
 		return nil, wrap(fmt.Errorf("registry bucket: %w", err))
 	}
@@ -39,6 +47,37 @@ func (r registry) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	r.b.kv = kv
 	r.b.mu.Unlock()
 	return kv, nil
+}
+
+func registryConfig(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      RegistryBucket,
+		Description: "cascade scenario -> coefficient set",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+// registryReplicas creates the registry bucket with n replicas, or raises an existing
+// bucket's to n if it has fewer (a scenario kept on n replicas is no safer than its
+// binding); it never lowers them.
+func (b *Broker) registryReplicas(ctx context.Context, n int) error {
+	kv, err := registry{b}.open(ctx, n)
+	if err != nil {
+		return b.replicasError(n, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return wrap(fmt.Errorf("registry bucket: %w", err))
+	}
+	js, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || js.StreamInfo().Config.Replicas >= n {
+		return nil
+	}
+	if _, err := b.js.UpdateKeyValue(ctx, registryConfig(n)); err != nil {
+		return b.replicasError(n, wrap(fmt.Errorf("registry bucket replicas %d: %w", n, err)))
+	}
+	return nil
 }
 
 // Create is the bucket's create-if-absent; when the key exists it returns what it holds.

@@ -1,0 +1,124 @@
+package natsjs_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/broker/natsjs"
+	"github.com/layercake/cascade/internal/conformance"
+	"github.com/layercake/cascade/internal/event"
+)
+
+// --replicas reaches everything cascade keeps on the broker: the scenario's stream, the
+// consumers on it and the registry bucket holding its binding.
+func TestReplicasReachStreamConsumersAndRegistry(t *testing.T) {
+	t.Parallel()
+	c := conformance.NATSCluster(t, 3)
+	b := connect(t, c.URL())
+	cfg := broker.ScenarioConfig{Replicas: 3, AckWait: time.Second}
+	if err := b.EnsureScenario(t.Context(), "base", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Registry().Create(t.Context(), broker.Binding{Scenario: "base", CoefVersion: "v", Document: []byte("{}"), Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.Consumer(t.Context(), "base", event.Chips)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cons.Close() })
+
+	js := conformance.JetStream(t, c.URL())
+	for _, name := range []string{event.StreamName("base"), "KV_" + natsjs.RegistryBucket} {
+		st, err := js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := st.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			t.Errorf("stream %s: %d replicas configured, cluster %+v; want 3 (a leader and 2 followers)", name, info.Config.Replicas, info.Cluster)
+		}
+	}
+	ci, err := js.Consumer(t.Context(), event.StreamName("base"), event.ConsumerName("base", event.Chips))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := ci.CachedInfo(); info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Errorf("consumer %s: cluster %+v; want a leader and 2 followers", info.Name, info.Cluster)
+	}
+
+	// A connection with the default config (a client, not the owner) lowers nothing.
+	other := connect(t, c.URL())
+	if _, err := other.Registry().Get(t.Context(), "base"); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.Stream(t.Context(), "KV_"+natsjs.RegistryBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := kv.CachedInfo().Config.Replicas; n != 3 {
+		t.Errorf("registry bucket has %d replicas after a client opened it; want 3 still", n)
+	}
+}
+
+// More replicas than the cluster has nodes, or than one on a single server, is refused as
+// a config error saying so, and nothing is created.
+func TestReplicasAboveClusterSizeRefused(t *testing.T) {
+	t.Parallel()
+	c := conformance.NATSCluster(t, 3)
+	single := startServer(t)
+	for _, tc := range []struct {
+		name, url string
+		replicas  int
+		want      string
+	}{
+		{"cluster", c.URL(), 5, "replicas 5 exceed the JetStream nodes of NATS cluster cascade-test"},
+		{"single", single, 3, "replicas 3: the NATS server at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := connect(t, tc.url)
+			err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{Replicas: tc.replicas})
+			if !errors.Is(err, broker.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("EnsureScenario with %d replicas: %v; want ErrInvalidConfig saying %q", tc.replicas, err, tc.want)
+			}
+			if _, err := conformance.JetStream(t, tc.url).Stream(t.Context(), event.StreamName("base")); !errors.Is(err, jetstream.ErrStreamNotFound) {
+				t.Fatalf("stream after the refusal: %v; want none", err)
+			}
+		})
+	}
+}
+
+// A registry bucket a client created with one replica is raised to the owner's count, and
+// the registry keeps working.
+func TestReplicasRaiseAnExistingRegistry(t *testing.T) {
+	t.Parallel()
+	c := conformance.NATSCluster(t, 3)
+	client := connect(t, c.URL())
+	if _, err := client.Registry().Get(t.Context(), "base"); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("Get on an empty registry: %v", err)
+	}
+	owner := connect(t, c.URL())
+	if err := owner.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	js := conformance.JetStream(t, c.URL())
+	conformance.Eventually(t, 10*time.Second, "the registry on 3 replicas", func() error {
+		st, err := js.Stream(t.Context(), "KV_"+natsjs.RegistryBucket)
+		if err != nil {
+			return err
+		}
+		if info := st.CachedInfo(); info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			return errors.New("not yet on 3 replicas")
+		}
+		_, _, err = owner.Registry().Create(t.Context(), broker.Binding{Scenario: "base", CoefVersion: "v", Document: []byte("{}")})
+		return err
+	})
+	if _, err := client.Registry().Get(t.Context(), "base"); err != nil {
+		t.Fatalf("the client reads the binding: %v", err)
+	}
+}
