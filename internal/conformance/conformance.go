@@ -12,6 +12,7 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,9 @@ type Harness struct {
 	// Stopped returns a connection made to a broker of its own that then stopped (its server
 	// shut down, the connection left open); it is closed by t.Cleanup.
 	Stopped func(t *testing.T) broker.Broker
+	// Only, if set, names the tests to run (a cluster harness runs a subset to keep CI
+	// short); nil runs every test.
+	Only []string
 	// AckWait is the redelivery delay: the suite gives it as ScenarioConfig.AckWait to the
 	// scenarios it owns (NATS uses it; on Kafka it is the harness's session timeout); the
 	// crash and commit tests wait for it.
@@ -44,23 +48,31 @@ type Harness struct {
 
 // Run runs every conformance test against h.
 func Run(t *testing.T, h Harness) {
-	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, h) })
-	t.Run("Determinism", func(t *testing.T) { t.Parallel(); testDeterminism(t, h) })
-	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
-	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
-	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
-	t.Run("Features", func(t *testing.T) { t.Parallel(); testFeatures(t, h) })
-	t.Run("Feed", func(t *testing.T) { t.Parallel(); testFeed(t, h) })
-	t.Run("Republish", func(t *testing.T) { t.Parallel(); testRepublish(t, h) })
-	t.Run("Commit", func(t *testing.T) { t.Parallel(); testCommit(t, h) })
-	t.Run("Errors", func(t *testing.T) { t.Parallel(); testErrors(t, h) })
-	t.Run("SharedLayer", func(t *testing.T) { t.Parallel(); testSharedLayer(t, h) })
-	t.Run("ReadToEndWhileLive", func(t *testing.T) { t.Parallel(); testReadToEndWhileLive(t, h) })
-	t.Run("HistoryReplay", func(t *testing.T) { t.Parallel(); testHistoryReplay(t, h) })
-	t.Run("WhatIf", func(t *testing.T) { t.Parallel(); testWhatIf(t, h) })
-	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })
-	t.Run("Select", func(t *testing.T) { t.Parallel(); testSelect(t, h) })
-	t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, h) })
+	h.run(t, "EndToEnd", testEndToEnd)
+	h.run(t, "Determinism", testDeterminism)
+	h.run(t, "BadInput", testBadInput)
+	h.run(t, "Crash", testCrash)
+	h.run(t, "Registry", testRegistry)
+	h.run(t, "Features", testFeatures)
+	h.run(t, "Feed", testFeed)
+	h.run(t, "Republish", testRepublish)
+	h.run(t, "Commit", testCommit)
+	h.run(t, "Errors", testErrors)
+	h.run(t, "SharedLayer", testSharedLayer)
+	h.run(t, "ReadToEndWhileLive", testReadToEndWhileLive)
+	h.run(t, "HistoryReplay", testHistoryReplay)
+	h.run(t, "WhatIf", testWhatIf)
+	h.run(t, "TraceAndRange", testTraceAndRange)
+	h.run(t, "Select", testSelect)
+	h.run(t, "IndexedTrace", testIndexedTrace)
+}
+
+// run runs test as the parallel subtest name, if h runs it.
+func (h Harness) run(t *testing.T, name string, test func(*testing.T, Harness)) {
+	if h.Only != nil && !slices.Contains(h.Only, name) {
+		return
+	}
+	t.Run(name, func(t *testing.T) { t.Parallel(); test(t, h) })
 }
 
 // Eventually polls cond every 20ms until it returns nil or total elapses, and then fails

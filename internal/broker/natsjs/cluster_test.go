@@ -1,7 +1,9 @@
 package natsjs_test
 
 import (
+	"context"
 	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,65 @@ func TestReplicasRaiseAnExistingRegistry(t *testing.T) {
 	})
 	if _, err := client.Registry().Get(t.Context(), "base"); err != nil {
 		t.Fatalf("the client reads the binding: %v", err)
+	}
+}
+
+// replicated is a connection whose scenarios go on three replicas unless their owner says
+// otherwise; every other method (Get, Respond, Conn, ...) is the adapter's own.
+type replicated struct{ *natsjs.Broker }
+
+func (b replicated) EnsureScenario(ctx context.Context, s string, cfg broker.ScenarioConfig) error {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 3
+	}
+	return b.Broker.EnsureScenario(ctx, s, cfg)
+}
+
+var clusterFull = flag.Bool("cascade.cluster.full", false, "run the whole conformance suite on the 3-node cluster, not only its delivery and crash tests")
+
+// The conformance suite on a 3-node cluster with every scenario's stream on 3 replicas
+// (checked when each test ends): in CI the tests of delivery, commits, crashes, the registry
+// and error classes; all of them with -cascade.cluster.full.
+func TestConformanceCluster(t *testing.T) {
+	t.Parallel()
+	var only []string
+	if !*clusterFull {
+		only = []string{"EndToEnd", "Crash", "Commit", "Republish", "Feed", "Registry", "Errors", "Features"}
+	}
+	conformance.Run(t, conformance.Harness{
+		Only: only,
+		Fresh: func(t *testing.T) func(t *testing.T) broker.Broker {
+			c := conformance.NATSCluster(t, 3)
+			t.Cleanup(func() { allReplicated(t, c.URL(), 3) })
+			return func(t *testing.T) broker.Broker { return replicated{connect(t, c.URL())} }
+		},
+		Kill: func(b broker.Broker) { b.(replicated).Conn().Close() },
+		Stopped: func(t *testing.T) broker.Broker {
+			c := conformance.NATSCluster(t, 3)
+			b := connect(t, c.URL())
+			for i := range c.Size() {
+				c.Kill(i)
+			}
+			return replicated{b}
+		},
+		AckWait: testAckWait,
+	})
+}
+
+// allReplicated fails t unless every scenario stream at url has want replicas (the registry
+// bucket follows the scenarios' owners; a test that only uses the registry leaves it at 1).
+func allReplicated(t *testing.T, url string, want int) {
+	t.Helper()
+	js := conformance.JetStream(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	streams := js.ListStreams(ctx)
+	for info := range streams.Info() {
+		if !strings.HasPrefix(info.Config.Name, "KV_") && info.Config.Replicas != want {
+			t.Errorf("stream %s has %d replicas, want %d", info.Config.Name, info.Config.Replicas, want)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		t.Errorf("list streams: %v", err)
 	}
 }
