@@ -243,6 +243,9 @@ func (a *app) consumeCmd() *cobra.Command {
 			if err != nil || !slices.Contains(event.ConsumerLayers, l) {
 				return usageError("--layer %q: want %s", layer, event.JoinLayers(event.ConsumerLayers, "or"))
 			}
+			if err := s.checkHTTP(cmd); err != nil {
+				return err
+			}
 			b, err := a.join(cmd.Context())
 			if err != nil {
 				return err
@@ -252,6 +255,10 @@ func (a *app) consumeCmd() *cobra.Command {
 		},
 	}
 	s.add(cmd, false)
+	// A stage worker serves HTTP (probes, /metrics, the API) only when given an address:
+	// several run on one machine.
+	s.addHTTP(cmd)
+	cmd.Flag("http-listen").DefValue, s.httpListen = "", ""
 	cmd.Flags().StringVar(&layer, "layer", "", "layer to run: "+event.JoinLayers(event.ConsumerLayers, "or")+" (required)")
 	_ = cmd.MarkFlagRequired("layer")
 	return cmd
