@@ -40,6 +40,9 @@ type Harness struct {
 	// Only, if set, names the tests to run (a cluster harness runs a subset to keep CI
 	// short); nil runs every test.
 	Only []string
+	// Serial runs the tests one after another instead of in parallel (a cluster harness:
+	// each test starts servers of its own, several each).
+	Serial bool
 	// AckWait is the redelivery delay: the suite gives it as ScenarioConfig.AckWait to the
 	// scenarios it owns (NATS uses it; on Kafka it is the harness's session timeout); the
 	// crash and commit tests wait for it.
@@ -67,12 +70,17 @@ func Run(t *testing.T, h Harness) {
 	h.run(t, "IndexedTrace", testIndexedTrace)
 }
 
-// run runs test as the parallel subtest name, if h runs it.
+// run runs test as the subtest name (parallel unless h.Serial), if h runs it.
 func (h Harness) run(t *testing.T, name string, test func(*testing.T, Harness)) {
 	if h.Only != nil && !slices.Contains(h.Only, name) {
 		return
 	}
-	t.Run(name, func(t *testing.T) { t.Parallel(); test(t, h) })
+	t.Run(name, func(t *testing.T) {
+		if !h.Serial {
+			t.Parallel()
+		}
+		test(t, h)
+	})
 }
 
 // Eventually polls cond every 20ms until it returns nil or total elapses, and then fails

@@ -145,10 +145,11 @@ func TestConformanceCluster(t *testing.T) {
 	t.Parallel()
 	var only []string
 	if !*clusterFull {
-		only = []string{"EndToEnd", "Crash", "Commit", "Republish", "Feed", "Registry", "Errors", "Features"}
+		only = []string{"EndToEnd", "Crash", "Commit", "Republish", "Feed", "Registry", "Errors"}
 	}
 	conformance.Run(t, conformance.Harness{
-		Only: only,
+		Only:   only,
+		Serial: true, // one cluster at a time: three servers each, on CI's two cores
 		Fresh: func(t *testing.T) func(t *testing.T) broker.Broker {
 			c := conformance.NATSCluster(t, 3)
 			t.Cleanup(func() { allReplicated(t, c.URL(), 3) })
