@@ -27,7 +27,7 @@ type faultRun struct {
 func startFaultRun(t *testing.T, seed uint64) *faultRun {
 	t.Helper()
 	c := NATSCluster(t, 3)
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: c.URL(), ConnectWait: 2 * time.Second})
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: c.URL(), ConnectWait: 2 * time.Second, APITimeout: 15 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

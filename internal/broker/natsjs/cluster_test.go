@@ -153,12 +153,12 @@ func TestConformanceCluster(t *testing.T) {
 		Fresh: func(t *testing.T) func(t *testing.T) broker.Broker {
 			c := conformance.NATSCluster(t, 3)
 			t.Cleanup(func() { allReplicated(t, c.URL(), 3) })
-			return func(t *testing.T) broker.Broker { return replicated{connect(t, c.URL())} }
+			return func(t *testing.T) broker.Broker { return replicated{connectSlow(t, c.URL())} }
 		},
 		Kill: func(b broker.Broker) { b.(replicated).Conn().Close() },
 		Stopped: func(t *testing.T) broker.Broker {
 			c := conformance.NATSCluster(t, 3)
-			b := connect(t, c.URL())
+			b := connectSlow(t, c.URL())
 			for i := range c.Size() {
 				c.Kill(i)
 			}
@@ -184,4 +184,30 @@ func allReplicated(t *testing.T, url string, want int) {
 	if err := streams.Err(); err != nil {
 		t.Errorf("list streams: %v", err)
 	}
+}
+
+// A publish refused because the same id is still in process (a retry racing its first try
+// while a stream changes leader) is transient: tried again, it is stored once. Other API
+// errors stay permanent.
+func TestDuplicateInProcessIsTransient(t *testing.T) {
+	t.Parallel()
+	dup := natsjs.Wrap(&jetstream.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"})
+	if !broker.Transient(dup) || errors.Is(dup, broker.ErrPermanent) {
+		t.Errorf("%v: want transient", dup)
+	}
+	if other := natsjs.Wrap(&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"}); !errors.Is(other, broker.ErrPermanent) {
+		t.Errorf("%v: want permanent", other)
+	}
+}
+
+// connectSlow connects with a JetStream API timeout for a cluster on a loaded machine
+// (CI's race detector on two cores): creating an R3 stream or consumer may take over 5s.
+func connectSlow(t *testing.T, url string) *natsjs.Broker {
+	t.Helper()
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: url, ConnectWait: 5 * time.Second, APITimeout: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
 }

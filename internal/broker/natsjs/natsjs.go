@@ -43,6 +43,9 @@ type Options struct {
 	MaxAckPending int           // unacknowledged messages per consumer; default 1024
 	Prefetch      int           // messages buffered per consumer; default 256
 	ConnectWait   time.Duration // how long to wait for the server at start; default 5s
+	// APITimeout bounds a JetStream API request (creating a stream or consumer, a registry
+	// read) whose context has no deadline; default 5s. A loaded cluster may need more.
+	APITimeout time.Duration
 }
 
 // The stream settings (de-dup window, retention, replicas) and the ack wait are the
@@ -64,7 +67,12 @@ func (o *Options) defaults() error {
 	if o.ConnectWait == 0 {
 		o.ConnectWait = 5 * time.Second
 	}
+	if o.APITimeout == 0 {
+		o.APITimeout = 5 * time.Second
+	}
 	switch {
+	case o.APITimeout < 0:
+		return fmt.Errorf("%w: API timeout %s is negative", ErrInvalidOption, o.APITimeout)
 	case o.MaxAckPending < 1 || o.Prefetch < 1:
 		return fmt.Errorf("%w: max ack pending and prefetch must be positive", ErrInvalidOption)
 	case (o.TLSCert == "") != (o.TLSKey == ""):
@@ -148,7 +156,7 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, url, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(o.APITimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -261,6 +269,11 @@ func (b *Broker) replicasError(n int, err error) error {
 	return err
 }
 
+// errCodeDuplicateInProcess is a publish whose id another publish in flight carries (a
+// retry racing the first try, seen when a stream changes leader): try again, when the
+// first has settled it is a duplicate.
+const errCodeDuplicateInProcess = 10158
+
 // The JetStream API error codes the server answers a replica count it cannot place with.
 const (
 	errCodeNoPeers               = 10005 // no suitable peers for placement
@@ -350,10 +363,10 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 }
 
 // wrap classifies an error of nats.go for the port: what may pass (no responders,
-// timeouts, disconnection, JetStream not ready) matches broker.ErrUnavailable, a closed
-// connection broker.ErrClosed, and what the client or the server refused for what it is (a
-// message over the size limit, a bad subject or header, a denied permission, a JetStream API
-// error other than 503) broker.ErrPermanent.
+// timeouts, disconnection, JetStream not ready, a duplicate id still in process) matches
+// broker.ErrUnavailable, a closed connection broker.ErrClosed, and what the client or the
+// server refused for what it is (a message over the size limit, a bad subject or header, a
+// denied permission, any other JetStream API error) broker.ErrPermanent.
 func wrap(err error) error {
 	var api *jetstream.APIError
 	switch {
@@ -365,7 +378,7 @@ func wrap(err error) error {
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
 		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrNoServers):
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
-	case errors.As(err, &api) && api.Code == 503:
+	case errors.As(err, &api) && (api.Code == 503 || api.ErrorCode == errCodeDuplicateInProcess):
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
 	case errors.As(err, &api), errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrBadHeaderMsg), errors.Is(err, nats.ErrPermissionViolation):
