@@ -44,7 +44,8 @@ type Options struct {
 	Prefetch      int           // messages buffered per consumer; default 256
 	ConnectWait   time.Duration // how long to wait for the server at start; default 5s
 	// APITimeout bounds a JetStream API request (creating a stream or consumer, a registry
-	// read) whose context has no deadline; default 5s. A loaded cluster may need more.
+	// read) whose context has no deadline, and the wait for each publish's acknowledgement;
+	// default 5s. A loaded cluster may need more.
 	APITimeout time.Duration
 }
 
@@ -156,7 +157,10 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, url, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(o.APITimeout))
+	// A publish's acknowledgement lost with the stream leader that was to send it would
+	// otherwise be waited for forever; timed out, the publish is retried (transient) and the
+	// stream's de-duplication stores it once.
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(o.APITimeout), jetstream.WithPublishAsyncTimeout(o.APITimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
