@@ -71,7 +71,7 @@ func healthcheck(ctx context.Context, url string, timeout time.Duration, out io.
 	if err != nil {
 		return fmt.Errorf("healthcheck %s: %w", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("healthcheck %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
