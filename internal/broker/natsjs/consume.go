@@ -30,12 +30,6 @@ type consumer struct {
 // callers' own windows (consumers.Options.MaxInflight) keep well below it.
 const publishAsyncMaxPending = 1 << 16
 
-// publishAsyncTimeout fails an async publish whose PubAck has not come (the server may drop a
-// publish it cannot take in, without answering) with jetstream.ErrAsyncPublishTimeout, a
-// transient error the router publishes again after; without it the publication would wait for
-// ever and its inputs come again only after the ack wait.
-const publishAsyncTimeout = 5 * time.Second
-
 // Consumer creates or updates the durable pull consumer of layer l in scenario s.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
 	return b.StageConsumer(ctx, s, event.LayerStage(l))
