@@ -133,7 +133,7 @@ func testStageOverlap(t *testing.T, h Harness) {
 		var err error
 		names, err = b.Consumers(t.Context(), "base")
 		if want := "cascade-base-application,cascade-base-energy,cascade-base-model-chips"; err != nil || strings.Join(names, ",") != want {
-			return fmt.Errorf("Consumers = %v (%v), want %s", names, err, want)
+			return fmt.Errorf("listed consumers %v (%v), want %s", names, err, want)
 		}
 		return nil
 	})
