@@ -89,7 +89,7 @@ var References = []Reference{
 			return chatRequestWh(ctx, c, day(2025, 6, 10))
 		}},
 	{Name: "chatgpt-at-scale", What: "ChatGPT, 2.5B prompts/day x 0.34 Wh (Jul 2025)", Unit: "GWh/day", Published: 0.85, Low: 0.3, High: 1.0,
-		Source: "https://www.bgr.com/1919271/chatgpt-2-5-billion-prompts-every-day/ (Axios, 2025-07-21)", Tests: "the replayed history's ChatGPT adoption (weekly users x requests x tokens) priced with the fleets of each record's time, up to 2025-08-31",
+		Source: "https://www.axios.com/2025/07/21/chatgpt-users-prompts-2-5-billion", Tests: "the replayed history's ChatGPT adoption (weekly users x requests x tokens) priced with the fleets of each record's time, up to 2025-08-31",
 		model: func(_ context.Context, _ *coefficients.Loaded, h *replay) (float64, error) {
 			return h.avgMW(day(2025, 8, 31), "chatgpt") * 24 / 1000, nil
 		}},
