@@ -300,7 +300,12 @@ func testTakeOver(t *testing.T, h Harness) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("chain: %v", err)
+		}
+	})
 	Eventually(t, 30*time.Second, "the chain to consume", r.Ready)
 	if err := <-published; err != nil {
 		t.Fatal(err)
