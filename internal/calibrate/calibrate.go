@@ -89,7 +89,7 @@ var References = []Reference{
 			return chatRequestWh(ctx, c, day(2025, 6, 10))
 		}},
 	{Name: "chatgpt-at-scale", What: "ChatGPT, 2.5B prompts/day x 0.34 Wh (Jul 2025)", Unit: "GWh/day", Published: 0.85, Low: 0.3, High: 1.0,
-		Source: "https://www.bgr.com/1919271/chatgpt-2-5-billion-prompts-every-day/ (Axios, 2025-07-21)", Tests: "the replayed history's ChatGPT adoption (weekly users x requests x tokens) priced with the fleets of each record's time, up to 2025-08-31",
+		Source: "https://www.axios.com/2025/07/21/chatgpt-users-prompts-2-5-billion", Tests: "the replayed history's ChatGPT adoption (weekly users x requests x tokens) priced with the fleets of each record's time, up to 2025-08-31",
 		model: func(_ context.Context, _ *coefficients.Loaded, h *replay) (float64, error) {
 			return h.avgMW(day(2025, 8, 31), "chatgpt") * 24 / 1000, nil
 		}},
@@ -153,7 +153,7 @@ var References = []Reference{
 		}},
 	{Name: "iea-datacentres-2024", What: "world data-centre electricity, 2024, against the replayed history's demand at the end of 2024", Unit: "TWh/yr", Published: 415, Low: 0.0004, High: 0.1,
 		Source: "https://www.iea.org/reports/energy-and-ai",
-		Tests:  "order of magnitude only: the history is a sample (a few dozen apps, releases and programmes) of AI, itself a part of all data-centre use. Below 0.04% it holds less than ChatGPT alone (0.85 GWh/day = 0.31 TWh/yr); above 10% a sample rivals the census, a units error",
+		Tests:  "a coverage check, not a calibration (hence a band of 250x): the history is a sample (a few dozen apps, releases and programmes) of AI, itself a part of all data-centre use. Below 0.04% it holds less than ChatGPT alone (0.85 GWh/day = 0.31 TWh/yr); above 10% a sample rivals the census, a units error",
 		model: func(_ context.Context, _ *coefficients.Loaded, h *replay) (float64, error) {
 			return h.avgMW(day(2024, 12, 31), "") * 8760 / 1e6, nil
 		}},

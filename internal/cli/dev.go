@@ -53,6 +53,6 @@ and for tests, not for production; any Kafka client (kcat, say) can talk to it.`
 	f.IntVar(&firstPort, "port", 19092, "port of the first broker; the others follow (0: free ports)")
 	f.IntVar(&partitions, "partitions", 6, "partitions of auto-created topics")
 	f.StringVar(&dataDir, "data-dir", "", "keep messages and committed offsets here across restarts (default: in memory)")
-	cmd.AddCommand(kafka)
+	cmd.AddCommand(kafka, a.devNATSCmd(), a.devNodeCmd())
 	return cmd
 }

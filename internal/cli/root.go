@@ -75,6 +75,7 @@ type storage struct {
 	maxBytes    int64
 	partitions  int
 	replication int
+	replicas    int
 }
 
 type app struct {
@@ -161,7 +162,7 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 	for _, c := range []*cobra.Command{run, demo, bench, replay, scenarioCreate(scenario)} {
 		a.storageFlags(c.Flags())
 	}
-	root.AddCommand(a.calcCmd(), a.calibrateCmd(), a.coefficientsCmd(), a.schemasCmd(), a.devCmd())
+	root.AddCommand(a.calcCmd(), a.calibrateCmd(), a.coefficientsCmd(), a.schemasCmd(), a.devCmd(), a.healthcheckCmd())
 	usageArgs(root)
 	return root
 }
@@ -213,7 +214,8 @@ func (a *app) storageFlags(f *pflag.FlagSet) {
 	f.DurationVar(&a.st.maxAge, "retention-max-age", 0, "drop stored messages older than this (NATS stream max age, Kafka retention.ms; 0: keep on NATS, the cluster's default on Kafka)")
 	f.Int64Var(&a.st.maxBytes, "retention-max-bytes", 0, "cap the scenario's storage at this many bytes (NATS stream, Kafka retention.bytes per partition; 0: unlimited on NATS, the cluster's default on Kafka)")
 	f.IntVar(&a.st.partitions, "kafka-partitions", broker.DefaultPartitions, "Kafka: partitions of the topics the scenario is created with (existing topics keep theirs)")
-	f.IntVar(&a.st.replication, "kafka-replication", 0, "Kafka: replication factor of the topics the scenario is created with (0: min(3, brokers))")
+	f.IntVar(&a.st.replication, "kafka-replication", 0, "Kafka: replication factor of the topics the scenario is created with (0: min(3, brokers)); the same as --replicas")
+	f.IntVar(&a.st.replicas, "replicas", 0, "copies of the scenario's storage, at most the cluster's size: NATS stream and registry bucket replicas (0: 1), Kafka topics' replication factor (0: min(3, brokers))")
 }
 
 // natsOnly are the flags that apply only on NATS; every other "kafka-" flag but
@@ -248,7 +250,10 @@ func (a *app) refuseForeign(cmd *cobra.Command) error {
 // scenarioConfig is the owner's storage settings for the broker chosen, from its flags; a bad
 // value is a usage error.
 func (a *app) scenarioConfig() (broker.ScenarioConfig, error) {
-	cfg := broker.ScenarioConfig{MaxAge: a.st.maxAge, MaxBytes: a.st.maxBytes}
+	cfg := broker.ScenarioConfig{MaxAge: a.st.maxAge, MaxBytes: a.st.maxBytes, Replicas: a.st.replicas}
+	if a.st.replicas < 0 {
+		return cfg, usageError("--replicas %d: want 0 or a positive count", a.st.replicas)
+	}
 	if a.g.kafkaBrokers != "" {
 		if a.st.partitions < 1 {
 			return cfg, usageError("--kafka-partitions %d: want a positive count", a.st.partitions)
@@ -256,7 +261,10 @@ func (a *app) scenarioConfig() (broker.ScenarioConfig, error) {
 		if a.st.replication < 0 {
 			return cfg, usageError("--kafka-replication %d: want 0 or a positive count", a.st.replication)
 		}
-		cfg.Partitions, cfg.Replicas = a.st.partitions, a.st.replication
+		if a.st.replicas != 0 && a.st.replication != 0 && a.st.replicas != a.st.replication {
+			return cfg, usageError("--replicas %d and --kafka-replication %d disagree; give one", a.st.replicas, a.st.replication)
+		}
+		cfg.Partitions, cfg.Replicas = a.st.partitions, max(a.st.replicas, a.st.replication)
 	} else {
 		cfg.DedupWindow, cfg.AckWait = a.st.dedupWindow, a.st.ackWait
 	}

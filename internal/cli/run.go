@@ -311,6 +311,9 @@ consumer of --scenario (stop its processes first; what it had not committed is l
 			if err := s.applyMemoryLimit(cmd, a.Getenv); err != nil {
 				return err
 			}
+			if err := s.checkHTTP(cmd); err != nil {
+				return err
+			}
 			b, err := a.join(cmd.Context())
 			if err != nil {
 				return err
@@ -323,6 +326,10 @@ consumer of --scenario (stop its processes first; what it had not committed is l
 		},
 	}
 	s.add(cmd, false)
+	// A stage worker serves HTTP (probes, /metrics, the API) only when given an address:
+	// several run on one machine.
+	s.addHTTP(cmd)
+	cmd.Flag("http-listen").DefValue, s.httpListen = "", ""
 	cmd.Flags().StringVar(&layer, "layer", "", "layer to run: "+event.JoinLayers(event.ConsumerLayers, "or"))
 	cmd.Flags().StringVar(&layers, "layers", "", "range of layers to run as one stage, FIRST-LAST top to bottom (model-chips)")
 	cmd.Flags().StringArrayVar(&remove, "remove", nil, "delete this consumer of --scenario (repeatable) and exit")

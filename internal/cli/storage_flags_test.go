@@ -50,6 +50,8 @@ func TestFlagsRefusedAndExitCodesOnBothBrokers(t *testing.T) {
 			{[]string{"publish", "--dry-run", "--kafka-sasl-user", "u"}, 2, "--kafka-sasl-user applies only to Kafka"},
 			{[]string{"scenario", "create", "x", "--ack-wait", "50ms"}, 2, "ack wait"},
 			{[]string{"scenario", "ls", "--nats-tls-cert", "c.pem"}, 2, "certificate and key go together"},
+			{[]string{"scenario", "create", "x", "--replicas", "3"}, 2, "replicas 3: the NATS server at nats://127.0.0.1"},
+			{[]string{"scenario", "create", "x", "--replicas", "-1"}, 2, "--replicas -1: want 0 or a positive count"},
 		}, both...)},
 		"kafka": {kafkaEnv, append([]c{
 			{[]string{"scenario", "create", "x", "--dedup-window", "10s"}, 2, "--dedup-window does not apply to Kafka"},
@@ -58,6 +60,8 @@ func TestFlagsRefusedAndExitCodesOnBothBrokers(t *testing.T) {
 			{[]string{"totals", "--nats-url", "nats://127.0.0.1:4222"}, 2, "--nats-url does not apply to Kafka"},
 			{[]string{"scenario", "create", "x", "--kafka-partitions", "0"}, 2, "--kafka-partitions 0"},
 			{[]string{"scenario", "ls", "--kafka-tls-cert", "c.pem"}, 2, "certificate and key go together"},
+			{[]string{"scenario", "create", "x", "--replicas", "5"}, 2, "replicas 5 exceed the Kafka cluster's 3 brokers"},
+			{[]string{"scenario", "create", "x", "--replicas", "2", "--kafka-replication", "3"}, 2, "--replicas 2 and --kafka-replication 3 disagree"},
 		}, both...)},
 	}
 	for name, bc := range cases {

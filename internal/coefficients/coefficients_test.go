@@ -60,8 +60,8 @@ func TestDefault(t *testing.T) {
 	if got := d.At(time.Date(2025, 2, 27, 0, 0, 0, 0, time.UTC)).Infrastructure.Fleet.For("cn-deepseek"); len(got) != 1 || got["h800"] != 1 {
 		t.Errorf("DeepSeek's fleet in 2025 = %v, want h800 only", got)
 	}
-	if got := s.Energy.GridIntensityGPerKWh.For("zz"); got != 445 {
-		t.Errorf("grid intensity of an unknown region = %v, want the default 445", got)
+	if got, want := s.Energy.GridIntensityGPerKWh.For("zz"), s.Energy.GridIntensityGPerKWh.Default; got != want {
+		t.Errorf("grid intensity of an unknown region = %v, want the default %v", got, want)
 	}
 }
 
@@ -206,7 +206,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing key", edit(t, "  reserve_margin: 0.15\n", ""), "energy.reserve_margin: required"},
 		{"missing category field", edit(t, "chat: {requests_per_user_day: 3.6, ", "chat: {"), "applications.categories.chat.requests_per_user_day: required"},
 		{"not a finite number", edit(t, "load_factor: 0.7", "load_factor: .nan"), "energy.load_factor: must be a finite number"},
-		{"infinite", edit(t, "default: 445", "default: .inf"), "energy.grid_intensity_g_per_kwh.default: must be a finite number"},
+		{"infinite", edit(t, "grid_intensity_g_per_kwh:\n    default: ", "grid_intensity_g_per_kwh:\n    default: .inf #"), "energy.grid_intensity_g_per_kwh.default: must be a finite number"},
 		{"range the schema knows", edit(t, "load_factor: 0.7", "load_factor: 1.7"), "energy.load_factor: must be <= 1"},
 		{"bad accelerator name", edit(t, "    h100: {peak", "    H100: {peak"), "chips.accelerators.H100: key must match"},
 		{"rule beyond the schema", edit(t, "cn: {a100: 1.0}", "cn: {a100: 0.9}"), "infrastructure.fleet.regions.cn: shares must sum to 1 (got 0.9)"},

@@ -2,6 +2,7 @@ package coefficients_test
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -61,13 +62,74 @@ func TestDefaultFleetByDate(t *testing.T) {
 	if d.At(date(2019, 1, 1)) != d.Set {
 		t.Error("before the first period the undated values apply")
 	}
-	// Grid intensity by year: the us figure of 2022, then 2023's from the 2023 period on.
-	if a, b := d.At(date(2022, 12, 1)).Energy.GridIntensityGPerKWh.For("us"), d.At(date(2025, 1, 1)).Energy.GridIntensityGPerKWh.For("us"); a != 390 || b != 367 {
-		t.Errorf("us grid intensity 2022 %v, 2025 %v; want 390 then 367", a, b)
+}
+
+// number is a decoded YAML number as a float64.
+func number(v any) float64 {
+	switch n := v.(type) {
+	case int:
+		return float64(n)
+	case int64:
+		return float64(n)
+	case uint64:
+		return float64(n)
+	case float64:
+		return n
 	}
-	// Values a period does not touch are the undated ones.
-	if got := d.At(date(2025, 6, 1)).Energy.GridIntensityGPerKWh.For("dk"); got != 152 {
-		t.Errorf("dk grid intensity in 2025 = %v, want the undated 152", got)
+	return math.NaN()
+}
+
+// Grid intensity is dated by year for every region the audit names and the ones the history
+// uses: in force on 1 July of each year is the figure that year's period sets (2022: the undated
+// one), so consecutive years differ wherever the source's figures do.
+func TestDefaultGridIntensityByYear(t *testing.T) {
+	t.Parallel()
+	d := coefficients.Default()
+	set := func(from string) map[string]any {
+		for _, p := range d.Set.Periods {
+			if p.From == from {
+				e, _ := p.Values["energy"].(map[string]any)
+				g, _ := e["grid_intensity_g_per_kwh"].(map[string]any)
+				return g
+			}
+		}
+		t.Fatalf("no period from %s", from)
+		return nil
+	}
+	years := map[int]string{2023: "2023-01-01", 2024: "2024-01-01", 2025: "2025-01-01"}
+	for _, region := range []string{"default", "us", "cn", "cn-deepseek", "in", "fr", "gb", "dk", "jp", "kr", "sa", "ae"} {
+		prev := 0.0
+		for y := 2022; y <= 2025; y++ {
+			g := d.At(date(y, 7, 1)).Energy.GridIntensityGPerKWh
+			got := g.Default
+			if region != "default" {
+				v, ok := g.Regions[region]
+				if !ok {
+					t.Errorf("%d: %s has no grid intensity of its own", y, region)
+					continue
+				}
+				got = v
+			}
+			if from, ok := years[y]; ok {
+				vals := set(from)
+				var want any = vals["default"]
+				if region != "default" {
+					r, _ := vals["regions"].(map[string]any)
+					want = r[region]
+				}
+				if want == nil {
+					if got != prev {
+						t.Errorf("%d %s: %v, want %v kept from the year before (the period sets none)", y, region, got, prev)
+					}
+				} else if w := number(want); got != w {
+					t.Errorf("%d %s: %v in force, the %s period sets %v", y, region, got, from, want)
+				}
+			}
+			if y == 2023 && got == prev {
+				t.Errorf("%s: 2023 repeats 2022's %v: not dated", region, got)
+			}
+			prev = got
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,12 @@ type Harness struct {
 	// Stopped returns a connection made to a broker of its own that then stopped (its server
 	// shut down, the connection left open); it is closed by t.Cleanup.
 	Stopped func(t *testing.T) broker.Broker
+	// Only, if set, names the tests to run (a cluster harness runs a subset to keep CI
+	// short); nil runs every test.
+	Only []string
+	// Serial runs the tests one after another instead of in parallel (a cluster harness:
+	// each test starts servers of its own, several each).
+	Serial bool
 	// AckWait is the redelivery delay: the suite gives it as ScenarioConfig.AckWait to the
 	// scenarios it owns (NATS uses it; on Kafka it is the harness's session timeout); the
 	// crash and commit tests wait for it.
@@ -48,41 +55,54 @@ type Harness struct {
 
 // Run runs every conformance test against h.
 func Run(t *testing.T, h Harness) {
-	t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, h) })
-	t.Run("Determinism", func(t *testing.T) { t.Parallel(); testDeterminism(t, h) })
-	t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, h) })
-	t.Run("Crash", func(t *testing.T) { t.Parallel(); testCrash(t, h) })
-	t.Run("CrashAfterWindow", func(t *testing.T) { t.Parallel(); testCrashAfterWindow(t, h) })
-	t.Run("Registry", func(t *testing.T) { t.Parallel(); testRegistry(t, h) })
-	t.Run("Checkpoints", func(t *testing.T) { t.Parallel(); testCheckpoints(t, h) })
-	t.Run("Features", func(t *testing.T) { t.Parallel(); testFeatures(t, h) })
-	t.Run("Feed", func(t *testing.T) { t.Parallel(); testFeed(t, h) })
-	t.Run("Republish", func(t *testing.T) { t.Parallel(); testRepublish(t, h) })
-	t.Run("Commit", func(t *testing.T) { t.Parallel(); testCommit(t, h) })
-	t.Run("Errors", func(t *testing.T) { t.Parallel(); testErrors(t, h) })
-	t.Run("SharedLayer", func(t *testing.T) { t.Parallel(); testSharedLayer(t, h) })
-	t.Run("ReadToEndWhileLive", func(t *testing.T) { t.Parallel(); testReadToEndWhileLive(t, h) })
-	t.Run("HistoryReplay", func(t *testing.T) { t.Parallel(); testHistoryReplay(t, h) })
-	t.Run("WhatIf", func(t *testing.T) { t.Parallel(); testWhatIf(t, h) })
-	t.Run("TraceAndRange", func(t *testing.T) { t.Parallel(); testTraceAndRange(t, h) })
-	t.Run("Select", func(t *testing.T) { t.Parallel(); testSelect(t, h) })
-	t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, h) })
-	t.Run("ViewTotals", func(t *testing.T) { t.Parallel(); testViewTotals(t, h) })
-	t.Run("ViewSnapshotFeed", func(t *testing.T) { t.Parallel(); testViewSnapshotFeed(t, h) })
-	t.Run("Stages", func(t *testing.T) { t.Parallel(); testStages(t, h) })
-	t.Run("StageOverlap", func(t *testing.T) { t.Parallel(); testStageOverlap(t, h) })
-	t.Run("ChainedCrash", func(t *testing.T) { t.Parallel(); testChainedCrash(t, h) })
-	t.Run("TakeOver", func(t *testing.T) { t.Parallel(); testTakeOver(t, h) })
-	t.Run("Chained", func(t *testing.T) {
-		t.Parallel()
+	h.run(t, "EndToEnd", testEndToEnd)
+	h.run(t, "Determinism", testDeterminism)
+	h.run(t, "BadInput", testBadInput)
+	h.run(t, "Crash", testCrash)
+	h.run(t, "CrashAfterWindow", testCrashAfterWindow)
+	h.run(t, "Registry", testRegistry)
+	h.run(t, "Checkpoints", testCheckpoints)
+	h.run(t, "Features", testFeatures)
+	h.run(t, "Feed", testFeed)
+	h.run(t, "Republish", testRepublish)
+	h.run(t, "Commit", testCommit)
+	h.run(t, "Errors", testErrors)
+	h.run(t, "SharedLayer", testSharedLayer)
+	h.run(t, "ReadToEndWhileLive", testReadToEndWhileLive)
+	h.run(t, "HistoryReplay", testHistoryReplay)
+	h.run(t, "WhatIf", testWhatIf)
+	h.run(t, "TraceAndRange", testTraceAndRange)
+	h.run(t, "Select", testSelect)
+	h.run(t, "IndexedTrace", testIndexedTrace)
+	h.run(t, "ViewTotals", testViewTotals)
+	h.run(t, "ViewSnapshotFeed", testViewSnapshotFeed)
+	h.run(t, "Stages", testStages)
+	h.run(t, "StageOverlap", testStageOverlap)
+	h.run(t, "ChainedCrash", testChainedCrash)
+	h.run(t, "TakeOver", testTakeOver)
+	h.run(t, "Chained", func(t *testing.T, h Harness) {
 		c := h
 		c.Stages = consumers.Chained
-		t.Run("EndToEnd", func(t *testing.T) { t.Parallel(); testEndToEnd(t, c) })
-		t.Run("Determinism", func(t *testing.T) { t.Parallel(); testDeterminism(t, c) })
-		t.Run("BadInput", func(t *testing.T) { t.Parallel(); testBadInput(t, c) })
-		t.Run("HistoryReplay", func(t *testing.T) { t.Parallel(); testHistoryReplay(t, c) })
-		t.Run("WhatIf", func(t *testing.T) { t.Parallel(); testWhatIf(t, c) })
-		t.Run("IndexedTrace", func(t *testing.T) { t.Parallel(); testIndexedTrace(t, c) })
+		c.Only = nil
+		c.run(t, "EndToEnd", testEndToEnd)
+		c.run(t, "Determinism", testDeterminism)
+		c.run(t, "BadInput", testBadInput)
+		c.run(t, "HistoryReplay", testHistoryReplay)
+		c.run(t, "WhatIf", testWhatIf)
+		c.run(t, "IndexedTrace", testIndexedTrace)
+	})
+}
+
+// run runs test as the subtest name (parallel unless h.Serial), if h runs it.
+func (h Harness) run(t *testing.T, name string, test func(*testing.T, Harness)) {
+	if h.Only != nil && !slices.Contains(h.Only, name) {
+		return
+	}
+	t.Run(name, func(t *testing.T) {
+		if !h.Serial {
+			t.Parallel()
+		}
+		test(t, h)
 	})
 }
 

@@ -119,6 +119,15 @@ func testCrash(t *testing.T, h Harness) {
 			t.Errorf("totals count %d events without de-duplication, want %d, each id once", tot.Events, once.Events())
 		}
 	}
+	checkDerivedOnce(t, b, s, want, stored)
+}
+
+// checkDerivedOnce fails t unless scenario s holds every event of want, each exactly once
+// (stored once, or with no de-dup window delivered once by a feed: what stored says), and
+// nothing else, with the sums of each type's primary quantity equal to want's, which the
+// formulas (`cascade calc`) derived from the same signals.
+func checkDerivedOnce(t *testing.T, b broker.Broker, s string, want map[string]*event.Event, stored string) {
+	t.Helper()
 	got := readAll(t, b, broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}})
 	seen := map[string]int{}
 	sums := map[event.Type]float64{}

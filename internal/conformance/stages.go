@@ -133,7 +133,7 @@ func testStageOverlap(t *testing.T, h Harness) {
 		var err error
 		names, err = b.Consumers(t.Context(), "base")
 		if want := "cascade-base-application,cascade-base-energy,cascade-base-model-chips"; err != nil || strings.Join(names, ",") != want {
-			return fmt.Errorf("Consumers = %v (%v), want %s", names, err, want)
+			return fmt.Errorf("listed consumers %v (%v), want %s", names, err, want)
 		}
 		return nil
 	})
@@ -300,7 +300,12 @@ func testTakeOver(t *testing.T, h Harness) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("chain: %v", err)
+		}
+	})
 	Eventually(t, 30*time.Second, "the chain to consume", r.Ready)
 	if err := <-published; err != nil {
 		t.Fatal(err)

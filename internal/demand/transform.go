@@ -83,6 +83,14 @@ func ModelRelease(c *coefficients.Set, r *event.Release) []Output {
 	return []Output{infra(r.Region, event.Inference, inference), infra(r.Region, event.Finetune, finetune), end}
 }
 
+// pricingTime is p's priced_at, or nil.
+func pricingTime(p event.Payload) *time.Time {
+	if pp, ok := p.(event.Priced); ok {
+		return pp.PricingTime()
+	}
+	return nil
+}
+
 func multiplier(c *coefficients.Set, reasoning bool) float64 {
 	if reasoning {
 		return c.Models.ReasoningTokenMultiplier
@@ -152,7 +160,11 @@ var ErrTransform = fmt.Errorf("transform")
 
 // Derive is the layer step: the envelopes of the demand that in places on the layer below,
 // stamped with provenance (causation, correlation, coefficient version) and deterministic ids.
-// The coefficients are those in force at in's time (coefficients.Loaded.At).
+// The coefficients are those in force at the payload's pricing time (its priced_at), else at
+// in's time (coefficients.Loaded.At). An output whose time is not that pricing time (a
+// retraction, delayed) carries it as priced_at, and so does all the demand derived below it:
+// a retraction across a period boundary nets to zero at every layer, accelerators by kind
+// included.
 // Outputs whose primary quantity is exactly zero are dropped.
 func Derive(ctx context.Context, c *coefficients.Loaded, in *event.Event, p event.Payload) ([]*event.Event, error) {
 	ds, err := DeriveTyped(ctx, c, in, p)
@@ -179,7 +191,12 @@ func DeriveTyped(ctx context.Context, c *coefficients.Loaded, in *event.Event, p
 		return nil, err
 	}
 	emitter := event.InputLayer(p.EventType())
-	outs, err := Outputs(c.At(in.Time), p)
+	priced := pricingTime(p)
+	when := in.Time
+	if priced != nil {
+		when = *priced
+	}
+	outs, err := Outputs(c.At(when), p)
 	if err != nil {
 		return nil, err
 	}
@@ -188,10 +205,24 @@ func DeriveTyped(ctx context.Context, c *coefficients.Loaded, in *event.Event, p
 		if event.Primary(o.Payload) == 0 {
 			continue
 		}
+		t := in.Time.Add(o.Delay)
+		if !t.Equal(when) {
+			// Priced at another time than its own (a retraction, or demand below one): it
+			// carries that time, so each layer below prices it as the demand it retracts.
+			op, ok := o.Payload.(event.Priced)
+			if !ok {
+				return nil, fmt.Errorf("%w: %s output %s: a %s cannot carry priced_at", ErrTransform, emitter, o.Key, o.Payload.EventType().Short())
+			}
+			if priced == nil {
+				w := when.UTC()
+				priced = &w
+			}
+			op.SetPricingTime(priced)
+		}
 		if err := o.Payload.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: %s output %s: %w", ErrTransform, emitter, o.Key, err)
 		}
-		ev, err := event.New(in, emitter, o.Key, in.Time.Add(o.Delay), c.CoefVersion, o.Payload)
+		ev, err := event.New(in, emitter, o.Key, t, c.CoefVersion, o.Payload)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrTransform, err)
 		}

@@ -3,6 +3,7 @@ package event
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/segmentio/encoding/json"
 )
@@ -57,6 +58,10 @@ type DemandInfrastructure struct {
 	Region   string  `json:"region"`
 	Workload string  `json:"workload"`
 	FlopPerS float64 `json:"flop_per_s"`
+	// PricedAt is the time whose coefficients price this demand when it is not the event's own
+	// time: a retraction is priced as the demand it retracts was, so that both net to zero
+	// below (absent: the event's time).
+	PricedAt *time.Time `json:"priced_at,omitempty"`
 }
 
 // DemandChips is the data of demand.chips.v1: accelerators needed.
@@ -66,6 +71,10 @@ type DemandChips struct {
 	Units       float64  `json:"units"`
 	HBMGB       *float64 `json:"hbm_gb,omitempty"`
 	Workload    string   `json:"workload,omitempty"`
+	// PricedAt is the time whose coefficients price this demand when it is not the event's own
+	// time: a retraction is priced as the demand it retracts was, so that both net to zero
+	// below (absent: the event's time).
+	PricedAt *time.Time `json:"priced_at,omitempty"`
 }
 
 // DemandEnergy is the data of demand.energy.v1: power drawn by those accelerators.
@@ -74,6 +83,10 @@ type DemandEnergy struct {
 	ITMW       float64 `json:"it_mw"`
 	FacilityMW float64 `json:"facility_mw"`
 	Workload   string  `json:"workload,omitempty"`
+	// PricedAt is the time whose coefficients price this demand when it is not the event's own
+	// time: a retraction is priced as the demand it retracts was, so that both net to zero
+	// below (absent: the event's time).
+	PricedAt *time.Time `json:"priced_at,omitempty"`
 }
 
 // DemandGrid is the data of demand.grid.v1: what the grid must supply.
@@ -84,6 +97,10 @@ type DemandGrid struct {
 	TWhPerYear   float64 `json:"twh_per_year"`
 	CO2TPerYear  float64 `json:"co2_t_per_year"`
 	Workload     string  `json:"workload,omitempty"`
+	// PricedAt is the time whose coefficients price this demand when it is not the event's own
+	// time: a retraction is priced as the demand it retracts was, so that both net to zero
+	// below (absent: the event's time).
+	PricedAt *time.Time `json:"priced_at,omitempty"`
 }
 
 // Payload is implemented by the seven data types.
@@ -112,6 +129,26 @@ func (p *DemandInfrastructure) RegionName() string { return p.Region }
 func (p *DemandChips) RegionName() string          { return p.Region }
 func (p *DemandEnergy) RegionName() string         { return p.Region }
 func (p *DemandGrid) RegionName() string           { return p.Region }
+
+// Priced is implemented by the payloads that may be priced at a time other than their event's
+// (PricedAt): the demand below the model layer.
+type Priced interface {
+	Payload
+	// PricingTime is the payload's PricedAt, nil when it is its event's time.
+	PricingTime() *time.Time
+	// SetPricingTime sets PricedAt.
+	SetPricingTime(t *time.Time)
+}
+
+func (p *DemandInfrastructure) PricingTime() *time.Time { return p.PricedAt }
+func (p *DemandChips) PricingTime() *time.Time          { return p.PricedAt }
+func (p *DemandEnergy) PricingTime() *time.Time         { return p.PricedAt }
+func (p *DemandGrid) PricingTime() *time.Time           { return p.PricedAt }
+
+func (p *DemandInfrastructure) SetPricingTime(t *time.Time) { p.PricedAt = t }
+func (p *DemandChips) SetPricingTime(t *time.Time)          { p.PricedAt = t }
+func (p *DemandEnergy) SetPricingTime(t *time.Time)         { p.PricedAt = t }
+func (p *DemandGrid) SetPricingTime(t *time.Time)           { p.PricedAt = t }
 
 // newPayload returns an empty payload of type t with its required numbers set to NaN, so that
 // Validate can tell an absent number from a zero (JSON cannot carry NaN).

@@ -400,7 +400,7 @@ func TestConvertedFiguresAreEstimates(t *testing.T) {
 	for _, id := range []string{
 		"hist-2022-12-05-chatgpt-1m", "hist-2022-12-31-chatgpt-mau-57m", "hist-2023-01-31-chatgpt-mau-100m",
 		"hist-2025-01-31-deepseek-dau-22m", "hist-2025-02-03-deepseek-dau-30m", "hist-2025-01-20-deepseek-r1",
-		"hist-2024-03-17-grok-1", "hist-2025-07-17-uk-isambard-ai", "hist-2025-05-13-sa-humain-nvidia",
+		"hist-2024-03-17-grok-1", "hist-2025-07-17-uk-isambard-ai", "hist-2026-06-30-sa-humain-nvidia",
 	} {
 		if r := find(t, id); !r.Estimate {
 			t.Errorf("%s is a converted figure and must be an estimate", id)

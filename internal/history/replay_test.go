@@ -3,6 +3,7 @@ package history
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
@@ -75,5 +76,50 @@ func TestHistoryReplaysWithTheFleetOfItsTime(t *testing.T) {
 	}
 	if !blackwell {
 		t.Error("no 2025 record lands on Blackwell")
+	}
+}
+
+// No record, injected or derived, puts demand on an accelerator before its availability date:
+// every chips event of the replayed history is at or after its accelerator's available_from.
+func TestNoRecordUsesAnAcceleratorBeforeItShipped(t *testing.T) {
+	t.Parallel()
+	evs, err := Signals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := coefficients.Default()
+	checked := 0
+	var walk func(id string, n *tree.Node)
+	walk = func(id string, n *tree.Node) {
+		if ch, ok := n.Payload.(*event.DemandChips); ok {
+			checked++
+			acc := c.At(n.Event.Time).Chips.Accelerators[ch.Accelerator]
+			if acc.AvailableFrom != "" {
+				from, err := time.Parse(coefficients.DateLayout, acc.AvailableFrom)
+				if err != nil {
+					t.Fatalf("%s: available_from %q: %v", ch.Accelerator, acc.AvailableFrom, err)
+				}
+				if n.Event.Time.Before(from) {
+					t.Errorf("%s: %s on %s, before it shipped (%s)", id, ch.Accelerator, n.Event.Time.Format(time.DateOnly), acc.AvailableFrom)
+				}
+			}
+		}
+		for _, x := range n.Children {
+			walk(id, x)
+		}
+	}
+	for _, ev := range evs {
+		p, err := event.DecodePayload(ev.Type, ev.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := tree.Expand(t.Context(), c, ev, p)
+		if err != nil {
+			t.Fatalf("%s: %v", ev.ID, err)
+		}
+		walk(ev.ID, n)
+	}
+	if checked == 0 {
+		t.Fatal("no chips event checked")
 	}
 }

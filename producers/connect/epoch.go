@@ -45,7 +45,8 @@ var epochRequired = []string{colModel, colDate, colParams, colCompute, colHours}
 // Each model whose training compute and training time are known becomes a
 // demand.infrastructure training signal of compute / time FLOP/s in its organisation's
 // country, from the publication date less the training time ("epoch:<Model>:training"),
-// retracted at the publication date ("epoch:<Model>:training-end"): the dataset has no
+// retracted at the publication date ("epoch:<Model>:training-end", priced_at the start, so
+// that it nets the training demand to zero at every layer): the dataset has no
 // training dates, so training is taken to end when the model is published. The checkpoint is
 // the set of models read; a model whose row was bad is read again on the next poll.
 type Epoch struct {
@@ -174,7 +175,9 @@ func (e *Epoch) row(src, model string, get func(string) string) ([]Signal, error
 			Data: event.DemandInfrastructure{Region: region, Workload: event.Training, FlopPerS: flops}}
 		off := on
 		off.ID, off.Time = "epoch:"+model+":training-end", date
-		off.Data = event.DemandInfrastructure{Region: region, Workload: event.Training, FlopPerS: -flops}
+		// Priced at the start, as the compute it retracts, so that both net to zero below
+		// even when a fleet period begins during training.
+		off.Data = event.DemandInfrastructure{Region: region, Workload: event.Training, FlopPerS: -flops, PricedAt: &start}
 		out = append(out, on.signal(0, note), off.signal(0, "retraction of the training compute at the publication date"))
 	}
 	return out, nil

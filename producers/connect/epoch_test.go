@@ -16,7 +16,7 @@ import (
 // The Epoch connector reads the recorded CSV: a release for each language or multimodal
 // model with a parameter count (Llama 3.1-405B, DeepSeek-V3; GPT-4 has none, AlphaGo Zero
 // plays Go), a training signal of compute / time FLOP/s from the publication date less the
-// training time and its retraction at the publication date for each model with both
+// training time and its retraction at the publication date, priced at the start, for each model with both
 // (AlphaGo Zero's in gb), and an answer naming the column of each bad row. Polling again
 // publishes nothing: only the bad rows are answered again.
 func TestEpochReleasesAndTrainingWithItsRetraction(t *testing.T) {
@@ -79,7 +79,7 @@ func TestEpochReleasesAndTrainingWithItsRetraction(t *testing.T) {
 	flops := 3.8e25 / (1928 * 3600)
 	pub := time.Date(2024, 7, 23, 0, 0, 0, 0, time.UTC)
 	if d.Workload != event.Training || d.Region != "us" || math.Abs(d.FlopPerS-flops) > 1e-9*flops || end.FlopPerS != -d.FlopPerS ||
-		!on.Time.Equal(pub.Add(-1928*time.Hour)) || !off.Time.Equal(pub) {
+		!on.Time.Equal(pub.Add(-1928*time.Hour)) || !off.Time.Equal(pub) || d.PricedAt != nil || end.PricedAt == nil || !end.PricedAt.Equal(on.Time) {
 		t.Fatalf("training %+v at %s, end %+v at %s; want %.4g FLOP/s from %s to %s", d, on.Time, end, off.Time, flops, pub.Add(-1928*time.Hour), pub)
 	}
 	if _, d := infra("epoch:AlphaGo Zero:training"); d.Region != "gb" {

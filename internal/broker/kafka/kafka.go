@@ -277,12 +277,16 @@ func scenarioTopics(s string) []string {
 	return out
 }
 
-// replication is want, or min(3, brokers in the cluster) when want is 0.
-func replication(md *kafka.MetadataResponse, want int) int {
-	if want > 0 {
-		return want
+// replication is want, or min(3, brokers in the cluster) when want is 0; more than the
+// cluster's brokers is refused.
+func replication(md *kafka.MetadataResponse, want int) (int, error) {
+	if want > len(md.Brokers) {
+		return 0, fmt.Errorf("%w: replicas %d exceed the Kafka cluster's %d brokers", broker.ErrInvalidConfig, want, len(md.Brokers))
 	}
-	return max(1, min(3, len(md.Brokers)))
+	if want > 0 {
+		return want, nil
+	}
+	return max(1, min(3, len(md.Brokers))), nil
 }
 
 // ensureTopics creates the topics that are missing, with replicas (0: min(3, brokers)), and
@@ -308,7 +312,11 @@ func (b *Broker) ensureTopics(ctx context.Context, topics []string, partitions, 
 		}
 		switch {
 		case !ok:
-			create = append(create, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: replication(md, replicas), ConfigEntries: configs})
+			rf, err := replication(md, replicas)
+			if err != nil {
+				return nil, err
+			}
+			create = append(create, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: rf, ConfigEntries: configs})
 		case n != partitions:
 			b.log.Warn().Str("topic", t).Int("partitions", n).Int("want", partitions).
 				Msg("topic exists with another partition count; using it as it is")

@@ -30,15 +30,24 @@ type consumer struct {
 // callers' own windows (consumers.Options.MaxInflight) keep well below it.
 const publishAsyncMaxPending = 1 << 16
 
-// publishAsyncTimeout fails an async publish whose PubAck has not come (the server may drop a
-// publish it cannot take in, without answering) with jetstream.ErrAsyncPublishTimeout, a
-// transient error the router publishes again after; without it the publication would wait for
-// ever and its inputs come again only after the ack wait.
-const publishAsyncTimeout = 5 * time.Second
-
 // Consumer creates or updates the durable pull consumer of layer l in scenario s.
 func (b *Broker) Consumer(ctx context.Context, s string, l event.Layer) (broker.Consumer, error) {
 	return b.StageConsumer(ctx, s, event.LayerStage(l))
+}
+
+// stageConfig is the durable pull consumer of stage st in scenario s, delivering from the
+// stream's start.
+func (b *Broker) stageConfig(s string, st event.Stage, cfg broker.ScenarioConfig) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        st.ConsumerName(s),
+		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
+		FilterSubjects: st.FilterSubjects(s),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxAckPending:  b.opts.MaxAckPending,
+		MaxDeliver:     -1,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
 }
 
 // StageConsumer creates or updates the durable pull consumer of stage st in scenario s.
@@ -51,16 +60,7 @@ func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (b
 		return nil, err
 	}
 	name := st.ConsumerName(s)
-	ccfg := jetstream.ConsumerConfig{
-		Durable:        name,
-		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
-		FilterSubjects: st.FilterSubjects(s),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		MaxAckPending:  b.opts.MaxAckPending,
-		MaxDeliver:     -1,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	}
+	ccfg := b.stageConfig(s, st, cfg)
 	// A consumer made by TakeOver keeps the start it was given (the server refuses to change it).
 	if have, err := b.js.Consumer(ctx, event.StreamName(s), name); err == nil {
 		ccfg.DeliverPolicy, ccfg.OptStartSeq = have.CachedInfo().Config.DeliverPolicy, have.CachedInfo().Config.OptStartSeq
@@ -322,17 +322,9 @@ func (b *Broker) TakeOver(ctx context.Context, s string, st event.Stage, old []s
 		}
 		return err
 	}
-	_, err = b.js.CreateConsumer(ctx, event.StreamName(s), jetstream.ConsumerConfig{
-		Durable:        name,
-		Description:    "cascade " + stageDescription(st) + " of scenario " + s,
-		FilterSubjects: st.FilterSubjects(s),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		MaxAckPending:  b.opts.MaxAckPending,
-		MaxDeliver:     -1,
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    last + 1,
-	})
+	ccfg := b.stageConfig(s, st, cfg)
+	ccfg.DeliverPolicy, ccfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	_, err = b.js.CreateConsumer(ctx, event.StreamName(s), ccfg)
 	if err != nil {
 		return wrap(fmt.Errorf("consumer %s: %w", name, err))
 	}

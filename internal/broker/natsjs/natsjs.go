@@ -47,6 +47,10 @@ type Options struct {
 	MaxAckPending int
 	Prefetch      int           // messages buffered per consumer; default 256
 	ConnectWait   time.Duration // how long to wait for the server at start; default 5s
+	// APITimeout bounds a JetStream API request (creating a stream or consumer, a registry
+	// read) whose context has no deadline, and the wait for each publish's acknowledgement;
+	// default 5s. A loaded cluster may need more.
+	APITimeout time.Duration
 }
 
 // The stream settings (de-dup window, retention, replicas) and the ack wait are the
@@ -68,7 +72,12 @@ func (o *Options) defaults() error {
 	if o.ConnectWait == 0 {
 		o.ConnectWait = 5 * time.Second
 	}
+	if o.APITimeout == 0 {
+		o.APITimeout = 5 * time.Second
+	}
 	switch {
+	case o.APITimeout < 0:
+		return fmt.Errorf("%w: API timeout %s is negative", ErrInvalidOption, o.APITimeout)
 	case o.MaxAckPending < 1 || o.Prefetch < 1:
 		return fmt.Errorf("%w: max ack pending and prefetch must be positive", ErrInvalidOption)
 	case (o.TLSCert == "") != (o.TLSKey == ""):
@@ -153,7 +162,11 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("%w: no NATS server answers at %s (%w); start one with `cascade run` or pass --nats-url", broker.ErrUnavailable, url, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishAsyncMaxPending), jetstream.WithPublishAsyncTimeout(publishAsyncTimeout))
+	// A publish's acknowledgement lost with the stream leader that was to send it, or dropped
+	// by a server that could not take the publish in, would otherwise be waited for forever;
+	// timed out (jetstream.ErrAsyncPublishTimeout, transient), the publish is retried and the
+	// stream's de-duplication stores it once.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publishAsyncMaxPending), jetstream.WithDefaultTimeout(o.APITimeout), jetstream.WithPublishAsyncTimeout(o.APITimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -232,14 +245,51 @@ func (b *Broker) EnsureScenario(ctx context.Context, s string, cfg broker.Scenar
 	if done && have == cfg {
 		return nil
 	}
+	if err := b.checkReplicas(cfg.Replicas); err != nil {
+		return err
+	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, streamConfig(s, cfg)); err != nil {
-		return wrap(fmt.Errorf("configure stream %s: %w", event.StreamName(s), err))
+		return b.replicasError(cfg.Replicas, wrap(fmt.Errorf("configure stream %s: %w", event.StreamName(s), err)))
+	}
+	if err := b.registryReplicas(ctx, max(cfg.Replicas, 1)); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	b.streams[s], b.owned[s] = true, cfg
 	b.mu.Unlock()
 	return nil
 }
+
+// checkReplicas refuses more than one replica on a server that is not part of a cluster
+// (the server would refuse it too, less clearly).
+func (b *Broker) checkReplicas(n int) error {
+	if n > 1 && b.nc.ConnectedClusterName() == "" {
+		return fmt.Errorf("%w: replicas %d: the NATS server at %s is a single server, not a cluster; use 1 replica or connect to a cluster",
+			broker.ErrInvalidConfig, n, netaddr.Redact(b.nc.ConnectedUrlRedacted()))
+	}
+	return nil
+}
+
+// replicasError names the replica count when the server found too few peers to place it.
+func (b *Broker) replicasError(n int, err error) error {
+	var api *jetstream.APIError
+	if n > 1 && errors.As(err, &api) && (api.ErrorCode == errCodeInsufficientResources || api.ErrorCode == errCodeNoPeers || api.ErrorCode == errCodeReplicasNotClustered) {
+		return fmt.Errorf("%w: replicas %d exceed the JetStream nodes of NATS cluster %s: %w", broker.ErrInvalidConfig, n, b.nc.ConnectedClusterName(), err)
+	}
+	return err
+}
+
+// errCodeDuplicateInProcess is a publish whose id another publish in flight carries (a
+// retry racing the first try, seen when a stream changes leader): try again, when the
+// first has settled it is a duplicate.
+const errCodeDuplicateInProcess = 10158
+
+// The JetStream API error codes the server answers a replica count it cannot place with.
+const (
+	errCodeNoPeers               = 10005 // no suitable peers for placement
+	errCodeInsufficientResources = 10023 // insufficient resources
+	errCodeReplicasNotClustered  = 10074 // replicas > 1 not supported in non-clustered mode
+)
 
 // scenarioConfig is what a consumer of s goes by: the config EnsureScenario applied on this
 // connection, else the one recorded in s's binding, else the defaults. When the stream is
@@ -263,7 +313,7 @@ func (b *Broker) scenarioConfig(ctx context.Context, s string) (broker.ScenarioC
 	}
 	if !exists {
 		if _, err := b.js.CreateStream(ctx, streamConfig(s, cfg)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return cfg, wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err))
+			return cfg, b.replicasError(cfg.Replicas, wrap(fmt.Errorf("create stream %s: %w", event.StreamName(s), err)))
 		}
 		b.mu.Lock()
 		b.streams[s] = true
@@ -339,10 +389,10 @@ func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker
 }
 
 // wrap classifies an error of nats.go for the port: what may pass (no responders,
-// timeouts, disconnection, JetStream not ready) matches broker.ErrUnavailable, a closed
-// connection broker.ErrClosed, and what the client or the server refused for what it is (a
-// message over the size limit, a bad subject or header, a denied permission, a JetStream API
-// error other than 503) broker.ErrPermanent.
+// timeouts, disconnection, JetStream not ready, a duplicate id still in process) matches
+// broker.ErrUnavailable, a closed connection broker.ErrClosed, and what the client or the
+// server refused for what it is (a message over the size limit, a bad subject or header, a
+// denied permission, any other JetStream API error) broker.ErrPermanent.
 func wrap(err error) error {
 	var api *jetstream.APIError
 	switch {
@@ -354,7 +404,7 @@ func wrap(err error) error {
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
 		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrNoServers):
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
-	case errors.As(err, &api) && api.Code == 503:
+	case errors.As(err, &api) && (api.Code == 503 || api.ErrorCode == errCodeDuplicateInProcess):
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
 	case errors.As(err, &api), errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrBadHeaderMsg), errors.Is(err, nats.ErrPermissionViolation):

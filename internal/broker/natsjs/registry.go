@@ -21,14 +21,11 @@ type registry struct{ b *Broker }
 func (b *Broker) Registry() broker.Registry { return registry{b} }
 
 func (r registry) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	return r.b.keyValue(ctx, &r.b.kv, jetstream.KeyValueConfig{
-		Bucket:      RegistryBucket,
-		Description: "cascade scenario -> coefficient set",
-		Storage:     jetstream.FileStorage,
-	})
+	return r.b.keyValue(ctx, &r.b.kv, registryConfig(1))
 }
 
-// keyValue returns the bucket cfg names, creating it when missing, and caches it in *cache.
+// keyValue returns the bucket cfg names, creating it with cfg when it does not exist, and
+// caches it in *cache; an existing bucket keeps the replicas its owners gave it.
 func (b *Broker) keyValue(ctx context.Context, cache *jetstream.KeyValue, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	b.mu.Lock()
 	kv := *cache
@@ -36,7 +33,13 @@ func (b *Broker) keyValue(ctx context.Context, cache *jetstream.KeyValue, cfg je
 	if kv != nil {
 		return kv, nil
 	}
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, cfg)
+	kv, err := b.js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = b.js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = b.js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
 	if err != nil {
 		return nil, wrap(fmt.Errorf("%s bucket: %w", cfg.Bucket, err))
 	}
@@ -44,6 +47,37 @@ func (b *Broker) keyValue(ctx context.Context, cache *jetstream.KeyValue, cfg je
 	*cache = kv
 	b.mu.Unlock()
 	return kv, nil
+}
+
+func registryConfig(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      RegistryBucket,
+		Description: "cascade scenario -> coefficient set",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+// registryReplicas creates the registry bucket with n replicas, or raises an existing
+// bucket's to n if it has fewer (a scenario kept on n replicas is no safer than its
+// binding); it never lowers them.
+func (b *Broker) registryReplicas(ctx context.Context, n int) error {
+	kv, err := b.keyValue(ctx, &b.kv, registryConfig(n))
+	if err != nil {
+		return b.replicasError(n, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return wrap(fmt.Errorf("registry bucket: %w", err))
+	}
+	js, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || js.StreamInfo().Config.Replicas >= n {
+		return nil
+	}
+	if _, err := b.js.UpdateKeyValue(ctx, registryConfig(n)); err != nil {
+		return b.replicasError(n, wrap(fmt.Errorf("registry bucket replicas %d: %w", n, err)))
+	}
+	return nil
 }
 
 // Create is the bucket's create-if-absent; when the key exists it returns what it holds.

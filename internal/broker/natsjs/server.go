@@ -3,6 +3,7 @@ package natsjs
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,18 @@ type ServerOptions struct {
 	ConfigFile string
 	// MaxPayload bounds one message; default 1 MiB, the server's own default.
 	MaxPayload int32
+	// Name is the server's name, unique within a cluster; default "cascade".
+	Name string
+	// Cluster, if its Name is set, makes the server a node of a JetStream cluster.
+	Cluster ClusterOptions
+}
+
+// ClusterOptions make an embedded server one node of a JetStream cluster on loopback (for
+// trying a cluster and for tests; a cluster across machines runs nats-server itself).
+type ClusterOptions struct {
+	Name   string   // cluster name, the same on every node
+	Listen string   // host:port of this node's route listener, on loopback; port -1 picks one
+	Routes []string // route URLs of every node (nats://host:port); this node's own is ignored
 }
 
 // StartServer starts an embedded nats-server with JetStream and waits until it accepts
@@ -49,8 +62,11 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --nats-listen port %q: %w", ErrInvalidOption, portStr, err)
 	}
+	if o.Name == "" {
+		o.Name = "cascade"
+	}
 	opts := &server.Options{
-		ServerName: "cascade",
+		ServerName: o.Name,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
@@ -62,6 +78,9 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		// stream created in memory on this server cannot take three quarters of the
 		// machine's RAM (the server's default) from the process's memory limit.
 		JetStreamMaxMemory: EmbeddedMaxMemory,
+	}
+	if err := o.Cluster.apply(opts); err != nil {
+		return nil, err
 	}
 	secured, err := o.auth(opts)
 	if err != nil {
@@ -88,6 +107,39 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats-server on %s did not start within 10s (is the port in use?)", o.Listen)
 	}
 	return ns, nil
+}
+
+// apply sets the cluster options on opts; a route listener off loopback is refused, since
+// the routes carry no authentication here.
+func (c ClusterOptions) apply(opts *server.Options) error {
+	if c.Name == "" {
+		if c.Listen != "" || len(c.Routes) > 0 {
+			return fmt.Errorf("%w: cluster listen and routes need a cluster name", ErrInvalidOption)
+		}
+		return nil
+	}
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: cluster listen %q: %w", ErrInvalidOption, c.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("%w: cluster listen port %q: %w", ErrInvalidOption, portStr, err)
+	}
+	if !netaddr.IsLoopback(host) {
+		return fmt.Errorf("%w: cluster listen %s is not on loopback; an embedded cluster is for one machine (run nats-server for more)", ErrInvalidOption, c.Listen)
+	}
+	routes := make([]*url.URL, 0, len(c.Routes))
+	for _, r := range c.Routes {
+		u, err := url.Parse(strings.TrimSpace(r))
+		if err != nil || u.Port() == "" {
+			return fmt.Errorf("%w: cluster route %q: want nats://host:port", ErrInvalidOption, r)
+		}
+		routes = append(routes, u)
+	}
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	opts.Routes = routes
+	return nil
 }
 
 // auth sets the server's client authentication on opts and reports whether every client must

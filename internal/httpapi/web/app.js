@@ -242,7 +242,9 @@
 
   // cmp is the baseline's value, the difference and the percentage: "vs base 1.2 G · +0.3 G (+25%)".
   function cmp(v, b, unit) {
-    const d = v - b;
+    // Two sums of the same demand can differ in their last bits (rounding noise): below a
+    // relative 1e-12 the difference is shown as none.
+    const d = Math.abs(v - b) <= 1e-12 * Math.max(Math.abs(v), Math.abs(b)) ? 0 : v - b;
     return el('span', { class: 'cmp-q' + (d < 0 ? ' down' : d > 0 ? ' up' : ''), title: `${state.baseline}: ${exact(b, unit)}; difference ${exact(d, unit)}` },
       el('span', { class: 'vs' }, `${state.baseline} ${num(b)}`), el('span', { class: 'sep' }, ' · '),
       el('span', { class: 'diff' }, `${num(d, true)} (${pct(d, b)})`));

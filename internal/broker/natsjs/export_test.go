@@ -1,0 +1,4 @@
+package natsjs
+
+// Wrap is wrap, for the classification test.
+var Wrap = wrap
