@@ -39,7 +39,16 @@ func startFaultRun(t *testing.T, seed uint64) *faultRun {
 func newFaultRun(t *testing.T, seed uint64) *faultRun {
 	t.Helper()
 	c := NATSCluster(t, 3)
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: c.URL(), ConnectWait: 2 * time.Second, APITimeout: 15 * time.Second})
+	r := faultRunOn(t, c.URL(), seed)
+	r.c = c
+	return r
+}
+
+// faultRunOn binds scenario base on 3 replicas of the cluster at url and generates the
+// signals; the test runs the stages.
+func faultRunOn(t *testing.T, url string, seed uint64) *faultRun {
+	t.Helper()
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: url, ConnectWait: 2 * time.Second, APITimeout: 15 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +63,7 @@ func newFaultRun(t *testing.T, seed uint64) *faultRun {
 		n *= 10
 	}
 	g := producers.NewGenerator(seed, fmt.Sprintf("fault%d-", seed), signalTime, time.Minute)
-	r := &faultRun{c: c, b: b, js: JetStream(t, c.URL())}
+	r := &faultRun{b: b, js: JetStream(t, url)}
 	for range n {
 		r.raws = append(r.raws, string(g.Next()))
 	}

@@ -20,6 +20,13 @@ import (
 // TestMain lets this test binary be cascade itself when a fault test starts a stage worker
 // or a node as a process of its own (its first argument is then a command, not a -test flag).
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == netnsNodeArg {
+		if err := runNetnsNode(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := cli.Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Args: os.Args[1:], Getenv: os.Getenv}.Run(ctx)
