@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/event"
@@ -208,6 +209,8 @@ func TestFaultNodeCutOff(t *testing.T) {
 	t.Parallel()
 	c := newNetnsCluster(t)
 	r := faultRunOn(t, c.url(), 107)
+	// The test's own view of the stream: a connection to the cut-off node notices in ~2s.
+	r.js = JetStream(t, c.url(), nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2))
 	serve(t, r.b, event.ConsumerLayers, consumers.Chained)
 	half := len(r.raws) / 2
 	r.publish(t, r.raws[:half])
@@ -215,11 +218,13 @@ func TestFaultNodeCutOff(t *testing.T) {
 	if err := ipCmd("link", "set", c.links[i], "down"); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("node n%d cut off", i+1)
+	cut := time.Now()
 	r.publish(t, r.raws[half:])
-	c.leader(t, r, i)
+	j := c.leader(t, r, i)
+	t.Logf("node n%d cut off; the rest of the signals taken and n%d leading after %s", i+1, j+1, time.Since(cut).Round(time.Millisecond))
 	if err := ipCmd("link", "set", c.links[i], "up"); err != nil {
 		t.Fatal(err)
 	}
 	r.settle(t)
+	t.Logf("all derived once %s after the cut", time.Since(cut).Round(time.Millisecond))
 }
