@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	coef := coefficients.Default()
 	if err := consumers.BindScenario(ctx, b, scenario, coef, broker.ScenarioConfig{Replicas: 3, AckWait: 5 * time.Second}); err != nil {
 		return nil, err
