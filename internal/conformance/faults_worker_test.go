@@ -87,20 +87,24 @@ func (r *faultRun) chainInfo(t *testing.T) (*jetstream.ConsumerInfo, error) {
 	return c.Info(t.Context())
 }
 
-// holding waits until the stage's workers hold deliveries they have not acknowledged: a
-// worker is mid-batch (it acknowledges a batch's inputs once what they derive is stored).
-func (r *faultRun) holding(t *testing.T) {
+// publishUntilHeld publishes raws in chunks until the stage's workers hold deliveries they
+// have not acknowledged (a worker is mid-batch: it acknowledges a batch's inputs once what
+// they derive is stored), and returns how many it published. A chunk the workers finish
+// before they are seen holding it is followed by the next.
+func (r *faultRun) publishUntilHeld(t *testing.T, raws []string) int {
 	t.Helper()
-	Eventually(t, 60*time.Second, "a worker mid-batch", func() error {
-		info, err := r.chainInfo(t)
-		if err != nil {
-			return err
+	for used := 0; used < len(raws); {
+		n := min(20, len(raws)-used)
+		r.publish(t, raws[used:used+n])
+		used += n
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if info, err := r.chainInfo(t); err == nil && info.NumAckPending > 0 {
+				return used
+			}
 		}
-		if info.NumAckPending == 0 {
-			return fmt.Errorf("no delivery held (%d pending)", info.NumPending)
-		}
-		return nil
-	})
+	}
+	t.Fatalf("no worker was seen holding a delivery over %d signals", len(raws))
+	return 0
 }
 
 // A stage worker process is SIGKILLed mid-batch, signals keep coming, and a new process of
@@ -108,12 +112,10 @@ func (r *faultRun) holding(t *testing.T) {
 func TestFaultWorkerKilledMidBatch(t *testing.T) {
 	t.Parallel()
 	r := newFaultRun(t, 104)
-	half := len(r.raws) / 2
 	w := startWorker(t, r.c.URL())
-	r.publish(t, r.raws[:half])
-	r.holding(t)
+	used := r.publishUntilHeld(t, r.raws)
 	w.kill()
-	r.publish(t, r.raws[half:])
+	r.publish(t, r.raws[used:])
 	startWorker(t, r.c.URL())
 	r.settle(t)
 }
@@ -123,13 +125,11 @@ func TestFaultWorkerKilledMidBatch(t *testing.T) {
 func TestFaultTwoWorkersKillOne(t *testing.T) {
 	t.Parallel()
 	r := newFaultRun(t, 105)
-	half := len(r.raws) / 2
 	w1 := startWorker(t, r.c.URL())
 	startWorker(t, r.c.URL())
-	r.publish(t, r.raws[:half])
-	r.holding(t)
+	used := r.publishUntilHeld(t, r.raws)
 	w1.kill()
-	r.publish(t, r.raws[half:])
+	r.publish(t, r.raws[used:])
 	r.settle(t)
 }
 
@@ -139,10 +139,8 @@ func TestFaultTwoWorkersKillOne(t *testing.T) {
 func TestFaultWorkerPausedPastAckWait(t *testing.T) {
 	t.Parallel()
 	r := newFaultRun(t, 106)
-	half := len(r.raws) / 2
 	w1 := startWorker(t, r.c.URL())
-	r.publish(t, r.raws[:half])
-	r.holding(t)
+	used := r.publishUntilHeld(t, r.raws[:len(r.raws)-40]) // the last 40 for after SIGCONT
 	w1.signal(t, syscall.SIGSTOP)
 	startWorker(t, r.c.URL())
 	// Past the ack wait: the server delivers what w1 holds again (to the other worker).
@@ -157,8 +155,8 @@ func TestFaultWorkerPausedPastAckWait(t *testing.T) {
 		return nil
 	})
 	// All of it with w1 frozen: its deliveries went to the other after the ack wait.
-	r.settleOn(t, expected(t, coefficients.Default(), "base", r.raws[:half]))
+	r.settleOn(t, expected(t, coefficients.Default(), "base", r.raws[:used]))
 	w1.signal(t, syscall.SIGCONT)
-	r.publish(t, r.raws[half:])
+	r.publish(t, r.raws[used:])
 	r.settle(t)
 }
