@@ -169,6 +169,8 @@ type soak struct {
 	js      jetstream.JetStream
 	rng     *rand.Rand
 
+	supervisors sync.WaitGroup // of the workers
+
 	mu     sync.Mutex
 	report Report
 }
@@ -184,7 +186,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	for _, f := range o.Faults {
 		s.report.Faults[f] = 0
 	}
-	defer s.stopAll()
+	// The workers' supervisors end first, then every child is stopped.
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		s.supervisors.Wait()
+		s.stopAll()
+	}()
 	if err := s.startCluster(ctx); err != nil {
 		return nil, err
 	}
@@ -209,7 +217,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		w := &proc{name: "w" + strconv.Itoa(i+1), args: []string{"consume", "--layers", event.Chain.String(),
 			"--nats-url", s.urls, "--http-listen", "", "--log-format", "json", "--log-level", "warn"}}
 		s.workers = append(s.workers, w)
-		go s.supervise(ctx, w)
+		s.supervisors.Go(func() { s.supervise(ctx, w) })
 	}
 	fmt.Fprintf(o.Progress, "soak: %s on a 3-node JetStream cluster (R3), %d workers of stage %s, %d signals/s, faults %v every %s\n",
 		o.Duration, o.Workers, event.Chain, o.Rate, o.Faults, o.FaultEvery)
