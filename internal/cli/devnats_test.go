@@ -18,10 +18,11 @@ import (
 	"github.com/layercake/cascade/internal/event"
 )
 
-// TestMain lets this test binary be cascade itself when `cascade dev nats` re-executes it as
-// a node (os.Executable is the test binary here).
+// TestMain lets this test binary be cascade itself when `cascade dev nats` or `cascade soak`
+// re-executes it as a node or a worker (os.Executable is the test binary here): its first
+// argument is then a command, not a -test flag.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == "dev" && os.Args[2] == "nats-node" {
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := cli.Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Args: os.Args[1:], Getenv: os.Getenv}.Run(ctx)
 		stop()

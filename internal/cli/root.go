@@ -162,7 +162,7 @@ generation, TWh and CO2. Every flag can also be set as CASCADE_<FLAG> (e.g. CASC
 	for _, c := range []*cobra.Command{run, demo, bench, replay, scenarioCreate(scenario)} {
 		a.storageFlags(c.Flags())
 	}
-	root.AddCommand(a.calcCmd(), a.calibrateCmd(), a.coefficientsCmd(), a.schemasCmd(), a.devCmd(), a.healthcheckCmd())
+	root.AddCommand(a.calcCmd(), a.calibrateCmd(), a.coefficientsCmd(), a.schemasCmd(), a.devCmd(), a.healthcheckCmd(), a.soakCmd())
 	usageArgs(root)
 	return root
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/broker/natsjs"
@@ -20,6 +22,7 @@ var faultsLong = flag.Bool("cascade.faults.long", false, "run the NATS cluster f
 // five layers, with the signals the test publishes and what the formulas derive from them.
 type faultRun struct {
 	c    *Cluster
+	js   jetstream.JetStream // for what the servers say of the stage's consumer
 	b    broker.Broker
 	raws []string
 	want map[string]*event.Event
@@ -27,23 +30,40 @@ type faultRun struct {
 
 func startFaultRun(t *testing.T, seed uint64) *faultRun {
 	t.Helper()
+	r := newFaultRun(t, seed)
+	serve(t, r.b, event.ConsumerLayers, consumers.Chained) // as run does
+	return r
+}
+
+// newFaultRun is startFaultRun with no stage served: the test runs the stage's workers.
+func newFaultRun(t *testing.T, seed uint64) *faultRun {
+	t.Helper()
 	c := NATSCluster(t, 3)
-	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: c.URL(), ConnectWait: 2 * time.Second, APITimeout: 15 * time.Second})
+	r := faultRunOn(t, c.URL(), seed)
+	r.c = c
+	return r
+}
+
+// faultRunOn binds scenario base on 3 replicas of the cluster at url and generates the
+// signals; the test runs the stages.
+func faultRunOn(t *testing.T, url string, seed uint64) *faultRun {
+	t.Helper()
+	b, err := natsjs.Connect(t.Context(), natsjs.Options{URL: url, ConnectWait: 2 * time.Second, APITimeout: 15 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	coef := coefficients.Default()
-	if err := routerBind(t, b, "base", coef, broker.ScenarioConfig{Replicas: 3, AckWait: time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	serve(t, b, event.ConsumerLayers, consumers.Chained) // as run does
+	// A cluster just formed may not answer the first stream creation on a loaded machine.
+	Eventually(t, 30*time.Second, "the scenario bound on the cluster", func() error {
+		return routerBind(t, b, "base", coef, broker.ScenarioConfig{Replicas: 3, AckWait: time.Second})
+	})
 	n := 240
 	if *faultsLong {
 		n *= 10
 	}
 	g := producers.NewGenerator(seed, fmt.Sprintf("fault%d-", seed), signalTime, time.Minute)
-	r := &faultRun{c: c, b: b}
+	r := &faultRun{b: b, js: JetStream(t, url)}
 	for range n {
 		r.raws = append(r.raws, string(g.Next()))
 	}
@@ -93,6 +113,12 @@ func (r *faultRun) leader(t *testing.T) int {
 // stored, then checks each is stored exactly once and the sums are the formulas'.
 func (r *faultRun) settle(t *testing.T) {
 	t.Helper()
+	r.settleOn(t, r.want)
+}
+
+// settleOn is settle for the derived events of want, those of the signals published so far.
+func (r *faultRun) settleOn(t *testing.T, want map[string]*event.Event) {
+	t.Helper()
 	Eventually(t, 120*time.Second, "the pipeline to catch up", func() error {
 		if n, err := r.b.StageLag(t.Context(), "base", event.Chain); err != nil || n > 0 {
 			return fmt.Errorf("chain lag %d (%v)", n, err)
@@ -103,12 +129,12 @@ func (r *faultRun) settle(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if n < len(r.want) {
-			return fmt.Errorf("%d of %d derived events stored", n, len(r.want))
+		if n < len(want) {
+			return fmt.Errorf("%d of %d derived events stored", n, len(want))
 		}
 		return nil
 	})
-	checkDerivedOnce(t, r.b, "base", r.want, "stored")
+	checkDerivedOnce(t, r.b, "base", want, "stored")
 }
 
 // The node leading the scenario's stream is killed mid-stream, signals keep coming while the

@@ -70,7 +70,7 @@ func (b *Broker) StageConsumer(ctx context.Context, s string, st event.Stage) (b
 		return nil, wrap(fmt.Errorf("consumer %s: %w", name, err))
 	}
 	cs := &consumer{c: c, msgs: make(chan jetstream.Msg, b.opts.Prefetch)}
-	cs.cc, err = c.Consume(func(m jetstream.Msg) { cs.msgs <- m }, jetstream.PullMaxMessages(b.opts.Prefetch))
+	cs.cc, err = c.Consume(func(m jetstream.Msg) { cs.msgs <- m }, jetstream.PullMaxMessages(b.opts.Prefetch), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, wrap(fmt.Errorf("consume %s: %w", name, err))
 	}

@@ -119,7 +119,10 @@ func Connect(ctx context.Context, o Options) (*Broker, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	nopts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	// A server cut off from the network (no FIN, no RST) is noticed by missed pings: within
+	// ~15s rather than the client's default 2m x 2, and the connection moves to another node.
+	nopts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(2)}
 	if o.CredsFile != "" {
 		nopts = append(nopts, nats.UserCredentials(o.CredsFile))
 	}
