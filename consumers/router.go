@@ -394,15 +394,27 @@ func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string,
 	if len(ids) == 0 {
 		return
 	}
-	// A wait longer than half the ack wait would have the batch's inputs delivered again.
-	hctx, cancel := context.WithTimeout(ctx, ackWait/2)
-	pos, err := r.opts.IDs.HeldAt(hctx, scenario, ids, asOf)
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil {
-			log.Warn().Err(err).Int("ids", len(ids)).Msg("id set unanswered; publishing this batch with the broker's de-dup window as the only guard against duplicates")
+	// Each question waits at most half the ack wait. A view that answers but is not current
+	// yet (it lags behind a burst, or is catching up after a restart) is asked again until it
+	// is: publishing without its answer could store outputs a second time. Only where no view
+	// answers at all (no responders, closed) does the broker's de-dup window stay the guard.
+	var pos []string
+	for attempt := 0; ; attempt++ {
+		hctx, cancel := context.WithTimeout(ctx, ackWait/2)
+		var err error
+		pos, err = r.opts.IDs.HeldAt(hctx, scenario, ids, asOf)
+		cancel()
+		if err == nil {
+			break
 		}
-		return
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, broker.ErrNoResponders) || errors.Is(err, broker.ErrClosed) {
+			log.Warn().Err(err).Int("ids", len(ids)).Msg("no id set answers; publishing this batch with the broker's de-dup window as the only guard against duplicates")
+			return
+		}
+		log.Warn().Err(err).Int("ids", len(ids)).Int("attempt", attempt+1).Msg("id set not current yet; asking again before publishing possible redeliveries")
 	}
 	f.out = f.out[:0]
 	k := 0

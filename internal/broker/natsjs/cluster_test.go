@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,9 +102,13 @@ func TestReplicasRaiseAnExistingRegistry(t *testing.T) {
 	t.Parallel()
 	c := conformance.NATSCluster(t, 3)
 	client := connect(t, c.URL())
-	if _, err := client.Registry().Get(t.Context(), "base"); !errors.Is(err, broker.ErrNotFound) {
-		t.Fatalf("Get on an empty registry: %v", err)
-	}
+	// A fresh cluster may answer "no responders" until its JetStream is up: poll.
+	conformance.Eventually(t, 10*time.Second, "an empty registry's Get to say not found", func() error {
+		if _, err := client.Registry().Get(t.Context(), "base"); !errors.Is(err, broker.ErrNotFound) {
+			return fmt.Errorf("Get on an empty registry: %v", err)
+		}
+		return nil
+	})
 	owner := connect(t, c.URL())
 	if err := owner.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{Replicas: 3}); err != nil {
 		t.Fatal(err)
