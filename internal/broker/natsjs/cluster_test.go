@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +217,94 @@ func connectSlow(t *testing.T, url string) *natsjs.Broker {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b
+}
+
+// A read to the end ends at the last matching stream sequence taken at open, whatever
+// NumPending the messages carry: on an R3 stream just after a restart the ordered consumer may
+// sit on a replica still catching up, which counts 0 pending before the end (a
+// TestFaultRollingRestart read once came up 1,383 events short that way). A message past the
+// bound ends the feed without being delivered.
+func TestUntilEndIgnoresNumPending(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		seq, last     uint64
+		deliver, ends bool
+	}{
+		{seq: 5, last: 10, deliver: true, ends: false}, // a lagging replica says 0 pending here
+		{seq: 10, last: 10, deliver: true, ends: true},
+		{seq: 11, last: 10, deliver: false, ends: true},
+		{seq: 1, last: 1, deliver: true, ends: true},
+	} {
+		deliver, ends := natsjs.UntilEndStep(tc.seq, tc.last)
+		if deliver != tc.deliver || ends != tc.ends {
+			t.Errorf("message %d of a read to %d: delivered %v, ends %v; want %v, %v", tc.seq, tc.last, deliver, ends, tc.deliver, tc.ends)
+		}
+	}
+}
+
+// On an R3 stream just after a follower was restarted (it missed messages while down), reads
+// to the end, whole and filtered, each deliver exactly what the stream held when they were
+// opened, wherever their ordered consumer was placed.
+func TestUntilEndAfterANodeRestart(t *testing.T) {
+	t.Parallel()
+	c := conformance.NATSCluster(t, 3)
+	b := connect(t, c.URL())
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{Replicas: 3, AckWait: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	chips, model := event.DemandSubject("base", event.Chips, "us"), event.DemandSubject("base", event.Model, "us")
+	batch := func(from, n int) []broker.Message {
+		msgs := make([]broker.Message, n)
+		for i := range msgs {
+			// Every third on model: the last message is on chips, so the filtered
+			// read's end lies before the stream's.
+			subj := chips
+			if (from+i)%3 == 1 {
+				subj = model
+			}
+			id := strconv.Itoa(from + i)
+			msgs[i] = broker.Message{Subject: subj, ID: id, Data: []byte(id)}
+		}
+		return msgs
+	}
+	// A publish retried (a stream electing its leader does not answer) is stored once: the
+	// ids are deduplicated.
+	publish := func(msgs []broker.Message) {
+		conformance.Eventually(t, 20*time.Second, "publishing", func() error { return b.Publish(t.Context(), msgs) })
+	}
+	leader := func() int {
+		l := -1
+		conformance.Eventually(t, 10*time.Second, "a stream leader", func() error {
+			if l = c.StreamLeader(event.StreamName("base")); l < 0 {
+				return errors.New("none")
+			}
+			return nil
+		})
+		return l
+	}
+	publish(batch(0, 300))
+	follower := (leader() + 1) % c.Size()
+	c.Kill(follower)
+	publish(batch(300, 1200))
+	c.Restart(follower)
+	// The cluster answers again (the restarted node may still lack the stream's tail).
+	c.WaitReady(c.Size())
+	leader()
+
+	count := func(sel broker.Selector) int {
+		n := 0
+		err := broker.Each(t.Context(), b, broker.FeedOptions{Selector: sel, FromStart: true}, func(broker.Delivery) error { n++; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := range 6 {
+		if n := count(broker.Selector{Scenario: "base"}); n != 1500 {
+			t.Errorf("read %d to the end: %d messages, want 1500", i, n)
+		}
+		if n := count(broker.Selector{Scenario: "base", Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{event.Model}}); n != 500 {
+			t.Errorf("read %d to the end of the model demand: %d messages, want 500", i, n)
+		}
+	}
 }

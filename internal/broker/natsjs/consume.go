@@ -201,7 +201,7 @@ type feed struct {
 	it       jetstream.MessagesContext
 	pending  uint64
 	untilEnd bool
-	last     uint64 // with untilEnd: the stream's last sequence when the feed was opened
+	last     uint64 // with untilEnd: the last matching stream sequence when the feed was opened
 	ended    bool
 }
 
@@ -241,21 +241,56 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 	f := &feed{js: b.js, stream: event.StreamName(o.Scenario), c: c, it: it, untilEnd: o.UntilEnd}
 	if o.UntilEnd {
 		// The end is what the stream held at open: a stream that keeps growing (a live
-		// pipeline) must not keep a read-to-the-end going for ever.
-		st, err := b.js.Stream(ctx, event.StreamName(o.Scenario))
+		// pipeline) must not keep a read-to-the-end going for ever. It is taken from the
+		// stream leader, not from the NumPending the messages carry: the ordered consumer
+		// (R1) may sit on a replica still catching up after a restart, which counts 0
+		// pending before the end.
+		last, err := b.lastMatching(ctx, o.Scenario, cfg.FilterSubjects)
 		if err != nil {
 			_ = f.Close()
-			return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
+			return nil, err
 		}
-		f.last = st.CachedInfo().State.LastSeq
+		f.last = last
 		info, err := c.Info(ctx)
 		if err != nil {
 			_ = f.Close()
 			return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
 		}
-		f.ended = info.NumPending == 0 && info.Delivered.Consumer == 0
+		// Nothing delivered yet and the consumer starts after the bound (or nothing
+		// matches): nothing to read.
+		f.ended = last == 0 || (info.Delivered.Consumer == 0 && info.Delivered.Stream >= last)
 	}
 	return f, nil
+}
+
+// lastMatching is the highest sequence of s's stream among the messages on subjects (0 when
+// none), as the stream leader reports it: message gets go to the leader (the stream allows no
+// direct gets, which any replica would answer).
+func (b *Broker) lastMatching(ctx context.Context, s string, subjects []string) (uint64, error) {
+	st, err := b.js.Stream(ctx, event.StreamName(s))
+	if err != nil {
+		return 0, wrap(fmt.Errorf("feed on %s: %w", s, err))
+	}
+	var last uint64
+	for _, subj := range subjects {
+		m, err := st.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, wrap(fmt.Errorf("feed on %s: last message on %s: %w", s, subj, err))
+		}
+		last = max(last, m.Sequence)
+	}
+	return last, nil
+}
+
+// untilEndStep is a read to the end's rule for the message at stream sequence seq, the end
+// being the stream sequence last: it is delivered when seq <= last, and the feed ends after
+// it when seq >= last. The NumPending a message carries plays no part: a replica still
+// catching up counts 0 before the end.
+func untilEndStep(seq, last uint64) (deliver, end bool) {
+	return seq <= last, seq >= last
 }
 
 func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
@@ -275,11 +310,13 @@ func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
 	d := newDelivery(m)
 	if d.meta != nil {
 		f.pending = d.meta.NumPending
-		if f.untilEnd && d.Seq() > f.last {
-			f.ended = true
-			return nil, io.EOF
+		if f.untilEnd {
+			deliver, end := untilEndStep(d.Seq(), f.last)
+			f.ended = end
+			if !deliver {
+				return nil, io.EOF
+			}
 		}
-		f.ended = f.untilEnd && (f.pending == 0 || d.Seq() >= f.last)
 	}
 	return d, nil
 }
