@@ -93,7 +93,7 @@ func Stages(t testing.TB, where string, args []string, env map[string]string) []
 // CheckTiling fails t unless the stages the containers run (by container) tile the consumer
 // layers: every layer in exactly one distinct stage. Containers of one stage share its durable
 // consumer; a stage sharing a layer with another is refused by cascade on the broker, so such
-// a deployment would leave one of them restarting.
+// a deployment would leave one of them consuming nothing (it logs the refusal).
 func CheckTiling(t testing.TB, byContainer map[string][]event.Stage) {
 	t.Helper()
 	var distinct []event.Stage
