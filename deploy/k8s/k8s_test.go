@@ -101,8 +101,9 @@ func envNames(c corev1.Container) []string {
 }
 
 // A Deployment per stage (two replicas, a real cascade command, probes on /healthz and
-// /readyz, non-root), each with an HPA on its consumer lag and a PodDisruptionBudget; NATS
-// as a 3-node StatefulSet; credentials from the Secret; coefficients from the ConfigMap.
+// /readyz, non-root), each with an HPA on its consumer lag and a PodDisruptionBudget, the
+// stages of all Deployments tiling the layers; NATS as a 3-node StatefulSet; credentials from
+// the Secret; coefficients from the ConfigMap.
 func TestKustomization(t *testing.T) {
 	t.Parallel()
 	o := build(t, ".")
@@ -144,7 +145,7 @@ func TestKustomization(t *testing.T) {
 	}
 
 	served := deploytest.Metrics(t)
-	want := []string{"api"}
+	want := []string{"api", "view"}
 	for _, l := range event.ConsumerLayers {
 		want = append(want, "consume-"+string(l))
 	}
@@ -157,6 +158,7 @@ func TestKustomization(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("Deployments %v, want %v", got, want)
 	}
+	stages := map[string][]event.Stage{}
 	for name, d := range o.deployments {
 		pod := d.Spec.Template.Spec
 		if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
@@ -167,6 +169,14 @@ func TestKustomization(t *testing.T) {
 		}
 		c := pod.Containers[0]
 		deploytest.CheckCommand(t, name, c.Args, envNames(c))
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+		stages[name] = deploytest.Stages(t, name, c.Args, env)
+		if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s: want a read-only root filesystem", name)
+		}
 		if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
 			c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 			t.Errorf("%s: want a liveness probe on /healthz and a readiness probe on /readyz", name)
@@ -200,6 +210,9 @@ func TestKustomization(t *testing.T) {
 			}
 			continue
 		}
+		if name == "view" {
+			continue // TestKustomizationView
+		}
 		layer := strings.TrimPrefix(name, "consume-")
 		if !slices.Equal(c.Args, []string{"consume", "--layer", layer}) || *d.Spec.Replicas != 2 {
 			t.Errorf("%s: args %v, %d replicas; want consume --layer %s on 2", name, c.Args, *d.Spec.Replicas, layer)
@@ -217,8 +230,50 @@ func TestKustomization(t *testing.T) {
 			t.Errorf("%s: want a PodDisruptionBudget selecting its pods", name)
 		}
 	}
+	// The workers' stages and the api's together: one member more of each layer's consumer,
+	// no stage overlapping another (which cascade would refuse on the broker).
+	deploytest.CheckTiling(t, stages)
+	if len(stages["api"]) != len(event.ConsumerLayers) || len(stages["view"]) != 0 {
+		t.Errorf("api runs stages %v, view %v; want the five per-layer stages on api, none on view", stages["api"], stages["view"])
+	}
 	if pdb := o.pdbs["nats"]; pdb == nil || pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
 		t.Errorf("nats: want a PodDisruptionBudget of maxUnavailable 1 (quorum of 3)")
+	}
+}
+
+// The view Deployment: `cascade view` with its --index-dir on a writable volume of its pod
+// (the root filesystem is read-only), a Service in front, and a PodDisruptionBudget.
+func TestKustomizationView(t *testing.T) {
+	t.Parallel()
+	o := build(t, ".")
+	d := o.deployments["view"]
+	if d == nil {
+		t.Fatal("no Deployment view")
+	}
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+	if len(c.Args) < 3 || c.Args[0] != "view" || !slices.Contains(c.Args, "--index-dir") {
+		t.Fatalf("view: args %v; want cascade view --index-dir DIR", c.Args)
+	}
+	dir := c.Args[slices.Index(c.Args, "--index-dir")+1]
+	var volume string
+	for _, m := range c.VolumeMounts {
+		if !m.ReadOnly && strings.HasPrefix(dir+"/", m.MountPath+"/") {
+			volume = m.Name
+		}
+	}
+	writable := false
+	for _, v := range pod.Volumes {
+		writable = writable || v.Name == volume && (v.EmptyDir != nil || v.PersistentVolumeClaim != nil)
+	}
+	if !writable {
+		t.Errorf("view: --index-dir %s is on no emptyDir or volume claim (mounts %+v)", dir, c.VolumeMounts)
+	}
+	if svc := o.services["view"]; svc == nil || svc.Spec.Selector["app.kubernetes.io/name"] != "view" || svc.Spec.Ports[0].TargetPort.StrVal != "http" {
+		t.Errorf("view: want a Service selecting its pods on port http, got %+v", svc)
+	}
+	if pdb := o.pdbs["view"]; pdb == nil || pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "view" {
+		t.Errorf("view: want a PodDisruptionBudget selecting its pods")
 	}
 }
 

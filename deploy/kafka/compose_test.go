@@ -19,6 +19,9 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
+
+	"github.com/layercake/cascade/internal/deploytest"
+	"github.com/layercake/cascade/internal/event"
 )
 
 const composeFile = "compose.yaml"
@@ -256,6 +259,31 @@ func TestComposeLayerServices(t *testing.T) {
 	}
 	if len(api.Ports) != 1 || api.Ports[0].HostIP != "127.0.0.1" || api.Ports[0].Published != "8080" || api.Ports[0].Target != 8080 {
 		t.Errorf("api: ports %+v, want 127.0.0.1:8080:8080 only", api.Ports)
+	}
+}
+
+// The api's stages are the consume services' own (run's default chain would overlap them and
+// be refused on the broker): every layer in one stage, every cascade command parsed by cascade.
+func TestComposeStagesTile(t *testing.T) {
+	t.Parallel()
+	p := mustLoad(t)
+	stages := map[string][]event.Stage{}
+	for name, s := range p.Services {
+		if s.Image != "cascade:local" || len(s.Command) == 0 {
+			continue
+		}
+		vars := map[string]string{}
+		for k := range s.Environment {
+			vars[k] = env(s, k)
+		}
+		// The shared environment also carries the owner's storage settings, which the
+		// consume services ignore; only the command is checked here.
+		deploytest.CheckCommand(t, name, s.Command, nil)
+		stages[name] = deploytest.Stages(t, name, s.Command, vars)
+	}
+	deploytest.CheckTiling(t, stages)
+	if len(stages["api"]) != len(layers) {
+		t.Errorf("api runs stages %v; want the five per-layer stages", stages["api"])
 	}
 }
 

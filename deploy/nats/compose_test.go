@@ -50,11 +50,12 @@ func envKeys(s types.ServiceConfig) []string {
 }
 
 // Three JetStream nodes routed to each other, each stage a service of two replicas running
-// a real cascade command, the api owning scenario base on 3 replicas, Prometheus and Grafana.
+// a real cascade command, the api owning scenario base on 3 replicas, the view service,
+// Prometheus and Grafana.
 func TestComposeNATSCluster(t *testing.T) {
 	t.Parallel()
 	p := mustLoad(t)
-	want := []string{"api", "grafana", "nats-1", "nats-2", "nats-3", "prometheus"}
+	want := []string{"api", "grafana", "nats-1", "nats-2", "nats-3", "prometheus", "view"}
 	for _, l := range event.ConsumerLayers {
 		want = append(want, "consume-"+string(l))
 	}
@@ -89,11 +90,19 @@ func TestComposeNATSCluster(t *testing.T) {
 			t.Errorf("%s: publishes ports %v; its replicas would collide", name, s.Ports)
 		}
 	}
+	stages := map[string][]event.Stage{}
 	for name, s := range p.Services {
 		if s.Image != "cascade:local" {
 			continue
 		}
 		deploytest.CheckCommand(t, name, s.Command, envKeys(s))
+		env := map[string]string{}
+		for k, v := range s.Environment {
+			if v != nil {
+				env[k] = *v
+			}
+		}
+		stages[name] = deploytest.Stages(t, name, s.Command, env)
 		if got := *s.Environment["CASCADE_NATS_URL"]; got != "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222" {
 			t.Errorf("%s: CASCADE_NATS_URL %q, want every node", name, got)
 		}
@@ -106,8 +115,56 @@ func TestComposeNATSCluster(t *testing.T) {
 			}
 		}
 	}
+	// The workers, the api's stages and the view together: one member more of each layer's
+	// consumer, no stage overlapping another (which cascade would refuse on the broker).
+	deploytest.CheckTiling(t, stages)
+	if len(stages["api"]) != len(event.ConsumerLayers) || len(stages["view"]) != 0 {
+		t.Errorf("api runs stages %v, view %v; want the five per-layer stages on api, none on view", stages["api"], stages["view"])
+	}
 	if api := []string(p.Services["api"].Command); !slices.Contains(api, "--replicas") || api[slices.Index(api, "--replicas")+1] != "3" {
 		t.Errorf("api: command %v; want --replicas 3", api)
+	}
+}
+
+// The view service: `cascade view` keeping its index in a volume of its own, serving on the
+// address the others do (with the token), published on the host's loopback apart from the
+// api's, and checked healthy by `cascade healthcheck` on /readyz.
+func TestComposeView(t *testing.T) {
+	t.Parallel()
+	p := mustLoad(t)
+	v, api := p.Services["view"], p.Services["api"]
+	cmd := []string(v.Command)
+	if len(cmd) < 3 || cmd[0] != "view" || !slices.Contains(cmd, "--index-dir") {
+		t.Fatalf("view: command %v; want cascade view --index-dir DIR", cmd)
+	}
+	dir := cmd[slices.Index(cmd, "--index-dir")+1]
+	var volume string
+	for _, m := range v.Volumes {
+		if m.Type == types.VolumeTypeVolume && strings.HasPrefix(dir+"/", m.Target+"/") {
+			volume = m.Source
+		}
+	}
+	for _, m := range api.Volumes {
+		if volume != "" && m.Source == volume {
+			t.Errorf("view shares volume %s with api; each view needs its own index", volume)
+		}
+	}
+	if volume == "" {
+		t.Errorf("view: --index-dir %s is on no named volume (%+v)", dir, v.Volumes)
+	}
+	if got := *v.Environment["CASCADE_HTTP_LISTEN"]; got != "0.0.0.0:8080" || *v.Environment["CASCADE_API_TOKEN"] != "test-token" {
+		t.Errorf("view: CASCADE_HTTP_LISTEN %q and the token; want 0.0.0.0:8080 with the token from the environment", got)
+	}
+	if len(v.Ports) != 1 || v.Ports[0].HostIP != "127.0.0.1" || v.Ports[0].Target != 8080 || v.Ports[0].Published == api.Ports[0].Published {
+		t.Errorf("view: ports %+v; want container port 8080 on a loopback port of its own", v.Ports)
+	}
+	hc := v.HealthCheck
+	if hc == nil || len(hc.Test) < 3 || hc.Test[0] != "CMD" || hc.Test[1] != "/usr/local/bin/cascade" {
+		t.Fatalf("view: healthcheck %+v; want cascade healthcheck", hc)
+	}
+	deploytest.CheckCommand(t, "view healthcheck", hc.Test[2:], []string{"CASCADE_HTTP_LISTEN"})
+	if hc.Test[2] != "healthcheck" {
+		t.Errorf("view: healthcheck runs %v", hc.Test[1:])
 	}
 }
 
