@@ -379,6 +379,9 @@ func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string,
 			continue
 		}
 		again[i] = u.d.Deliveries() > 1 || (early && !feat.CountsDeliveries)
+		if rd, ok := u.d.(broker.Redelivery); ok && rd.PossiblyRedelivered() {
+			again[i] = true
+		}
 		if again[i] {
 			// What was stored within half a de-dup window before the fetch, the broker
 			// de-duplicates when it comes again: the view need be current only before that.

@@ -103,6 +103,13 @@ type Delivery interface {
 	Deliveries() int
 }
 
+// Redelivery is implemented by the deliveries of a broker that counts no deliveries
+// (Features.CountsDeliveries false) but can tell a record that may have been read before:
+// a stage asks the id set about those before it publishes their outputs again.
+type Redelivery interface {
+	PossiblyRedelivered() bool
+}
+
 // Consumer is the durable consumer of one layer in one scenario; consumers of the same layer
 // and scenario share its messages, each message going to one of them at a time.
 //

@@ -55,13 +55,6 @@ func TestKill9RunThenResend(t *testing.T) {
 	})
 	t.Run("kafka", func(t *testing.T) {
 		t.Parallel()
-		if os.Getenv("CASCADE_KAFKA_REBALANCE_DEDUP") == "" {
-			// Open (issue 11 item 5): on Kafka, inputs read again after a rebalance that comes
-			// after the stage's first commit (the killed member's session expiring late, on a
-			// loaded machine) are not yet treated as possible redeliveries, so their outputs can
-			// be stored twice; the view still counts each id once. Seen under -race in CI.
-			t.Skip("Kafka redeliveries after a mid-run rebalance are not asked of the id set yet; set CASCADE_KAFKA_REBALANCE_DEDUP=1 to run")
-		}
 		addrs := kafkatest.Cluster(t)
 		connect := func(dedup int) broker.Broker {
 			b, err := kafka.Connect(t.Context(), kafka.Options{Brokers: addrs, FeedDedup: dedup, JoinDelay: 100 * time.Millisecond, SessionTimeout: 2 * time.Second, HeartbeatInterval: 200 * time.Millisecond})

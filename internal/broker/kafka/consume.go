@@ -31,6 +31,7 @@ type partState struct {
 	queue     []*delivery // handed out, not yet part of the committed prefix
 	want      int64       // offset after the committed prefix (-1: nothing yet)
 	committed int64       // offset after what was committed (-1: nothing yet)
+	fetched   int64       // the highest offset handed out by this consumer (-1: none)
 	last      kafka.Message
 }
 
@@ -178,8 +179,16 @@ drain:
 		k := tp{m.Topic, m.Partition}
 		ps := c.parts[k]
 		if ps == nil {
-			ps = &partState{want: -1, committed: -1}
+			ps = &partState{want: -1, committed: -1, fetched: -1}
 			c.parts[k] = ps
+		}
+		// Kafka counts no deliveries: a record may have been read before when this process
+		// has committed nothing on its partition yet (it was just started, or the partition
+		// just came to it in a rebalance), or when it reads an offset it already handed out
+		// (the partition went away and came back from its committed offset).
+		d.again = ps.committed < 0 || m.Offset <= ps.fetched
+		if m.Offset > ps.fetched {
+			ps.fetched = m.Offset
 		}
 		ps.queue = append(ps.queue, d)
 		out[i] = d
@@ -301,6 +310,7 @@ type delivery struct {
 	km        kafka.Message
 	m         broker.Message
 	committed bool
+	again     bool // possibly read before (broker.Redelivery)
 	cursor    func() string
 }
 
@@ -323,6 +333,10 @@ func (d *delivery) Time() time.Time { return d.km.Time }
 
 // Deliveries is always 1: Kafka does not count redeliveries.
 func (d *delivery) Deliveries() int { return 1 }
+
+// PossiblyRedelivered says d's record may have been read before, by this process or another
+// member of its group (broker.Redelivery).
+func (d *delivery) PossiblyRedelivered() bool { return d.again }
 
 // Lag sums, over the layer's topics and partitions, the end offset minus the offset the
 // group committed (the first offset where it committed nothing). It reads offsets only and
