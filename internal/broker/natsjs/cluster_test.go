@@ -48,10 +48,12 @@ func TestReplicasReachStreamConsumersAndRegistry(t *testing.T) {
 			t.Errorf("stream %s: %d replicas configured, cluster %+v; want 3 (a leader and 2 followers)", name, info.Config.Replicas, info.Cluster)
 		}
 	}
-	ci, err := js.Consumer(t.Context(), event.StreamName("base"), event.ConsumerName("base", event.Chips))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A loaded cluster (-race on two cores) may time out a JetStream API request: poll.
+	var ci jetstream.Consumer
+	conformance.Eventually(t, 20*time.Second, "the consumer's info", func() (err error) {
+		ci, err = js.Consumer(t.Context(), event.StreamName("base"), event.ConsumerName("base", event.Chips))
+		return err
+	})
 	if info := ci.CachedInfo(); info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 		t.Errorf("consumer %s: cluster %+v; want a leader and 2 followers", info.Name, info.Cluster)
 	}
