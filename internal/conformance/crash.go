@@ -62,21 +62,26 @@ func (d *dyingBroker) PublishAsync(ctx context.Context, msgs []broker.Message) b
 	return out
 }
 
-func testCrash(t *testing.T, h Harness) {
-	connect := h.Fresh(t)
-	b := connect(t)
+// crashSetup binds scenario "base" on a fresh broker of h with the default coefficients and
+// h's ack wait, and generates n signals (injected chips and infrastructure demand among them)
+// with seed and id prefix, with the derived events the formulas give for them.
+func crashSetup(t *testing.T, h Harness, seed uint64, prefix string, n int) (connect func(*testing.T) broker.Broker, b broker.Broker, raws []string, want map[string]*event.Event) {
+	connect = h.Fresh(t)
+	b = connect(t)
 	coef := coefficients.Default()
-	s := "base"
-	if err := routerBind(t, b, s, coef, broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
+	if err := routerBind(t, b, "base", coef, broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
 		t.Fatal(err)
 	}
-	// Generated signals, including injected chips and infrastructure demand.
-	g := producers.NewGenerator(42, "crash-", signalTime, time.Minute)
-	var raws []string
-	for range 300 {
+	g := producers.NewGenerator(seed, prefix, signalTime, time.Minute)
+	for range n {
 		raws = append(raws, string(g.Next()))
 	}
-	want := expected(t, coef, s, raws)
+	return connect, b, raws, expected(t, coef, "base", raws)
+}
+
+func testCrash(t *testing.T, h Harness) {
+	connect, b, raws, want := crashSetup(t, h, 42, "crash-", 300)
+	s := "base"
 	// Every layer but chips runs healthy; chips runs on a connection that dies mid-stream.
 	serve(t, b, []event.Layer{event.Application, event.Model, event.Infrastructure, event.Energy}, consumers.PerLayer)
 	victim := connect(t)

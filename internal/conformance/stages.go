@@ -172,19 +172,8 @@ func testStageOverlap(t *testing.T, h Harness) {
 // end: every derived id is stored (or, without de-duplication, read) once and the sums
 // equal the formulas'.
 func testChainedCrash(t *testing.T, h Harness) {
-	connect := h.Fresh(t)
-	b := connect(t)
-	coef := coefficients.Default()
+	connect, b, raws, want := crashSetup(t, h, 43, "chaincrash-", 600)
 	s := "base"
-	if err := routerBind(t, b, s, coef, broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
-		t.Fatal(err)
-	}
-	g := producers.NewGenerator(43, "chaincrash-", signalTime, time.Minute)
-	var raws []string
-	for range 600 {
-		raws = append(raws, string(g.Next()))
-	}
-	want := expected(t, coef, s, raws)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill points seeded with %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 43))
@@ -258,19 +247,8 @@ func exactlyOnce(t *testing.T, b broker.Broker, s string, want map[string]*event
 // where the broker stood, waits for them to commit everything up to there and removes their
 // consumers; every id is then there once and the sums equal the formulas'.
 func testTakeOver(t *testing.T, h Harness) {
-	connect := h.Fresh(t)
-	b := connect(t)
-	coef := coefficients.Default()
+	connect, b, raws, want := crashSetup(t, h, 44, "switch-", 400)
 	s := "base"
-	if err := routerBind(t, b, s, coef, broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
-		t.Fatal(err)
-	}
-	g := producers.NewGenerator(44, "switch-", signalTime, time.Minute)
-	var raws []string
-	for range 400 {
-		raws = append(raws, string(g.Next()))
-	}
-	want := expected(t, coef, s, raws)
 	stopPer := serve(t, connect(t), event.ConsumerLayers, consumers.PerLayer)
 	Eventually(t, 20*time.Second, "the per-layer consumers", func() error {
 		if names, err := b.Consumers(t.Context(), s); err != nil || len(names) != len(event.PerLayer) {
