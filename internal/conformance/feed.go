@@ -185,10 +185,7 @@ func testRepublish(t *testing.T, h Harness) {
 	if err := b.EnsureScenario(ctx, "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := b.Consumer(ctx, "base", event.Application)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openConsumer(t, b, "base", event.Application)
 	defer c.Close()
 	twice := portSignals("base", "twice", 1)
 	for range 2 {

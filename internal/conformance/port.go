@@ -48,6 +48,22 @@ func ids(ds []broker.Delivery) []string {
 	return out
 }
 
+// openConsumer opens the consumer of layer l in scenario s on b as the router does: a
+// transient refusal (a cluster node that does not know the stream's leader yet answers "no
+// responders") is tried again until it passes; any other error fails the test.
+func openConsumer(t *testing.T, b broker.Broker, s string, l event.Layer) broker.Consumer {
+	t.Helper()
+	var c broker.Consumer
+	Eventually(t, 30*time.Second, "the consumer of "+string(l)+" to open", func() error {
+		var err error
+		if c, err = b.Consumer(t.Context(), s, l); err != nil && !broker.Transient(err) {
+			t.Fatalf("consumer of %s: %v", l, err)
+		}
+		return err
+	})
+	return c
+}
+
 // freshBound starts a fresh broker and binds scenario base on a first connection as an owner
 // does: the storage with the harness's ack wait, recorded in the binding, which consumers on
 // other connections go by. It returns how to open more connections, and the first.
@@ -70,10 +86,7 @@ func testCommit(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	lagIs := func(want uint64) func() error { return lagIs(ctx, b, "base", event.Application, want) }
-	c1, err := connect(t).Consumer(ctx, "base", event.Application)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := openConsumer(t, connect(t), "base", event.Application)
 	got := FetchN(t, c1, 6, 20*time.Second)
 	if fmt.Sprint(ids(got)) != "[c-0 c-1 c-2 c-3 c-4 c-5]" {
 		t.Fatalf("fetched %v, want c-0 to c-5 in order", ids(got))
@@ -87,10 +100,7 @@ func testCommit(t *testing.T, h Harness) {
 	if err := c1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := connect(t).Consumer(ctx, "base", event.Application)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := openConsumer(t, connect(t), "base", event.Application)
 	defer c2.Close()
 	again := FetchN(t, c2, 3, h.AckWait*3+20*time.Second)
 	if fmt.Sprint(ids(again)) != "[c-3 c-4 c-5]" {
@@ -136,10 +146,7 @@ func testErrors(t *testing.T, h Harness) {
 	}
 
 	killed := connect(t)
-	c, err := killed.Consumer(ctx, "base", event.Application)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openConsumer(t, killed, "base", event.Application)
 	held := FetchN(t, c, 1, 20*time.Second)
 	h.Kill(killed)
 	err = killed.Publish(ctx, portSignals("base", "dead", 1))
@@ -159,10 +166,7 @@ func testErrors(t *testing.T, h Harness) {
 		t.Errorf("consumer on a killed connection: %v; want ErrClosed", err)
 	}
 	// What the killed consumer held, never committed, comes again to a new one.
-	next, err := connect(t).Consumer(ctx, "base", event.Application)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := openConsumer(t, connect(t), "base", event.Application)
 	defer next.Close()
 	if again := FetchN(t, next, 1, h.AckWait*3+20*time.Second); again[0].Message().ID != held[0].Message().ID {
 		t.Errorf("after the kill a new consumer got %s first, want %s, which the killed one held", again[0].Message().ID, held[0].Message().ID)
