@@ -362,10 +362,11 @@ func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string
 
 // dedup asks the id set (Options.IDs), in one question for the batch, about the own ids of
 // its inputs (all of them with EveryInput, else the possible redeliveries) and the outputs
-// of its possible redeliveries, as of now when there are any: an input whose own id is held
-// at another position publishes nothing, a possible redelivery only its outputs not yet
-// held. early says the stage has not committed yet since it started: on a broker that counts
-// no deliveries every input read before that may have been delivered before.
+// of its possible redeliveries, as of when what their earlier reads published was stored:
+// an input whose own id is held at another position publishes nothing, a possible
+// redelivery only its outputs not yet held. early says the stage has not committed yet
+// since it started: on a broker that counts no deliveries and cannot tell a possible
+// redelivery (broker.Redelivery) every input read before that may have been read before.
 func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string, st event.Stage, f *flight, early bool, window, ackWait time.Duration) {
 	if r.opts.IDs == nil {
 		return
@@ -378,14 +379,22 @@ func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string,
 		if u.kind != "" {
 			continue
 		}
-		again[i] = u.d.Deliveries() > 1 || (early && !feat.CountsDeliveries)
-		if rd, ok := u.d.(broker.Redelivery); ok && rd.PossiblyRedelivered() {
-			again[i] = true
+		// What was stored within half a de-dup window before the fetch, the broker
+		// de-duplicates when it comes again: the view need be current only before that, and
+		// only up to when an earlier read's outputs were stored where the broker knows that.
+		by := f.start.Add(-window / 2)
+		if rd, ok := u.d.(broker.Redelivery); ok {
+			var at time.Time
+			if again[i], at = rd.PossiblyRedelivered(); again[i] && at.Before(by) {
+				by = at
+			}
+		} else {
+			again[i] = u.d.Deliveries() > 1 || (early && !feat.CountsDeliveries)
 		}
 		if again[i] {
-			// What was stored within half a de-dup window before the fetch, the broker
-			// de-duplicates when it comes again: the view need be current only before that.
-			asOf = f.start.Add(-window / 2)
+			if by.After(asOf) {
+				asOf = by
+			}
 			for _, m := range u.msgs {
 				ids = append(ids, m.ID)
 			}

@@ -107,7 +107,10 @@ type Delivery interface {
 // (Features.CountsDeliveries false) but can tell a record that may have been read before:
 // a stage asks the id set about those before it publishes their outputs again.
 type Redelivery interface {
-	PossiblyRedelivered() bool
+	// PossiblyRedelivered says whether the record may have been read before and, when so,
+	// the time by which whatever an earlier read published was stored: the id set need be
+	// current only as of then.
+	PossiblyRedelivered() (bool, time.Time)
 }
 
 // Consumer is the durable consumer of one layer in one scenario; consumers of the same layer

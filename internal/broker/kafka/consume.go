@@ -32,8 +32,15 @@ type partState struct {
 	want      int64       // offset after the committed prefix (-1: nothing yet)
 	committed int64       // offset after what was committed (-1: nothing yet)
 	fetched   int64       // the highest offset handed out by this consumer (-1: none)
+	horizon   int64       // offsets below were stored before the partition came (back) to this consumer
+	came      time.Time   // when it came
 	last      kafka.Message
 }
+
+// handoverGrace is how long after a partition came to a consumer what an earlier reader
+// had fetched of it may still be landing: the outputs of a member that lost the partition
+// in a rebalance and published what it held after that.
+const handoverGrace = time.Second
 
 // consumer is one member of the group cascade-<s>-<layer>. A goroutine fetches ahead into a
 // buffer so that Fetch can hand over everything already available as one batch.
@@ -179,14 +186,18 @@ drain:
 		k := tp{m.Topic, m.Partition}
 		ps := c.parts[k]
 		if ps == nil {
-			ps = &partState{want: -1, committed: -1, fetched: -1}
+			ps = &partState{want: -1, committed: -1, fetched: -1, horizon: -1}
 			c.parts[k] = ps
 		}
-		// Kafka counts no deliveries: a record may have been read before when this process
-		// has committed nothing on its partition yet (it was just started, or the partition
-		// just came to it in a rebalance), or when it reads an offset it already handed out
-		// (the partition went away and came back from its committed offset).
-		d.again = ps.committed < 0 || m.Offset <= ps.fetched
+		// Kafka counts no deliveries. A partition's first record here, or one that does not
+		// follow the last handed out (it went away and came back, from its committed offset
+		// or from where another member committed), means the partition came to this consumer:
+		// what it held then (its high-water mark at this fetch) may have been read before, by
+		// this process or one before it, however far past the committed offset that went.
+		if ps.fetched < 0 || m.Offset != ps.fetched+1 {
+			ps.horizon, ps.came = m.HighWaterMark, time.Now()
+		}
+		d.again, d.by = m.Offset < ps.horizon || m.Offset <= ps.fetched, ps.came.Add(handoverGrace)
 		if m.Offset > ps.fetched {
 			ps.fetched = m.Offset
 		}
@@ -310,7 +321,8 @@ type delivery struct {
 	km        kafka.Message
 	m         broker.Message
 	committed bool
-	again     bool // possibly read before (broker.Redelivery)
+	again     bool      // possibly read before (broker.Redelivery)
+	by        time.Time // what an earlier read published was stored by then
 	cursor    func() string
 }
 
@@ -335,8 +347,9 @@ func (d *delivery) Time() time.Time { return d.km.Time }
 func (d *delivery) Deliveries() int { return 1 }
 
 // PossiblyRedelivered says d's record may have been read before, by this process or another
-// member of its group (broker.Redelivery).
-func (d *delivery) PossiblyRedelivered() bool { return d.again }
+// member of its group, and when so by when what that read published was stored: a moment
+// after its partition came to this consumer (broker.Redelivery).
+func (d *delivery) PossiblyRedelivered() (bool, time.Time) { return d.again, d.by }
 
 // Lag sums, over the layer's topics and partitions, the end offset minus the offset the
 // group committed (the first offset where it committed nothing). It reads offsets only and
