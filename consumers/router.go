@@ -74,6 +74,11 @@ type Options struct {
 	// EveryInput asks IDs about the own id of every input, not only of possible redeliveries:
 	// for an IDSet in the same process, where a lookup costs about two microseconds.
 	EveryInput bool
+	// Tap, when set, is handed what each stage read, as it is fetched, and what it
+	// published, once acknowledged, each message with the sequence the broker stored it at,
+	// where the broker tells (broker.Sequencer): the view follows the log from these instead
+	// of reading it a second time. Stages call it concurrently; it must not block.
+	Tap func(scenario string, msgs []broker.Message, seqs []uint64)
 }
 
 // IDSet says where the ids of a scenario are stored (view.View.HeldAt).
@@ -230,6 +235,7 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 			}
 			return fmt.Errorf("stage %s of %s: fetch: %w", st, scenario, err)
 		}
+		r.tapInputs(scenario, batch)
 		f := r.derive(work, log, scenario, st, coef, batch)
 		r.dedup(work, log, scenario, st, f, !committed.Load(), window, ackWait)
 		f.weight = int64(min(max(len(f.out), len(batch)), r.opts.MaxInflight))
@@ -239,6 +245,19 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 		f.pub = r.b.PublishAsync(work, f.out)
 		flights <- f
 	}
+}
+
+// tapInputs hands a fetched batch to Options.Tap, on a broker whose deliveries' Seq is their
+// place in the scenario's log.
+func (r *Router) tapInputs(scenario string, batch []broker.Delivery) {
+	if _, ok := r.b.(broker.Sequencer); !ok || r.opts.Tap == nil || len(batch) == 0 {
+		return
+	}
+	msgs, seqs := make([]broker.Message, len(batch)), make([]uint64, len(batch))
+	for i, d := range batch {
+		msgs[i], seqs[i] = *d.Message(), d.Seq()
+	}
+	r.opts.Tap(scenario, msgs, seqs)
 }
 
 // tiles refuses to start st beside the consumer of a stage that shares a layer with it: the
@@ -519,6 +538,9 @@ func (r *Router) land(ctx context.Context, log zerolog.Logger, cons broker.Consu
 		if err != nil {
 			log.Warn().Err(err).Int("events", len(f.units)).Msg("shutdown before outputs were acknowledged; inputs left for redelivery")
 			continue
+		}
+		if sq, ok := f.pub.(broker.Sequenced); ok && r.opts.Tap != nil && f.pub.Err() == nil && len(f.out) > 0 {
+			r.opts.Tap(scenario, f.out, sq.Seqs()) // not after a rescue: what it published again the view reads
 		}
 		derived := 0
 		for _, u := range f.units {

@@ -26,7 +26,9 @@ import (
 	"github.com/layercake/cascade/internal/broker"
 	"github.com/layercake/cascade/internal/coefficients"
 	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/query"
 	"github.com/layercake/cascade/internal/tree"
+	"github.com/layercake/cascade/internal/view"
 	"github.com/layercake/cascade/producers"
 )
 
@@ -45,6 +47,10 @@ type Config struct {
 	Paced   int                   // signals of the paced phase; 0: five seconds' worth at Rate
 	Storage broker.ScenarioConfig // storage settings of both scenarios
 	Log     zerolog.Logger        // the layers' log
+	// ViewDir, when set, runs the stages as run runs them, with their materialized view in
+	// this directory: fed by them (on NATS), asking its id set about every input, and waited
+	// for in the max-rate pass until it has applied everything.
+	ViewDir string
 	// CPUProfile, when set, receives a CPU profile (pprof) of the max-rate pass.
 	CPUProfile io.Writer
 }
@@ -75,6 +81,7 @@ type Raw struct {
 // has acknowledged everything.
 type Pipeline struct {
 	Stages            string  `json:"stages"`
+	View              bool    `json:"view"` // the stages ran with their view, as run has them
 	Signals           int     `json:"signals"`
 	Derived           int     `json:"derived"` // events the signals derive, all stored
 	Seconds           float64 `json:"seconds"`
@@ -125,6 +132,7 @@ type signal struct {
 	id      string         // its correlationid, which its derived events carry
 	grids   int            // grid events its tree ends in
 	derived int            // events its tree holds below it
+	counted int            // events of its tree, itself included, that totals count
 }
 
 // Run measures on b, which should be empty: it uses the scenarios RawScenario and
@@ -148,7 +156,7 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 	coef := coefficients.Default()
 	g := producers.NewGenerator(1, "bench-", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Second)
 	sigs := make([]signal, c.Signals+c.Paced)
-	rep := Report{Pipeline: Pipeline{Stages: string(c.Stages), Signals: c.Signals}}
+	rep := Report{Pipeline: Pipeline{Stages: string(c.Stages), View: c.ViewDir != "", Signals: c.Signals}}
 	bytes := 0
 	for i := range sigs {
 		s, n, size, err := generate(ctx, coef, g.Next())
@@ -166,18 +174,22 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 	if err := raw(ctx, b, c.Storage, &rep.Raw); err != nil {
 		return rep, err
 	}
-	stop, err := start(ctx, b, coef, c)
+	stop, v, err := start(ctx, b, coef, c)
 	if err != nil {
 		return rep, err
 	}
 	defer stop()
+	var want int64 // the events the view counts once it has applied the max-rate pass
+	for _, sg := range sigs[:c.Signals] {
+		want += int64(sg.counted)
+	}
 	if c.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(c.CPUProfile); err != nil {
 			return rep, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
 	cpu0 := cpuTime()
-	secs, err := maxRate(ctx, b, sigs[:c.Signals], c.Stages)
+	secs, err := maxRate(ctx, b, sigs[:c.Signals], c.Stages, v, want)
 	cpu := cpuTime() - cpu0
 	if c.CPUProfile != nil {
 		pprof.StopCPUProfile()
@@ -233,6 +245,9 @@ func generate(ctx context.Context, c *coefficients.Loaded, raw []byte) (signal, 
 			return err
 		}
 		derived, size = derived+1, size+len(body)
+		if event.Counted(n.Event.Type) {
+			s.counted++
+		}
 		if n.Event.Type == event.TypeDemandGrid {
 			s.grids++
 		}
@@ -300,32 +315,49 @@ func raw(ctx context.Context, b broker.Broker, cfg broker.ScenarioConfig, r *Raw
 	return b.DeleteScenario(ctx, s)
 }
 
-// start binds the pipeline's scenario and runs its layers until stop, which waits for them.
-func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Config) (func(), error) {
+// start binds the pipeline's scenario and runs its layers (with their view when c.ViewDir
+// is set) until stop, which waits for them.
+func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Config) (func(), *view.View, error) {
 	const s = PipelineScenario
 	if err := consumers.BindScenario(ctx, b, s, coef, c.Storage); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	o := consumers.Options{Batch: c.Batch, Stages: c.Stages}
+	var v *view.View
+	if c.ViewDir != "" {
+		vb, ok := b.(view.Broker)
+		if !ok {
+			return nil, nil, fmt.Errorf("bench: a view needs a broker that fetches by position")
+		}
+		v = &view.View{B: vb, Dir: c.ViewDir, Log: c.Log}
+		v.Attach(&o)
 	}
 	run, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	stop := func() { cancel(); wg.Wait() }
-	r := consumers.New(b, c.Log, consumers.Options{Batch: c.Batch, Stages: c.Stages})
+	stop := func() {
+		cancel()
+		wg.Wait()
+		if v != nil {
+			_ = v.Close()
+		}
+	}
+	r := consumers.New(b, c.Log, o)
 	wg.Go(func() { _ = r.Serve(run, event.ConsumerLayers, 100*time.Millisecond) })
 	for r.Ready() != nil {
 		select {
 		case <-ctx.Done():
 			stop()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return stop, nil
+	return stop, v, nil
 }
 
 // maxRate publishes the signals, prepared and checked beforehand as producers publish them,
 // in acknowledged batches of 1,000 and returns the seconds until every stage has
 // acknowledged everything.
-func maxRate(ctx context.Context, b broker.Broker, sigs []signal, mode consumers.Stages) (float64, error) {
+func maxRate(ctx context.Context, b broker.Broker, sigs []signal, mode consumers.Stages, v *view.View, events int64) (float64, error) {
 	msgs := make([]broker.Message, len(sigs))
 	for i, s := range sigs {
 		msgs[i] = s.msg
@@ -339,7 +371,30 @@ func maxRate(ctx context.Context, b broker.Broker, sigs []signal, mode consumers
 	if err := drained(ctx, b, mode); err != nil {
 		return 0, err
 	}
+	if err := applied(ctx, v, events); err != nil {
+		return 0, err
+	}
 	return time.Since(start).Seconds(), nil
+}
+
+// applied waits until view v (when there is one) counts events events of the pipeline's
+// scenario.
+func applied(ctx context.Context, v *view.View, events int64) error {
+	for v != nil {
+		t, err := v.Totals(ctx, query.TotalsOptions{Scenario: PipelineScenario})
+		if err != nil {
+			return err
+		}
+		if int64(t.Events) >= events {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // drained waits until no stage of the pipeline's scenario lags, twice in a row: a batch may

@@ -29,21 +29,25 @@ func TestRunReportsWhatThePipelineStored(t *testing.T) {
 	for _, mode := range []consumers.Stages{"", consumers.PerLayer} {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
-			testRunReports(t, mode)
+			testRunReports(t, mode, "")
 		})
 	}
+	t.Run("with-view", func(t *testing.T) {
+		t.Parallel()
+		testRunReports(t, "", t.TempDir())
+	})
 }
 
-func testRunReports(t *testing.T, mode consumers.Stages) {
+func testRunReports(t *testing.T, mode consumers.Stages, viewDir string) {
 	b, _ := conformance.NATS(t)
-	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Rate: 500, Paced: 40, Stages: mode, Log: zerolog.Nop()})
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Rate: 500, Paced: 40, Stages: mode, ViewDir: viewDir, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := cmp.Or(mode, consumers.Chained)
 	r, p, l := rep.Raw, rep.Pipeline, rep.Latency
-	if p.Signals != 50 || p.Derived <= p.Signals || p.Stages != string(want) {
-		t.Fatalf("pipeline %+v: want 50 signals deriving more than 50 events, %s stages", p, want)
+	if p.Signals != 50 || p.Derived <= p.Signals || p.Stages != string(want) || p.View != (viewDir != "") {
+		t.Fatalf("pipeline %+v: want 50 signals deriving more than 50 events, %s stages, view %v", p, want, viewDir != "")
 	}
 	if r.Messages != p.Signals+p.Derived || r.MessageBytes < 200 || r.PublishPerSecond <= 0 || r.ConsumePerSecond <= 0 || r.PublishWindow <= 0 {
 		t.Fatalf("raw %+v: want %d messages of a pipeline message's size, positive rates", r, p.Signals+p.Derived)

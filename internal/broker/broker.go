@@ -479,6 +479,21 @@ type Publication interface {
 	Err() error
 }
 
+// Sequenced is implemented by the Publications of a Sequencer: once Done with a nil Err,
+// Seqs holds the sequence each message was stored at, in publish order (for a message the
+// broker de-duplicated, the sequence of the copy it holds).
+type Sequenced interface {
+	Seqs() []uint64
+}
+
+// Sequencer is implemented by a broker whose log of a scenario is one sequence of messages
+// (NATS: the scenario's stream), the Seq of its deliveries, and also their Cursor and
+// Position in decimal. LastSeq is the sequence of the last message the log of scenario s
+// holds (0 when none); its PublishAsync returns Sequenced publications.
+type Sequencer interface {
+	LastSeq(ctx context.Context, s string) (uint64, error)
+}
+
 // Wait waits for p and returns its Err, or ctx's error when ctx ends first.
 func Wait(ctx context.Context, p Publication) error {
 	select {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ func (a *app) benchCmd() *cobra.Command {
 	var asJSON bool
 	var stages string
 	var profile string
+	var withView bool
 	var mem serveFlags // its memory limit only
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -26,9 +28,10 @@ func (a *app) benchCmd() *cobra.Command {
 --nats-url or --kafka-brokers):
   - the raw ceiling: acknowledged publishes with ids of messages the mean size of the
     pipeline's, then a durable consumer fetching and committing them;
-  - the pipeline at its maximum rate: --signals generated signals published at once, timed
-    until every layer has acknowledged everything (signals/s, stored messages/s, and their
-    ratio to the raw publish rate);
+  - the pipeline at its maximum rate, run as run runs it (its view fed by the stages and
+    asked about every input; --view=false for the stages alone): --signals generated signals
+    published at once, timed until every layer has acknowledged everything and the view has
+    applied it (signals/s, stored messages/s, and their ratio to the raw publish rate);
   - then the latency from a signal's publish to the last grid event of its tree, at --rate
     signals/s for --paced signals, matched by correlationid on the grid feed;
   - this process's CPU seconds per 1,000 signals in the max-rate pass (the embedded broker's
@@ -70,6 +73,9 @@ func (a *app) benchCmd() *cobra.Command {
 			}
 			defer b.Close()
 			c.Log = a.log
+			if withView {
+				c.ViewDir = filepath.Join(dir, "view")
+			}
 			if profile != "" {
 				f, err := os.Create(profile)
 				if err != nil {
@@ -101,6 +107,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f.Float64Var(&c.Rate, "rate", 1000, "signals/s offered in the latency phase after the max-rate pass (0: no latency phase)")
 	f.IntVar(&c.Paced, "paced", 0, "signals of the latency phase (default: five seconds' worth at --rate)")
 	f.StringVar(&stages, "stages", string(consumers.Chained), "how the layers are grouped into consumers, as run's --stages: chained (one stage of all five layers) or per-layer")
+	f.BoolVar(&withView, "view", true, "run the stages with their materialized view, as run does (--view=false: the stages alone)")
 	f.BoolVar(&asJSON, "json", false, "the report as one JSON object")
 	f.StringVar(&mem.memLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of this process, as run's (0 or off: none)")
 	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of the max-rate pass to this file (go tool pprof -top FILE)")
@@ -112,7 +119,11 @@ func (a *app) printBench(rep bench.Report) {
 	q, w := tree.Quantity, a.Stdout
 	r, p := rep.Raw, rep.Pipeline
 	fmt.Fprintf(w, "raw broker:  %s acknowledged publish with ids, %s durable consume+ack (%s of %s)\n", q(r.PublishPerSecond, "msg/s"), q(r.ConsumePerSecond, "msg/s"), q(float64(r.Messages), "messages"), q(float64(r.MessageBytes), "B"))
-	fmt.Fprintf(w, "pipeline:    %s, %s stored through 5 layers, %s stages (%s, %s derived events)\n", q(p.SignalsPerSecond, "signals/s"), q(p.StoredPerSecond, "msg/s"), p.Stages, q(float64(p.Signals), "signals"), q(float64(p.Derived), ""))
+	with := "with their view"
+	if !p.View {
+		with = "without a view"
+	}
+	fmt.Fprintf(w, "pipeline:    %s, %s stored through 5 layers, %s stages %s (%s, %s derived events)\n", q(p.SignalsPerSecond, "signals/s"), q(p.StoredPerSecond, "msg/s"), p.Stages, with, q(float64(p.Signals), "signals"), q(float64(p.Derived), ""))
 	fmt.Fprintf(w, "ratio:       pipeline stored msg/s = %.2f x raw publish, %.2f x raw consume+ack\n", p.RatioToRawPublish, p.StoredPerSecond/r.ConsumePerSecond)
 	if l := rep.Latency; l != nil {
 		fmt.Fprintf(w, "latency:     signal to last grid event at %s (%s offered, %s timed): p50 %s, p90 %s, p99 %s, max %s\n", q(l.AchievedRate, "signals/s"), q(l.Rate, "signals/s"), q(float64(l.Signals), "signals"), ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max))

@@ -202,11 +202,14 @@ func (a *app) serve(ctx context.Context, b broker.Broker, stages []event.Stage, 
 	ro := consumers.Options{Batch: s.batch, MaxInflight: s.maxInflight, TakeOver: s.takeOver, Metrics: m}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	// One reader per served scenario keeps its view: totals, series and snapshots, the trace
-	// index, and the demand gauges where /metrics is served.
+	// One view per served scenario (totals, series and snapshots, the trace index, and the
+	// demand gauges where /metrics is served), fed by the stages on NATS, by a reader of the
+	// log on Kafka.
 	v := a.view(ctx, &wg, b, s.indexDir)
-	ro.Followers = map[string]consumers.Follower{}
 	if v != nil {
+		// The stages ask the view's id set before publishing what may be stored already,
+		// and hand it what they read and publish.
+		v.Attach(&ro)
 		defer v.Close()
 		if s.httpListen != "" {
 			v.Committed = func(ctx context.Context, scenario string) {
@@ -219,8 +222,6 @@ func (a *app) serve(ctx context.Context, b broker.Broker, stages []event.Stage, 
 			defer m.ForgetDemand(scenario)
 			return v.Follow(ctx, scenario)
 		}
-		// The stages ask the view's id set before publishing what may be stored already.
-		ro.IDs, ro.EveryInput = v, true
 	} else if b.Features().RequestReply {
 		ro.IDs = view.Remote{B: b} // the id set of a run's view, over request/reply
 	}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -68,6 +69,15 @@ type View struct {
 	Committed func(ctx context.Context, scenario string)
 	// HeldWait bounds how long HeldAt waits for the view to be current; default 5s.
 	HeldWait time.Duration
+	// Tapped says the stages of this process hand the view what they read and publish
+	// (Tap, consumers.Options.Tap): on a broker whose log is one sequence
+	// (broker.Sequencer) Follow applies those, reading the log only for what it was not
+	// handed, instead of reading all of it a second time.
+	Tapped bool
+
+	taps    sync.Map     // scenario -> chan tapped, while Follow takes them
+	fromTap atomic.Int64 // messages Follow applied as the stages handed them over
+	fromLog atomic.Int64 // messages Follow read from the log
 
 	current sync.Map     // scenario -> *currency
 	mu      sync.RWMutex // held for reading by every use of db, for writing to open or close it
@@ -230,7 +240,16 @@ func (v *View) Close() error {
 }
 
 // Follow applies scenario s from where its view left off until ctx ends.
-func (v *View) Follow(ctx context.Context, s string) error { return v.follow(ctx, s, false) }
+func (v *View) Follow(ctx context.Context, s string) error {
+	if sq, ok := v.B.(broker.Sequencer); ok && v.Tapped {
+		return v.followTapped(ctx, s, sq)
+	}
+	return v.follow(ctx, s, false)
+}
+
+// Sources counts the messages Follow took in since v was made, as the stages handed them
+// over (Tapped) and as it read them from the log.
+func (v *View) Sources() (tapped, read int64) { return v.fromTap.Load(), v.fromLog.Load() }
 
 // Rebuild drops what the view holds of scenario s and applies its log again from the start
 // up to what the broker holds now.
@@ -473,6 +492,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 				return errors.Join(n.Err, commit())
 			}
 			seen, pending = true, n.Pending
+			v.fromLog.Add(1)
 			if err := v.with(func(*pebble.DB) error { return a.apply(n.Delivery) }); err != nil { // not past Close
 				return fmt.Errorf("view %s: %w", s, err)
 			}

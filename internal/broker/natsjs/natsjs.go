@@ -369,15 +369,16 @@ func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker
 		}
 		futures = append(futures, f)
 	}
-	p := broker.NewPending()
+	p := &sequenced{Pending: broker.NewPending(), seqs: make([]uint64, len(futures))}
 	if len(futures) == 0 {
 		p.Settle(nil)
 		return p
 	}
 	go func() {
-		for _, f := range futures {
+		for i, f := range futures {
 			select {
-			case <-f.Ok():
+			case ack := <-f.Ok():
+				p.seqs[i] = ack.Sequence
 			case err := <-f.Err():
 				p.Settle(wrap(fmt.Errorf("publish %s: %w", f.Msg().Subject, err)))
 				return
@@ -389,6 +390,28 @@ func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker
 		p.Settle(nil)
 	}()
 	return p
+}
+
+// sequenced is a publication that knows, once settled, where each message was stored
+// (broker.Sequenced).
+type sequenced struct {
+	*broker.Pending
+	seqs []uint64
+}
+
+// Seqs are the stream sequences of the messages, once Done.
+func (p *sequenced) Seqs() []uint64 { return p.seqs }
+
+// LastSeq is the last sequence of the scenario's stream (broker.Sequencer).
+func (b *Broker) LastSeq(ctx context.Context, s string) (uint64, error) {
+	st, err := b.js.Stream(ctx, event.StreamName(s))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, fmt.Errorf("scenario %s: %w", s, broker.ErrNotFound)
+		}
+		return 0, wrap(fmt.Errorf("stream %s: %w", event.StreamName(s), err))
+	}
+	return st.CachedInfo().State.LastSeq, nil
 }
 
 // wrap classifies an error of nats.go for the port: what may pass (no responders,

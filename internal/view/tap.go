@@ -1,0 +1,247 @@
+package view
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/layercake/cascade/consumers"
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/totals"
+)
+
+// On a broker whose log of a scenario is one sequence (broker.Sequencer: NATS), the view of
+// a scenario whose stages run in the same process is fed by them (Tap) rather than by a
+// second read of the log: they hand it what they read and what they published, with the
+// sequence of each, and the view applies those strictly in sequence order. What it was not
+// handed (messages other processes stored, a batch the stages published again after a
+// failure, what came while it was busy, inputs a stage behind has not read yet) it reads
+// from the log: when a sequence is missing for gapWait, or more than maxTapped messages wait
+// behind it, it reads the log from there up to the first message it was handed.
+// Every tick it asks the log's last sequence: when it has applied that, it is current
+// (HeldAt) as of the moment it asked.
+const (
+	gapWait   = time.Second
+	maxTapped = 1 << 16
+	tapBuffer = 1024 // batches handed over and not yet taken
+)
+
+// errFilled ends a read of the log at the first message handed over after a gap.
+var errFilled = errors.New("gap filled")
+
+// tapped is one batch a stage handed over.
+type tapped struct {
+	msgs []broker.Message
+	seqs []uint64
+}
+
+// Tap hands the view of scenario s messages a stage of this process read or published, each
+// with its sequence in the scenario's log (consumers.Options.Tap). It never blocks: when the
+// view is not following s by its tap, or is behind, the batch is dropped, and the view reads
+// those messages from the log instead.
+func (v *View) Tap(s string, msgs []broker.Message, seqs []uint64) {
+	ch, ok := v.taps.Load(s)
+	if !ok {
+		return
+	}
+	select {
+	case ch.(chan tapped) <- tapped{msgs, seqs}:
+	default:
+	}
+}
+
+// message is a message handed over, as the applier takes deliveries.
+type message struct {
+	m   *broker.Message
+	seq uint64
+}
+
+func (d message) Message() *broker.Message { return d.m }
+func (d message) Seq() uint64              { return d.seq }
+func (d message) Cursor() string           { return strconv.FormatUint(d.seq, 10) }
+func (d message) Position() string         { return d.Cursor() }
+func (d message) Time() time.Time          { return time.Time{} }
+func (d message) Deliveries() int          { return 1 }
+
+// followTapped is follow for a broker whose log is one sequence, fed by Tap.
+func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) error {
+	ch := make(chan tapped, tapBuffer)
+	if _, loaded := v.taps.LoadOrStore(s, ch); loaded {
+		return fmt.Errorf("view %s: %w: followed twice", s, broker.ErrConflict)
+	}
+	defer v.taps.Delete(s)
+	sel := broker.Selector{Scenario: s, Kinds: totals.Kinds}
+	var a *applier
+	var next uint64 = 1 // the sequence to apply next
+	err := v.with(func(db *pebble.DB) error {
+		cur, err := get(db, posKey(s))
+		if cur != "" && err == nil {
+			var n uint64
+			if n, err = strconv.ParseUint(cur, 10, 64); err == nil {
+				next = n + 1
+			}
+		}
+		a = newApplier(db, s)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("view %s: %w", s, err)
+	}
+	defer func() { _ = a.b.Close() }()
+
+	waiting := map[uint64]*broker.Message{} // handed over, after a gap
+	var lastGauge time.Time
+	if v.Committed != nil { // what a restart resumes from is right at once
+		v.Committed(ctx, s)
+		lastGauge = time.Now()
+	}
+	// commit commits what was applied; current says the view has applied the whole log.
+	commit := func(current bool) error {
+		wrote := a.events > 0
+		err := v.with(func(*pebble.DB) error { return a.commit() })
+		if err == nil && wrote && v.Committed != nil && (current || time.Since(lastGauge) >= gaugeInterval) {
+			v.Committed(ctx, s)
+			lastGauge = time.Now()
+		}
+		return err
+	}
+	apply := func(m *broker.Message, seq uint64) error {
+		if sub, err := event.ParseSubject(m.Subject); err == nil && sel.Selects(sub) {
+			if err := v.with(func(*pebble.DB) error { return a.apply(message{m, seq}) }); err != nil {
+				return fmt.Errorf("view %s: %w", s, err)
+			}
+		}
+		next = seq + 1
+		if a.events >= flushBatch {
+			return commit(false)
+		}
+		return nil
+	}
+	// drain applies what was handed over from next on, as far as it runs without a gap.
+	drain := func() error {
+		for m, ok := waiting[next]; ok; m, ok = waiting[next] {
+			delete(waiting, next)
+			v.fromTap.Add(1)
+			if err := apply(m, next); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// fill reads from the log what lies between next and the first message handed over
+	// after it (the log's end when there is none), then applies what was handed over.
+	fill := func() error {
+		last, err := sq.LastSeq(ctx, s)
+		if err != nil {
+			return err
+		}
+		bound := last + 1
+		for seq := range waiting {
+			bound = min(bound, seq)
+		}
+		if bound <= next {
+			return drain()
+		}
+		o := broker.FeedOptions{Selector: sel, FromStart: true, UntilEnd: true}
+		if next > 1 {
+			o.Cursor = strconv.FormatUint(next-1, 10)
+		}
+		err = broker.Each(ctx, v.B, o, func(d broker.Delivery) error {
+			if d.Seq() >= bound {
+				return errFilled
+			}
+			v.fromLog.Add(1)
+			if d.Seq() < next {
+				return nil
+			}
+			return apply(d.Message(), d.Seq())
+		})
+		if err != nil && !errors.Is(err, errFilled) {
+			return err
+		}
+		next = max(next, bound) // what the feed passed over is not selected
+		for seq := range waiting {
+			if seq < next {
+				delete(waiting, seq)
+			}
+		}
+		return drain()
+	}
+	if err := fill(); err != nil { // what was stored while the view was not following
+		return errors.Join(err, commit(false))
+	}
+	if err := commit(true); err != nil {
+		return err
+	}
+	delay := v.FlushDelay
+	if delay <= 0 {
+		delay = 50 * time.Millisecond
+	}
+	tick := time.NewTicker(delay)
+	defer tick.Stop()
+	moved := time.Now() // when next last advanced, or the view last found itself current
+	for {
+		select {
+		case <-ctx.Done():
+			return commit(false)
+		case t := <-ch:
+			before := next
+			for i, seq := range t.seqs {
+				switch {
+				case seq == next:
+					v.fromTap.Add(1)
+					if err := apply(&t.msgs[i], seq); err != nil {
+						return errors.Join(err, commit(false))
+					}
+				case seq > next && len(waiting) < maxTapped:
+					waiting[seq] = &t.msgs[i]
+				}
+			}
+			if err := drain(); err != nil {
+				return errors.Join(err, commit(false))
+			}
+			if next != before {
+				moved = time.Now()
+			}
+		case now := <-tick.C:
+			last, err := sq.LastSeq(ctx, s)
+			if err != nil {
+				if ctx.Err() != nil {
+					return commit(false)
+				}
+				return errors.Join(err, commit(false))
+			}
+			if err := commit(last < next); err != nil {
+				return err
+			}
+			if last < next {
+				v.currency(s).set(now) // everything stored before the question is applied
+				moved = now
+				continue
+			}
+			if time.Since(moved) >= gapWait || len(waiting) >= maxTapped {
+				if err := fill(); err != nil {
+					return errors.Join(err, commit(false))
+				}
+				moved = time.Now()
+			}
+		}
+	}
+}
+
+// Attach makes v the view of the stages o configures, as run has it: v follows every
+// scenario they serve (o.Followers["view"]), its id set answers them about every input
+// (o.IDs, o.EveryInput) and they hand it what they read and publish (o.Tap, v.Tapped).
+func (v *View) Attach(o *consumers.Options) {
+	if o.Followers == nil {
+		o.Followers = map[string]consumers.Follower{}
+	}
+	o.Followers["view"] = v.Follow
+	o.IDs, o.EveryInput, o.Tap = v, true, v.Tap
+	v.Tapped = true
+}

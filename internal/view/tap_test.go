@@ -1,0 +1,140 @@
+package view_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/layercake/cascade/consumers"
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/conformance"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/query"
+	"github.com/layercake/cascade/internal/tree"
+	"github.com/layercake/cascade/internal/view"
+	"github.com/layercake/cascade/producers"
+)
+
+// On NATS the view of run's stages is fed by them instead of a second read of the log: over
+// rounds of signals it reads under a tenth of what it applies from the log, yet its totals are
+// the log's, events stored by another process (that no stage of this one handed it)
+// included, and so after a stop and a restart with the log grown meanwhile. Once it has
+// applied the whole log it answers HeldAt as of now.
+func TestTappedFollow(t *testing.T) {
+	t.Parallel()
+	b, _ := conformance.NATS(t)
+	coef := coefficients.Default()
+	if err := consumers.BindScenario(t.Context(), b, "base", coef, broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	g := producers.NewGenerator(5, "tap-", time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC), 17*time.Minute)
+	publish := func(n int) {
+		items := make([]producers.Item, n)
+		for i := range items {
+			items[i] = producers.Item{Line: i + 1, Raw: g.Next()}
+		}
+		if _, err := (&producers.Publisher{Broker: b, Scenario: "base"}).Publish(t.Context(), items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// start runs the stages and the view as run does, until the returned stop.
+	start := func() (*view.View, func()) {
+		v := &view.View{B: b, Dir: dir, Log: zerolog.Nop()}
+		o := consumers.Options{Batch: 64, Stages: consumers.Chained}
+		v.Attach(&o)
+		ctx, cancel := context.WithCancel(context.Background())
+		r := consumers.New(b, zerolog.Nop(), o)
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = r.Serve(ctx, event.ConsumerLayers, 100*time.Millisecond) })
+		return v, func() { cancel(); wg.Wait(); _ = v.Close() }
+	}
+	same := func(v *view.View) func() error {
+		return func() error {
+			if lag, err := b.StageLag(t.Context(), "base", event.Chain); err != nil || lag > 0 {
+				return fmt.Errorf("stage lag %d %v", lag, err)
+			}
+			// The view has applied the log's last message (cheap to ask) before the log is
+			// summed (not).
+			last, err := b.LastSeq(t.Context(), "base")
+			if err != nil {
+				return err
+			}
+			if pos, err := v.Position("base"); err != nil || pos != fmt.Sprint(last) {
+				return fmt.Errorf("view at %q of %d (%v)", pos, last, err)
+			}
+			o := query.TotalsOptions{Scenario: "base", ByRegion: true}
+			want, err := query.SumTotals(t.Context(), b, o)
+			if err != nil {
+				return err
+			}
+			got, err := v.Totals(t.Context(), o)
+			if err != nil {
+				return err
+			}
+			got.Position = ""
+			if g, w := jsonOf(got), jsonOf(want); g != w {
+				return fmt.Errorf("view %d events, log %d", got.Events, want.Events)
+			}
+			return nil
+		}
+	}
+
+	v, stop := start()
+	const rounds = 8
+	for range rounds {
+		publish(40)
+		conformance.Eventually(t, 30*time.Second, "the view's totals equal to the log's", same(v))
+	}
+	// Every message of the log was taken in once, nearly all from the stages.
+	tapped, read := v.Sources()
+	all, err := query.SumTotals(t.Context(), b, query.TotalsOptions{Scenario: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tapped+read < int64(all.Events) || read*10 > tapped {
+		t.Errorf("the view took in %d messages from the stages and read %d from the log (of %d events); want nearly all from the stages", tapped, read, all.Events)
+	}
+	t.Logf("%d messages from the stages, %d read from the log (%d events)", tapped, read, all.Events)
+
+	// Demand another process stored: no stage here read or published it.
+	ev, err := producers.Prepare(g.Next(), "base", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := event.DecodePayload(ev.Type, ev.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := tree.Expand(t.Context(), coef, ev, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := root.Children[0]
+	data, err := foreign.Event.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Publish(t.Context(), []broker.Message{{
+		Subject: event.DemandSubject("base", event.LayerOf(foreign.Event.Type), foreign.Event.Subject), ID: foreign.Event.ID, Data: data,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conformance.Eventually(t, 30*time.Second, "the view to hold what another process stored", same(v))
+	pos, err := v.HeldAt(t.Context(), "base", []string{foreign.Event.ID}, time.Now())
+	if err != nil || pos[0] == "" {
+		t.Errorf("HeldAt as of now, of what another process stored: %q, %v", pos, err)
+	}
+
+	stop()
+	publish(60) // the log grows while nothing follows it
+	v, stop = start()
+	defer stop()
+	conformance.Eventually(t, 30*time.Second, "the restarted view's totals equal to the log's", same(v))
+}
