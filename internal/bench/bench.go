@@ -80,8 +80,11 @@ type Raw struct {
 // Pipeline is the max-rate pass: every signal published at once, timed until every layer
 // has acknowledged everything.
 type Pipeline struct {
-	Stages            string  `json:"stages"`
-	View              bool    `json:"view"` // the stages ran with their view, as run has them
+	Stages string `json:"stages"`
+	View   bool   `json:"view"` // the stages ran with their view, as run has them
+	// With a view: the messages it took in from the stages and those it read from the log.
+	ViewFromStages    int64   `json:"view_from_stages,omitempty"`
+	ViewFromLog       int64   `json:"view_from_log,omitempty"`
 	Signals           int     `json:"signals"`
 	Derived           int     `json:"derived"` // events the signals derive, all stored
 	Seconds           float64 `json:"seconds"`
@@ -198,6 +201,9 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 		return rep, err
 	}
 	p := &rep.Pipeline
+	if v != nil {
+		p.ViewFromStages, p.ViewFromLog = v.Sources()
+	}
 	p.Seconds = secs
 	p.SignalsPerSecond = float64(p.Signals) / secs
 	p.StoredPerSecond = float64(p.Signals+p.Derived) / secs

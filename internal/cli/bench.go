@@ -119,7 +119,7 @@ func (a *app) printBench(rep bench.Report) {
 	q, w := tree.Quantity, a.Stdout
 	r, p := rep.Raw, rep.Pipeline
 	fmt.Fprintf(w, "raw broker:  %s acknowledged publish with ids, %s durable consume+ack (%s of %s)\n", q(r.PublishPerSecond, "msg/s"), q(r.ConsumePerSecond, "msg/s"), q(float64(r.Messages), "messages"), q(float64(r.MessageBytes), "B"))
-	with := "with their view"
+	with := fmt.Sprintf("with their view (%s from the stages, %s read from the log)", q(float64(p.ViewFromStages), "msgs"), q(float64(p.ViewFromLog), "msgs"))
 	if !p.View {
 		with = "without a view"
 	}

@@ -17,7 +17,7 @@ func TestBenchPrintsSIQuantities(t *testing.T) {
 	}
 	q := `[0-9]{1,3}(\.[0-9]{1,3})?( [kMGT])?`
 	want := regexp.MustCompile(`(?m)^raw broker: +` + q + ` msg/s acknowledged publish with ids, ` + q + ` msg/s durable consume\+ack \(` + q + ` messages of ` + q + ` B\)\n` +
-		`pipeline: +` + q + ` signals/s, ` + q + ` msg/s stored through 5 layers, chained stages with their view \(200 signals, ` + q + ` derived events\)\n` +
+		`pipeline: +` + q + ` signals/s, ` + q + ` msg/s stored through 5 layers, chained stages with their view \(` + q + ` msgs from the stages, ` + q + ` msgs read from the log\) \(200 signals, ` + q + ` derived events\)\n` +
 		`ratio: +pipeline stored msg/s = [0-9.]+ x raw publish, [0-9.]+ x raw consume\+ack\n` +
 		`latency: +signal to last grid event at ` + q + ` signals/s \(` + q + ` signals/s offered, ` + q + ` signals timed\): p50 [0-9.]+ ms, p90 [0-9.]+ ms, p99 [0-9.]+ ms, max [0-9.]+ ms\n` +
 		`cost: +` + q + ` s CPU per 1 k signals, peak RSS ` + q + ` MiB\n`)
@@ -50,6 +50,8 @@ func TestBenchJSON(t *testing.T) {
 		Pipeline struct {
 			Stages  string  `json:"stages"`
 			View    bool    `json:"view"`
+			Tapped  int64   `json:"view_from_stages"`
+			Read    int64   `json:"view_from_log"`
 			Signals int     `json:"signals"`
 			Derived int     `json:"derived"`
 			Seconds float64 `json:"seconds"`
@@ -77,7 +79,7 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("bench --json: %v\n%s", err, out)
 	}
 	r, p, l := rep.Raw, rep.Pipeline, rep.Latency
-	if r.Messages != p.Signals+p.Derived || p.Signals != 100 || p.Stages != "chained" || !p.View || r.MessageBytes <= 0 || r.Publish <= 0 || r.Consume <= 0 || r.PublishS <= 0 || r.ConsumeS <= 0 || r.Window <= 0 {
+	if r.Messages != p.Signals+p.Derived || p.Signals != 100 || p.Stages != "chained" || !p.View || p.Tapped+p.Read < int64(r.Messages) || r.MessageBytes <= 0 || r.Publish <= 0 || r.Consume <= 0 || r.PublishS <= 0 || r.ConsumeS <= 0 || r.Window <= 0 {
 		t.Fatalf("raw or pipeline counts do not agree:\n%s", out)
 	}
 	if p.Sig <= 0 || p.Stored <= p.Sig || p.Ratio <= 0 || p.Ratio < 0.99*p.Stored/r.Publish || p.Ratio > 1.01*p.Stored/r.Publish {
