@@ -45,7 +45,7 @@ func synthetic(tb testing.TB, dir string, n int) int {
 	var seq uint64
 	err := v.with(func(db *pebble.DB) error {
 		a := newApplier(db, "base")
-		defer func() { _ = a.b.Close() }()
+		defer a.close()
 		for range n {
 			ev, err := producers.Prepare(g.Next(), "base", start)
 			if err != nil {
@@ -283,7 +283,7 @@ func BenchmarkApply(b *testing.B) {
 	defer func() { _ = v.Close() }()
 	err := v.with(func(db *pebble.DB) error {
 		a := newApplier(db, "base")
-		defer func() { _ = a.b.Close() }()
+		defer a.close()
 		i := 0
 		for b.Loop() {
 			if err := a.apply(ds[i%len(ds)]); err != nil {

@@ -87,9 +87,13 @@ func (v *View) HeldAt(ctx context.Context, s string, ids []string, asOf time.Tim
 	}
 	out := make([]string, len(ids))
 	err := v.with(func(db *pebble.DB) error {
+		k, err := newSeeker(db)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = k.close() }()
 		for i, id := range ids {
-			var err error
-			if out[i], err = get(db, idKey(s, id)); err != nil {
+			if out[i], err = k.get(idKey(s, id)); err != nil {
 				return err
 			}
 		}

@@ -21,12 +21,13 @@ import (
 // sequence of each, and the view applies those strictly in sequence order. What it was not
 // handed (messages other processes stored, a batch the stages published again after a
 // failure, what came while it was busy, inputs a stage behind has not read yet) it reads
-// from the log: when a sequence is missing for gapWait, or more than maxTapped messages wait
-// behind it, it reads the log from there up to the first message it was handed.
+// from the log: when a sequence is missing for gapWait, or fillAt messages wait behind it, it
+// reads the log from there up to the first message it was handed (at most maxTapped wait).
 // Every tick it asks the log's last sequence: when it has applied that, it is current
 // (HeldAt) as of the moment it asked.
 const (
 	gapWait   = time.Second
+	fillAt    = 1 << 13 // messages waiting behind a gap that make the view read it at once
 	maxTapped = 1 << 16
 	tapBuffer = 1024 // batches handed over and not yet taken
 )
@@ -92,7 +93,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 	if err != nil {
 		return fmt.Errorf("view %s: %w", s, err)
 	}
-	defer func() { _ = a.b.Close() }()
+	defer a.close()
 
 	waiting := map[uint64]*broker.Message{} // handed over, after a gap
 	var lastGauge time.Time
@@ -205,6 +206,11 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 			if err := drain(); err != nil {
 				return errors.Join(err, commit(false))
 			}
+			if len(waiting) >= fillAt { // a stage behind its inputs: read those it has not yet
+				if err := fill(); err != nil {
+					return errors.Join(err, commit(false))
+				}
+			}
 			if next != before {
 				moved = time.Now()
 			}
@@ -224,7 +230,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 				moved = now
 				continue
 			}
-			if time.Since(moved) >= gapWait || len(waiting) >= maxTapped {
+			if time.Since(moved) >= gapWait {
 				if err := fill(); err != nil {
 					return errors.Join(err, commit(false))
 				}

@@ -13,6 +13,7 @@
 package view
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -308,6 +309,30 @@ func get(r pebble.Reader, key []byte) (string, error) {
 	return out, closer.Close()
 }
 
+// seeker looks keys up through one iterator that reads the Bloom filters of every level: a
+// point Get (pebble.DB.Get) skips those of the last level, where most of a view's keys end
+// up, and so reads an index and a data block for every id it does not hold.
+type seeker struct{ it *pebble.Iterator }
+
+func newSeeker(r pebble.Reader) (*seeker, error) {
+	it, err := r.NewIter(&pebble.IterOptions{UseL6Filters: true})
+	if err != nil {
+		return nil, err
+	}
+	return &seeker{it}, nil
+}
+
+// get reads key ("" when absent), as of when the seeker was made.
+func (k *seeker) get(key []byte) (string, error) {
+	if !k.it.SeekPrefixGE(key) || !bytes.Equal(k.it.Key(), key) {
+		return "", k.it.Error()
+	}
+	v, err := k.it.ValueAndErr()
+	return string(v), err
+}
+
+func (k *seeker) close() error { return k.it.Close() }
+
 // applier is one feed batch being applied: the ids and bucket sums it changed, kept in memory
 // until they are written with the cursor in one Pebble batch.
 type applier struct {
@@ -319,12 +344,17 @@ type applier struct {
 	dirty   map[string]struct{} // rows changed in this batch
 	cursor  string
 	events  int
+	seek    *seeker // the committed state, made at the batch's first lookup
 }
 
 // reset starts the next batch. The bucket rows stay, as they were committed, for the next
 // batch to add to without reading them back (events mostly come in time order, so the same
 // hours, days, months and years come again), up to keptBuckets of them.
 func (a *applier) reset() {
+	if a.seek != nil {
+		_ = a.seek.close() // a read-only iterator: nothing to lose
+		a.seek = nil
+	}
 	a.b.Reset()
 	clear(a.ids)
 	if len(a.buckets) > keptBuckets {
@@ -355,7 +385,13 @@ func (a *applier) apply(d broker.Delivery) error {
 	if _, ok := a.ids[id]; ok {
 		return nil
 	}
-	held, err := get(a.db, idKey(a.s, id))
+	if a.seek == nil {
+		var err error
+		if a.seek, err = newSeeker(a.db); err != nil {
+			return err
+		}
+	}
+	held, err := a.seek.get(idKey(a.s, id))
 	if err != nil || held != "" {
 		return err
 	}
@@ -383,7 +419,7 @@ func (a *applier) apply(d broker.Delivery) error {
 		bk := bucketKey(a.s, g, g.floor(ev.Time).Unix(), r)
 		sum := a.buckets[bk]
 		if sum == nil {
-			raw, err := get(a.db, []byte(bk))
+			raw, err := a.seek.get([]byte(bk))
 			if err != nil {
 				return err
 			}
@@ -396,6 +432,15 @@ func (a *applier) apply(d broker.Delivery) error {
 		a.dirty[bk] = struct{}{}
 	}
 	return nil
+}
+
+// close releases the batch and the seeker.
+func (a *applier) close() {
+	if a.seek != nil {
+		_ = a.seek.close()
+		a.seek = nil
+	}
+	_ = a.b.Close()
 }
 
 func newApplier(db *pebble.DB, s string) *applier {
@@ -434,7 +479,7 @@ func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 	if err != nil {
 		return fmt.Errorf("view %s: %w", s, err)
 	}
-	defer func() { _ = a.b.Close() }()
+	defer a.close()
 	fctx, cancel := context.WithCancel(ctx)
 	f, err := v.B.Feed(fctx, o)
 	if err != nil {
