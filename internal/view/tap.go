@@ -23,8 +23,8 @@ import (
 // failure, what came while it was busy, inputs a stage behind has not read yet) it reads
 // from the log: when a sequence is missing for gapWait, or fillAt messages wait behind it, it
 // reads the log from there up to the first message it was handed (at most maxTapped wait).
-// Every tick it asks the log's last sequence: when it has applied that, it is current
-// (HeldAt) as of the moment it asked.
+// Every tick it asks the log's last sequence: once it has applied and committed that, it is
+// current (HeldAt) as of the moment it asked.
 const (
 	gapWait   = time.Second
 	fillAt    = 1 << 13 // messages waiting behind a gap that make the view read it at once
@@ -34,6 +34,15 @@ const (
 
 // errFilled ends a read of the log at the first message handed over after a gap.
 var errFilled = errors.New("gap filled")
+
+// mark is the log's last sequence as of a moment.
+type mark struct {
+	at   time.Time
+	last uint64
+}
+
+// maxMarks bounds the marks a view behind the log keeps (a tick's worth each).
+const maxMarks = 64
 
 // tapped is one batch a stage handed over.
 type tapped struct {
@@ -186,6 +195,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 	tick := time.NewTicker(delay)
 	defer tick.Stop()
 	moved := time.Now() // when next last advanced, or the view last found itself current
+	var marks []mark    // the log's last sequence as asked at each tick, not yet applied
 	for {
 		select {
 		case <-ctx.Done():
@@ -214,7 +224,8 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 			if next != before {
 				moved = time.Now()
 			}
-		case now := <-tick.C:
+		case <-tick.C:
+			asked := time.Now()
 			last, err := sq.LastSeq(ctx, s)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -225,9 +236,18 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 			if err := commit(last < next); err != nil {
 				return err
 			}
+			// Once everything up to a last sequence is committed, the view is current as of
+			// when that was asked: at most a tick or two behind under a steady load.
+			marks = append(marks, mark{asked, last})
+			for len(marks) > 0 && marks[0].last < next {
+				v.currency(s).set(marks[0].at)
+				marks = marks[1:]
+			}
+			if len(marks) > maxMarks {
+				marks = marks[len(marks)-maxMarks:]
+			}
 			if last < next {
-				v.currency(s).set(now) // everything stored before the question is applied
-				moved = now
+				moved = asked
 				continue
 			}
 			if time.Since(moved) >= gapWait {
