@@ -59,8 +59,9 @@ func timedSignals(times ...string) []string {
 	return out
 }
 
-// sameTotals is nil when the view's answer holds exactly the scan's rows and events.
-func sameTotals(v *view.View, b broker.Broker, o query.TotalsOptions) error {
+// SameTotals is nil when the view's answer holds exactly the scan's rows and events (as of a
+// position), else says how they differ.
+func SameTotals(v *view.View, b broker.Broker, o query.TotalsOptions) error {
 	ctx := context.Background()
 	want, err := query.SumTotals(ctx, b, o)
 	if err != nil {
@@ -112,7 +113,7 @@ func testViewTotals(t *testing.T, h Harness) {
 		for _, r := range ranges {
 			for _, byRegion := range []bool{false, true} {
 				o := query.TotalsOptions{Scenario: "base", Since: r[0], Until: r[1], ByRegion: byRegion}
-				Eventually(t, 20*time.Second, "the view's totals equal to the scan's", func() error { return sameTotals(v, b, o) })
+				Eventually(t, 20*time.Second, "the view's totals equal to the scan's", func() error { return SameTotals(v, b, o) })
 			}
 		}
 	}
