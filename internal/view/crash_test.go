@@ -3,7 +3,6 @@ package view_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -130,9 +129,4 @@ func TestKill9(t *testing.T) {
 		}
 		return conformance.SameTotals(v, b, query.TotalsOptions{Scenario: "base", ByRegion: true})
 	})
-}
-
-func jsonOf(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
