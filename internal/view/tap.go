@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -22,14 +23,15 @@ import (
 // handed (messages other processes stored, a batch the stages published again after a
 // failure, what came while it was busy, inputs a stage behind has not read yet) it reads
 // from the log: when a sequence is missing for gapWait, or fillAt messages wait behind it, it
-// reads the log from there up to the first message it was handed (at most maxTapped wait).
+// reads the log from there up to the first message it was handed (at most maxTapped wait;
+// at most maxHanded more are handed over and not yet taken, the rest dropped).
 // Every tick it asks the log's last sequence: once it has applied and committed that, it is
 // current (HeldAt) as of the moment it asked.
 const (
 	gapWait   = time.Second
 	fillAt    = 1 << 13 // messages waiting behind a gap that make the view read it at once
-	maxTapped = 1 << 16
-	tapBuffer = 1024 // batches handed over and not yet taken
+	maxTapped = 1 << 15 // messages waiting behind a gap at most
+	maxHanded = 1 << 14 // messages handed over and not yet taken at most
 )
 
 // errFilled ends a read of the log at the first message handed over after a gap.
@@ -55,14 +57,27 @@ type tapped struct {
 // view is not following s by its tap, or is behind, the batch is dropped, and the view reads
 // those messages from the log instead.
 func (v *View) Tap(s string, msgs []broker.Message, seqs []uint64) {
-	ch, ok := v.taps.Load(s)
+	t, ok := v.taps.Load(s)
 	if !ok {
 		return
 	}
-	select {
-	case ch.(chan tapped) <- tapped{msgs, seqs}:
-	default:
+	tp := t.(*tap)
+	if tp.handed.Add(int64(len(msgs))) > maxHanded {
+		tp.handed.Add(-int64(len(msgs)))
+		return
 	}
+	select {
+	case tp.ch <- tapped{msgs, seqs}:
+	default:
+		tp.handed.Add(-int64(len(msgs)))
+	}
+}
+
+// tap is where the stages hand a scenario's messages to its follower; handed bounds what
+// waits there (and so the memory it holds) in messages, whatever the batches' sizes.
+type tap struct {
+	ch     chan tapped
+	handed atomic.Int64
 }
 
 // message is a message handed over, as the applier takes deliveries.
@@ -80,8 +95,9 @@ func (d message) Deliveries() int          { return 1 }
 
 // followTapped is follow for a broker whose log is one sequence, fed by Tap.
 func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) error {
-	ch := make(chan tapped, tapBuffer)
-	if _, loaded := v.taps.LoadOrStore(s, ch); loaded {
+	tp := &tap{ch: make(chan tapped, 4096)}
+	ch := tp.ch
+	if _, loaded := v.taps.LoadOrStore(s, tp); loaded {
 		return fmt.Errorf("view %s: %w: followed twice", s, broker.ErrConflict)
 	}
 	defer v.taps.Delete(s)
@@ -104,7 +120,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 	}
 	defer a.close()
 
-	waiting := map[uint64]*broker.Message{} // handed over, after a gap
+	waiting := map[uint64]broker.Message{} // handed over, after a gap (copies: a batch is not kept for one)
 	var lastGauge time.Time
 	if v.Committed != nil { // what a restart resumes from is right at once
 		v.Committed(ctx, s)
@@ -137,7 +153,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		for m, ok := waiting[next]; ok; m, ok = waiting[next] {
 			delete(waiting, next)
 			v.fromTap.Add(1)
-			if err := apply(m, next); err != nil {
+			if err := apply(&m, next); err != nil {
 				return err
 			}
 		}
@@ -201,6 +217,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		case <-ctx.Done():
 			return commit(false)
 		case t := <-ch:
+			tp.handed.Add(-int64(len(t.msgs)))
 			before := next
 			for i, seq := range t.seqs {
 				switch {
@@ -210,7 +227,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 						return errors.Join(err, commit(false))
 					}
 				case seq > next && len(waiting) < maxTapped:
-					waiting[seq] = &t.msgs[i]
+					waiting[seq] = t.msgs[i]
 				}
 			}
 			if err := drain(); err != nil {

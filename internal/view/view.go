@@ -76,7 +76,7 @@ type View struct {
 	// handed, instead of reading all of it a second time.
 	Tapped bool
 
-	taps    sync.Map     // scenario -> chan tapped, while Follow takes them
+	taps    sync.Map     // scenario -> *tap, while Follow takes them
 	fromTap atomic.Int64 // messages Follow applied as the stages handed them over
 	fromLog atomic.Int64 // messages Follow read from the log
 
