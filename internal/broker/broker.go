@@ -480,8 +480,8 @@ type Publication interface {
 }
 
 // Sequenced is implemented by the Publications of a Sequencer: once Done with a nil Err,
-// Seqs holds the sequence each message was stored at, in publish order (for a message the
-// broker de-duplicated, the sequence of the copy it holds).
+// Seqs holds the sequence each message was stored at, in publish order (0 for a message the
+// broker de-duplicated: what it holds is the first copy, which may differ).
 type Sequenced interface {
 	Seqs() []uint64
 }

@@ -46,6 +46,18 @@ type mark struct {
 // maxMarks bounds the marks a view behind the log keeps (a tick's worth each).
 const maxMarks = 64
 
+// thin keeps every other mark, the oldest (the next to be passed) and the newest included: a
+// view steadily more than maxMarks ticks behind still becomes current as of something.
+func thin(marks []mark) []mark {
+	out := marks[:0]
+	for i, m := range marks {
+		if i%2 == 0 || i == len(marks)-1 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // tapped is one batch a stage handed over.
 type tapped struct {
 	msgs []broker.Message
@@ -168,6 +180,10 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		}
 		bound := last + 1
 		for seq := range waiting {
+			if seq < next { // handed over twice, applied the first time
+				delete(waiting, seq)
+				continue
+			}
 			bound = min(bound, seq)
 		}
 		if bound <= next {
@@ -222,6 +238,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 			for i, seq := range t.seqs {
 				switch {
 				case seq == next:
+					delete(waiting, seq) // when it was handed over before, after a gap
 					v.fromTap.Add(1)
 					if err := apply(&t.msgs[i], seq); err != nil {
 						return errors.Join(err, commit(false))
@@ -261,7 +278,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 				marks = marks[1:]
 			}
 			if len(marks) > maxMarks {
-				marks = marks[len(marks)-maxMarks:]
+				marks = thin(marks)
 			}
 			if last < next {
 				moved = asked

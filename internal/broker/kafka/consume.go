@@ -39,8 +39,8 @@ type partState struct {
 
 // handoverGrace is how long after a partition came to a consumer what an earlier reader
 // had fetched of it may still be landing: the outputs of a member that lost the partition
-// in a rebalance and published what it held after that.
-const handoverGrace = time.Second
+// in a rebalance and goes on publishing what it held (its writes retry for a few seconds).
+const handoverGrace = 5 * time.Second
 
 // consumer is one member of the group cascade-<s>-<layer>. A goroutine fetches ahead into a
 // buffer so that Fetch can hand over everything already available as one batch.
@@ -179,8 +179,17 @@ drain:
 		}
 	}
 	out := make([]broker.Delivery, len(ms))
+	rebalanced := c.r.Stats().Rebalances > 0 // since the last Fetch (Stats counts since its last call)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if rebalanced {
+		// A partition may have come back at the very offset after the last one handed out
+		// here, with another member having read past it meanwhile: every partition's next
+		// record counts as a handover.
+		for _, ps := range c.parts {
+			ps.fetched = -1
+		}
+	}
 	for i, m := range ms {
 		d := &delivery{c: c, km: m, m: toMessage(m.Topic, m.Key, m.Value, m.Headers)}
 		k := tp{m.Topic, m.Partition}

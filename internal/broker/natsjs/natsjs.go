@@ -378,7 +378,9 @@ func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker
 		for i, f := range futures {
 			select {
 			case ack := <-f.Ok():
-				p.seqs[i] = ack.Sequence
+				if !ack.Duplicate { // the stream holds the first copy, not necessarily this one
+					p.seqs[i] = ack.Sequence
+				}
 			case err := <-f.Err():
 				p.Settle(wrap(fmt.Errorf("publish %s: %w", f.Msg().Subject, err)))
 				return
