@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/layercake/cascade/consumers"
 	"github.com/layercake/cascade/internal/broker"
@@ -24,7 +24,7 @@ import (
 // failure, what came while it was busy, inputs a stage behind has not read yet) it reads
 // from the log: when a sequence is missing for gapWait, or fillAt messages wait behind it, it
 // reads the log from there up to the first message it was handed (at most maxTapped wait;
-// at most maxHanded more are handed over and not yet taken, the rest dropped).
+// at most maxHanded more are handed over and not yet taken: a stage handing more waits).
 // Every tick it asks the log's last sequence: once it has applied and committed that, it is
 // current (HeldAt) as of the moment it asked.
 const (
@@ -60,36 +60,40 @@ func thin(marks []mark) []mark {
 
 // tapped is one batch a stage handed over.
 type tapped struct {
-	msgs []broker.Message
-	seqs []uint64
+	msgs   []broker.Message
+	seqs   []uint64
+	weight int64 // of tap.handed
 }
 
 // Tap hands the view of scenario s messages a stage of this process read or published, each
-// with its sequence in the scenario's log (consumers.Options.Tap). It never blocks: when the
-// view is not following s by its tap, or is behind, the batch is dropped, and the view reads
-// those messages from the log instead.
+// with its sequence in the scenario's log (consumers.Options.Tap). When the view is behind
+// by maxHanded messages it waits for it to take some (a view that reads the log instead
+// would cost more, and would have to catch up anyway); when it is not following s by its
+// tap, or stops, it returns at once and the view reads those messages from the log.
 func (v *View) Tap(s string, msgs []broker.Message, seqs []uint64) {
 	t, ok := v.taps.Load(s)
-	if !ok {
+	if !ok || len(msgs) == 0 {
 		return
 	}
 	tp := t.(*tap)
-	if tp.handed.Add(int64(len(msgs))) > maxHanded {
-		tp.handed.Add(-int64(len(msgs)))
+	n := int64(min(len(msgs), maxHanded))
+	if tp.handed.Acquire(tp.life, n) != nil {
 		return
 	}
 	select {
-	case tp.ch <- tapped{msgs, seqs}:
-	default:
-		tp.handed.Add(-int64(len(msgs)))
+	case tp.ch <- tapped{msgs, seqs, n}:
+	case <-tp.life.Done():
+		tp.handed.Release(n)
 	}
 }
 
-// tap is where the stages hand a scenario's messages to its follower; handed bounds what
-// waits there (and so the memory it holds) in messages, whatever the batches' sizes.
+// tap is where the stages hand a scenario's messages to its follower: handed bounds what
+// waits there (and so the memory it holds) in messages, whatever the batches' sizes; life
+// ends when the follower stops.
 type tap struct {
 	ch     chan tapped
-	handed atomic.Int64
+	handed *semaphore.Weighted
+	life   context.Context
 }
 
 // message is a message handed over, as the applier takes deliveries.
@@ -107,7 +111,9 @@ func (d message) Deliveries() int          { return 1 }
 
 // followTapped is follow for a broker whose log is one sequence, fed by Tap.
 func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) error {
-	tp := &tap{ch: make(chan tapped, 4096)}
+	life, stop := context.WithCancel(ctx)
+	defer stop() // before the tap is dropped: a stage waiting in Tap returns
+	tp := &tap{ch: make(chan tapped, 1024), handed: semaphore.NewWeighted(maxHanded), life: life}
 	ch := tp.ch
 	if _, loaded := v.taps.LoadOrStore(s, tp); loaded {
 		return fmt.Errorf("view %s: %w: followed twice", s, broker.ErrConflict)
@@ -233,7 +239,7 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		case <-ctx.Done():
 			return commit(false)
 		case t := <-ch:
-			tp.handed.Add(-int64(len(t.msgs)))
+			tp.handed.Release(t.weight)
 			before := next
 			for i, seq := range t.seqs {
 				switch {
