@@ -176,11 +176,20 @@ func primaryOf(p event.Payload) float64 {
 	return 0
 }
 
+// routerBind creates scenario s with cfg and binds coef to it as an owner does, trying a
+// transient refusal again (a fresh cluster may not answer a stream create at once) for up
+// to 30 s; any other error it returns.
 func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded, cfg broker.ScenarioConfig) error {
 	t.Helper()
-	if err := b.EnsureScenario(t.Context(), s, cfg); err != nil {
-		return err
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := b.EnsureScenario(t.Context(), s, cfg)
+		if err == nil {
+			_, err = broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime, Config: cfg})
+		}
+		if err == nil || !broker.Transient(err) || time.Now().After(deadline) || t.Context().Err() != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	_, err := broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime, Config: cfg})
-	return err
 }
