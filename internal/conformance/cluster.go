@@ -39,6 +39,8 @@ func NATSCluster(t testing.TB, n int) *Cluster {
 			Listen:  "127.0.0.1:" + strconv.Itoa(client[i]),
 			Name:    fmt.Sprintf("n%d", i+1),
 			Cluster: natsjs.ClusterOptions{Name: "cascade-test", Listen: "127.0.0.1:" + strconv.Itoa(routes[i]), Routes: urls},
+			// Three nodes starting together under -race on two busy cores took over 10 s in CI.
+			StartTimeout: time.Minute,
 		})
 	}
 	// StartServer waits for each node to accept clients, which a clustered node does only

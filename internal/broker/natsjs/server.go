@@ -33,6 +33,9 @@ type ServerOptions struct {
 	Name string
 	// Cluster, if its Name is set, makes the server a node of a JetStream cluster.
 	Cluster ClusterOptions
+	// StartTimeout bounds the wait for the server to accept clients (a clustered node does
+	// once it sees its routes); default 10s.
+	StartTimeout time.Duration
 }
 
 // ClusterOptions make an embedded server one node of a JetStream cluster on loopback (for
@@ -102,9 +105,13 @@ func StartServer(o ServerOptions) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
+	wait := o.StartTimeout
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	if !ns.ReadyForConnections(wait) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server on %s did not start within 10s (is the port in use?)", o.Listen)
+		return nil, fmt.Errorf("embedded nats-server on %s did not start within %s (is the port in use?)", o.Listen, wait)
 	}
 	return ns, nil
 }
