@@ -14,13 +14,18 @@ import (
 	"github.com/layercake/cascade/internal/event"
 )
 
-// readFeed opens a feed with o and reads it to io.EOF (o.UntilEnd should be set); a feed
-// that has not ended after 20s fails the test.
+// readFeed opens a feed with o, trying a transient refusal again (a loaded cluster may time
+// out creating its consumer), and reads it to io.EOF (o.UntilEnd should be set); a feed not
+// open and ended after a minute fails the test.
 func readFeed(t *testing.T, b broker.Broker, o broker.FeedOptions) []broker.Delivery {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	f, err := b.Feed(ctx, o)
+	for err != nil && broker.Transient(err) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond) // as Eventually polls
+		f, err = b.Feed(ctx, o)
+	}
 	if err != nil {
 		t.Fatalf("feed %+v: %v", o, err)
 	}
