@@ -177,19 +177,27 @@ func primaryOf(p event.Payload) float64 {
 }
 
 // routerBind creates scenario s with cfg and binds coef to it as an owner does, trying a
-// transient refusal again (a fresh cluster may not answer a stream create at once) for up
-// to 30 s; any other error it returns.
+// transient refusal again (untilSettled); any other error it returns.
 func routerBind(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded, cfg broker.ScenarioConfig) error {
 	t.Helper()
+	return untilSettled(t, func() error {
+		if err := b.EnsureScenario(t.Context(), s, cfg); err != nil {
+			return err
+		}
+		_, err := broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime, Config: cfg})
+		return err
+	})
+}
+
+// untilSettled runs op until it returns nil or an error that is not transient, for up to
+// 30 s: a 3-node cluster just formed may not answer its first stream create at once.
+func untilSettled(t *testing.T, op func() error) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := b.EnsureScenario(t.Context(), s, cfg)
-		if err == nil {
-			_, err = broker.Bind(t.Context(), b.Registry(), broker.Binding{Scenario: s, CoefVersion: coef.CoefVersion, Document: coef.Canonical, Created: signalTime, Config: cfg})
-		}
+		err := op()
 		if err == nil || !broker.Transient(err) || time.Now().After(deadline) || t.Context().Err() != nil {
 			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // as Eventually polls
 	}
 }

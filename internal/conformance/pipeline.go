@@ -66,7 +66,8 @@ func basePipeline(t *testing.T, h Harness) (broker.Broker, *coefficients.Loaded)
 // test ends.
 func startPipeline(t *testing.T, b broker.Broker, s string, coef *coefficients.Loaded, mode consumers.Stages) {
 	t.Helper()
-	if err := consumers.BindScenario(t.Context(), b, s, coef, broker.ScenarioConfig{}); err != nil {
+	err := untilSettled(t, func() error { return consumers.BindScenario(t.Context(), b, s, coef, broker.ScenarioConfig{}) })
+	if err != nil {
 		t.Fatalf("bind %s: %v", s, err)
 	}
 	serve(t, b, event.ConsumerLayers, mode)
