@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/layercake/cascade/internal/broker/natsjs"
 )
@@ -60,7 +63,34 @@ func NATSCluster(t testing.TB, n int) *Cluster {
 		}
 	})
 	c.WaitReady(n)
+	c.placesStreams(n)
 	return c
+}
+
+// placesStreams waits until the cluster creates (and deletes) a stream of n replicas: its
+// meta layer may have a leader and every peer before it answers a stream create in time (a
+// test's first one timed out in CI, under -race on two busy cores).
+func (c *Cluster) placesStreams(n int) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	Eventually(c.t, 2*time.Minute, "the cluster to place a stream", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		const probe = "CASCADE_TEST_PROBE"
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{"cascade-test-probe.>"}, Replicas: n, Storage: jetstream.FileStorage})
+		if err != nil {
+			return err
+		}
+		return js.DeleteStream(ctx, probe)
+	})
 }
 
 func (c *Cluster) start(i int) error {
