@@ -21,11 +21,11 @@ func readFeed(t *testing.T, b broker.Broker, o broker.FeedOptions) []broker.Deli
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	f, err := b.Feed(ctx, o)
-	for err != nil && broker.Transient(err) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond) // as Eventually polls
+	var f broker.Feed
+	err := untilSettled(t, func() (err error) {
 		f, err = b.Feed(ctx, o)
-	}
+		return err
+	})
 	if err != nil {
 		t.Fatalf("feed %+v: %v", o, err)
 	}

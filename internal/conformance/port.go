@@ -54,13 +54,13 @@ func ids(ds []broker.Delivery) []string {
 func openConsumer(t *testing.T, b broker.Broker, s string, l event.Layer) broker.Consumer {
 	t.Helper()
 	var c broker.Consumer
-	Eventually(t, 30*time.Second, "the consumer of "+string(l)+" to open", func() error {
-		var err error
-		if c, err = b.Consumer(t.Context(), s, l); err != nil && !broker.Transient(err) {
-			t.Fatalf("consumer of %s: %v", l, err)
-		}
+	err := untilSettled(t, func() (err error) {
+		c, err = b.Consumer(t.Context(), s, l)
 		return err
 	})
+	if err != nil {
+		t.Fatalf("consumer of %s: %v", l, err)
+	}
 	return c
 }
 
