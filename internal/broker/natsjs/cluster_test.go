@@ -23,7 +23,7 @@ import (
 func TestReplicasReachStreamConsumersAndRegistry(t *testing.T) {
 	t.Parallel()
 	c := conformance.NATSCluster(t, 3)
-	b := connect(t, c.URL())
+	b := connectSlow(t, c.URL())
 	cfg := broker.ScenarioConfig{Replicas: 3, AckWait: time.Second}
 	if err := b.EnsureScenario(t.Context(), "base", cfg); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestReplicasRaiseAnExistingRegistry(t *testing.T) {
 		}
 		return nil
 	})
-	owner := connect(t, c.URL())
+	owner := connectSlow(t, c.URL())
 	if err := owner.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestUntilEndIgnoresNumPending(t *testing.T) {
 func TestUntilEndAfterANodeRestart(t *testing.T) {
 	t.Parallel()
 	c := conformance.NATSCluster(t, 3)
-	b := connect(t, c.URL())
+	b := connectSlow(t, c.URL())
 	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{Replicas: 3, AckWait: time.Second}); err != nil {
 		t.Fatal(err)
 	}
