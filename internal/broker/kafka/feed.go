@@ -36,6 +36,7 @@ type feed struct {
 	prefix string // "cascade.<s>." - the topic prefix dropped from cursors
 	parts  []tp
 	sel    broker.Selector
+	since  time.Time // FeedOptions.Since when the feed started there: what is older is passed over
 	ch     chan fetched
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,6 +112,7 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 		if err != nil {
 			return nil, err
 		}
+		f.since = o.Since
 		for i, p := range parts {
 			f.pos[i] = at[p]
 		}
@@ -294,6 +296,9 @@ func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
 			f.pos[x.slot] = x.km.Offset + 1
 			f.mu.Unlock()
 			if sub, _ := event.ParseSubject(x.m.Subject); sub.Region != "" && !f.sel.SelectsRegion(sub.Region) {
+				continue
+			}
+			if x.km.Time.Before(f.since) { // a since still ahead started at the end
 				continue
 			}
 			if f.dedup != nil && x.m.ID != "" && f.dedup.seen(x.m.ID, x.m.Data) {

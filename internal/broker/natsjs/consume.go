@@ -203,6 +203,7 @@ type feed struct {
 	untilEnd bool
 	last     uint64 // with untilEnd: the last matching stream sequence when the feed was opened
 	ended    bool
+	since    time.Time // FeedOptions.Since: what was stored before it is passed over
 }
 
 // Feed opens an ordered consumer on the scenario's stream, filtered by the fewest subjects
@@ -239,6 +240,12 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 		return nil, wrap(fmt.Errorf("feed on %s: %w", o.Scenario, err))
 	}
 	f := &feed{js: b.js, stream: event.StreamName(o.Scenario), c: c, it: it, untilEnd: o.UntilEnd}
+	if cfg.DeliverPolicy == jetstream.DeliverByStartTimePolicy {
+		// The server starts at the first message stored at or after since, or when there is
+		// none yet at the next one to come, whenever it is stored: a since still ahead holds
+		// back what comes before it here.
+		f.since = o.Since
+	}
 	if o.UntilEnd {
 		// The end is what the stream held at open: a stream that keeps growing (a live
 		// pipeline) must not keep a read-to-the-end going for ever. It is taken from the
@@ -294,6 +301,15 @@ func untilEndStep(seq, last uint64) (deliver, end bool) {
 }
 
 func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
+	for {
+		d, err := f.next(ctx)
+		if err != nil || f.since.IsZero() || !d.Time().Before(f.since) {
+			return d, err
+		}
+	}
+}
+
+func (f *feed) next(ctx context.Context) (broker.Delivery, error) {
 	if f.ended {
 		return nil, io.EOF
 	}
