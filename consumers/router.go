@@ -235,8 +235,8 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 			}
 			return fmt.Errorf("stage %s of %s: fetch: %w", st, scenario, err)
 		}
-		r.tapInputs(scenario, batch)
 		f := r.derive(work, log, scenario, st, coef, batch)
+		r.tapInputs(scenario, f)
 		r.dedup(work, log, scenario, st, f, !committed.Load(), window, ackWait)
 		f.weight = int64(min(max(len(f.out), len(batch)), r.opts.MaxInflight))
 		if err := win.Acquire(ctx, f.weight); err != nil {
@@ -247,15 +247,17 @@ func (r *Router) Stage(ctx context.Context, scenario string, st event.Stage, coe
 	}
 }
 
-// tapInputs hands a fetched batch to Options.Tap, on a broker whose deliveries' Seq is their
-// place in the scenario's log.
-func (r *Router) tapInputs(scenario string, batch []broker.Delivery) {
-	if _, ok := r.b.(broker.Sequencer); !ok || r.opts.Tap == nil || len(batch) == 0 {
+// tapInputs hands a fetched batch to Options.Tap, each input with what it decoded to, on a
+// broker whose deliveries' Seq is their place in the scenario's log; before anything the
+// batch derived is published.
+func (r *Router) tapInputs(scenario string, f *flight) {
+	if _, ok := r.b.(broker.Sequencer); !ok || r.opts.Tap == nil || len(f.units) == 0 {
 		return
 	}
-	msgs, seqs := make([]broker.Message, len(batch)), make([]uint64, len(batch))
-	for i, d := range batch {
-		msgs[i], seqs[i] = *d.Message(), d.Seq()
+	msgs, seqs := make([]broker.Message, len(f.units)), make([]uint64, len(f.units))
+	for i, u := range f.units {
+		msgs[i], seqs[i] = *u.d.Message(), u.d.Seq()
+		msgs[i].Event, msgs[i].Payload = u.ev, u.p
 	}
 	r.opts.Tap(scenario, msgs, seqs)
 }
@@ -349,6 +351,8 @@ type flight struct {
 // letter when it failed permanently.
 type unit struct {
 	d      broker.Delivery
+	ev     *event.Event  // d decoded, when it could be
+	p      event.Payload // with ev
 	msgs   []broker.Message
 	kind   Kind        // set when msgs is the input's dead letter
 	failed event.Layer // the layer that failed, with kind
@@ -365,7 +369,7 @@ func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string
 	for i, d := range batch {
 		u := &f.units[i]
 		u.d = d
-		msgs, at, err := r.handle(ctx, scenario, st, coef, d)
+		msgs, at, err := r.handle(ctx, scenario, st, coef, u)
 		u.entry = entry(d.Message().Subject, st)
 		if err != nil {
 			kind := Classify(err)
@@ -732,8 +736,8 @@ func entry(subject string, st event.Stage) event.Layer {
 // event the input derives at the layer it entered, each event those derive at the next layer
 // while it is in the stage, and so on, all in memory with the pure transforms. An error is
 // permanent; at says where it happened, and none of the tree is returned.
-func (r *Router) handle(ctx context.Context, scenario string, st event.Stage, coef *coefficients.Loaded, d broker.Delivery) (msgs []broker.Message, at point, err error) {
-	m := d.Message()
+func (r *Router) handle(ctx context.Context, scenario string, st event.Stage, coef *coefficients.Loaded, u *unit) (msgs []broker.Message, at point, err error) {
+	m := u.d.Message()
 	at = point{layer: entry(m.Subject, st), id: m.ID}
 	defer func() {
 		if p := recover(); p != nil {
@@ -744,6 +748,7 @@ func (r *Router) handle(ctx context.Context, scenario string, st event.Stage, co
 	if err != nil {
 		return nil, at, err
 	}
+	u.ev, u.p = ev, p
 	if err := checkRoute(m.Subject, scenario, st, ev); err != nil {
 		return nil, at, err
 	}
@@ -768,7 +773,7 @@ func (r *Router) tree(ctx context.Context, scenario string, st event.Stage, coef
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", demand.ErrTransform, err)
 		}
-		msgs = append(msgs, broker.Message{Subject: event.DemandSubject(scenario, below, o.Event.Subject), ID: o.Event.ID, Key: o.Event.CorrelationID, Data: data})
+		msgs = append(msgs, broker.Message{Subject: event.DemandSubject(scenario, below, o.Event.Subject), ID: o.Event.ID, Key: o.Event.CorrelationID, Data: data, Event: o.Event, Payload: o.Payload})
 		if st.Contains(below) {
 			if msgs, err = r.tree(ctx, scenario, st, coef, o.Event, o.Payload, msgs, at); err != nil {
 				return nil, err

@@ -79,12 +79,18 @@ func Transient(err error) bool {
 
 // Message is one broker message. ID is the de-duplication id (the event id; on NATS the
 // Nats-Msg-Id header); Key is the partition key (the correlation id).
+//
+// Event and Payload, when set, are Data decoded: what a stage encoded Data from, or decoded
+// it to. They stay in the process that set them (brokers neither send nor store them), so
+// that what it hands on in-process (consumers.Options.Tap) is not decoded twice.
 type Message struct {
 	Subject string
 	ID      string
 	Key     string
 	Header  map[string]string
 	Data    []byte
+	Event   *event.Event
+	Payload event.Payload
 }
 
 // Delivery is a message handed out by a Consumer or a Feed. A consumer's delivery stays

@@ -43,13 +43,18 @@ type qacc struct {
 	maxAbs     float64
 }
 
-func newAcc(qs []event.Quantity) *acc {
-	a := &acc{events: 1, qs: make([]qacc, len(qs))}
-	for i, q := range qs {
-		a.qs[i] = qacc{name: q.Name, unit: q.Unit, maxAbs: math.Abs(q.Value)}
-		a.qs[i].sum.Add(q.Value)
+// add adds one event with quantities qs into a.
+func (a *acc) add(qs []event.Quantity) {
+	if a.events == 0 && len(a.qs) == 0 {
+		for _, q := range qs {
+			a.qs = append(a.qs, qacc{name: q.Name, unit: q.Unit})
+		}
 	}
-	return a
+	a.events++
+	for i := range min(len(a.qs), len(qs)) {
+		a.qs[i].sum.Add(qs[i].Value)
+		a.qs[i].maxAbs = max(a.qs[i].maxAbs, math.Abs(qs[i].Value))
+	}
 }
 
 // merge adds o into a exactly; a row takes its quantities from its first event, as
@@ -125,25 +130,6 @@ func decodeAcc(b []byte) (*acc, error) {
 		return nil, errCorrupt
 	}
 	return a, nil
-}
-
-// encodeEvent is an event's record: its row and its contribution.
-func encodeEvent(r rowID, a *acc) []byte {
-	return append(appendString(nil, r.String()), a.encode()...)
-}
-
-func decodeEvent(b []byte) (rowID, *acc, error) {
-	d := decoder{b: b}
-	id := d.string()
-	if d.bad {
-		return rowID{}, nil, errCorrupt
-	}
-	r, err := parseRowID(id)
-	if err != nil {
-		return r, nil, err
-	}
-	a, err := decodeAcc(d.b)
-	return r, a, err
 }
 
 type decoder struct {

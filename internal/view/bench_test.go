@@ -195,7 +195,13 @@ func replicated(tb testing.TB, dir string, n, copies int, keep []time.Time) int 
 				}
 				for _, d := range keep {
 					if hour.floor(at).Equal(d) {
-						if err := b.Set([]byte(eventPrefix("base")+string(be(at.UnixNano()))+fmt.Sprintf("r%d-%d", k, i)), encodeEvent(c.id, c.a), nil); err != nil {
+						ch := newChunk(d, fmt.Sprintf("r%d-%d", k, i))
+						qs := make([]event.Quantity, len(c.a.qs))
+						for j, q := range c.a.qs {
+							qs[j] = event.Quantity{Name: q.name, Unit: q.unit, Value: q.sum.Value()}
+						}
+						ch.add(at, c.id, qs)
+						if err := b.Set(chunkKey("base", d.Unix(), ch.first), ch.encode(), nil); err != nil {
 							return err
 						}
 					}

@@ -98,20 +98,31 @@ func (w *walker) buckets(g grain, lo, hi time.Time) error {
 	return errors.Join(err, it.Error(), it.Close())
 }
 
+// events calls fn for the events in [a, b) (zero: open), from the chunks of the hours the
+// range touches.
 func (w *walker) events(a, b time.Time) error {
 	p := eventPrefix(w.s)
-	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, a, time.Time.UnixNano, 0), UpperBound: bound(p, b, time.Time.UnixNano, 0xff)})
+	lo := a
+	if !lo.IsZero() {
+		lo = hour.floor(a)
+	}
+	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, lo, time.Time.Unix, 0), UpperBound: bound(p, b, time.Time.Unix, 0xff)})
 	if err != nil {
 		return err
 	}
+	in := func(at time.Time, id rowID, c *acc) error {
+		if (!a.IsZero() && at.Before(a)) || (!b.IsZero() && !at.Before(b)) {
+			return nil
+		}
+		return w.fn(at, id, c)
+	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()[len(p):]
-		var id rowID
-		var c *acc
-		if id, c, err = decodeEvent(it.Value()); err != nil {
+		if len(k) < 8 {
+			err = errCorrupt
 			break
 		}
-		if err = w.fn(time.Unix(0, unbe(k)).UTC(), id, c); err != nil {
+		if err = eachInChunk(it.Value(), time.Unix(unbe(k), 0).UnixNano(), in); err != nil {
 			break
 		}
 	}

@@ -92,19 +92,24 @@ type View struct {
 //	p                                         → the feed cursor applied up to
 //	b\x00<g><start>\x00<layer>\x00<region>\x00<key> → exact sums of the row in the calendar
 //	                                            bucket of grain g (y year, m month, d day, h hour)
-//	e\x00<time><id>                           → the event's own contribution, row and quantities
+//	e\x00<hour><id>                           → the events of that hour one commit applied (a
+//	                                            chunk: their rows, times and quantities), <id>
+//	                                            the first's
 //
-// <start> and <time> are 8-byte big-endian, sign-flipped (Unix seconds of the bucket's UTC
-// start, Unix nanoseconds), so keys sort by time. Years, months and days roll the hours up,
-// so a range costs its whole years, the months, days and hours at its edges, and the events of
-// at most two cut hours.
+// <start> and <hour> are 8-byte big-endian, sign-flipped Unix seconds of the bucket's UTC
+// start, so keys sort by time. Years, months and days roll the hours up, so a range costs its
+// whole years, the months, days and hours at its edges, and the chunks of at most two cut
+// hours.
 func prefix(s string) string    { return s + "\x00" }
 func idKey(s, id string) []byte { return []byte(prefix(s) + "i\x00" + id) }
 func posKey(s string) []byte    { return []byte(prefix(s) + "p") }
 func bucketPrefix(s string, g grain) string {
 	return prefix(s) + "b\x00" + string(grainCodes[g])
 }
-func eventPrefix(s string) string   { return prefix(s) + "e\x00" }
+func eventPrefix(s string) string { return prefix(s) + "e\x00" }
+func chunkKey(s string, hour int64, first string) []byte {
+	return []byte(eventPrefix(s) + string(be(hour)) + first)
+}
 func scenarioEnd(s string) []byte   { return []byte(s + "\x01") }
 func scenarioStart(s string) []byte { return []byte(prefix(s)) }
 func bucketKey(s string, g grain, start int64, r rowID) string {
@@ -216,8 +221,41 @@ func (v *View) open() error {
 	if err != nil {
 		return fmt.Errorf("view %s: %w", dir, err)
 	}
+	if err := v.checkFormat(db); err != nil {
+		return errors.Join(fmt.Errorf("view %s: %w", dir, err), db.Close())
+	}
 	v.db = db
 	return nil
+}
+
+// format names how the database's keys and values are laid out (formatKey holds it): a
+// database of another layout, written by another version, is emptied when opened, and every
+// scenario's view is applied again from its log (the log is what it is made of).
+const format = "cascade-view-2" // 2: events kept in chunks per commit and hour
+
+// formatKey sorts before every scenario's keys: no scenario name is empty.
+var formatKey = []byte("\x00format")
+
+func (v *View) checkFormat(db *pebble.DB) error {
+	had, err := get(db, formatKey)
+	if err != nil || had == format {
+		return err
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	empty := !it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	if !empty {
+		v.Log.Warn().Str("had", had).Str("format", format).Msg("view: written in another format; emptied, its scenarios are applied again from their logs")
+		if err := db.DeleteRange([]byte{0}, []byte{0xff}, pebble.Sync); err != nil {
+			return err
+		}
+	}
+	return db.Set(formatKey, []byte(format), pebble.Sync)
 }
 
 // pebbleLog sends Pebble's log to ours: its info at debug level.
@@ -340,12 +378,23 @@ type applier struct {
 	s       string
 	b       *pebble.Batch
 	ids     map[string]struct{}
-	buckets map[string]*acc     // rows read or changed, as they stand in this batch
-	dirty   map[string]struct{} // rows changed in this batch
+	buckets map[bucket]*acc     // rows read or changed, as they stand in this batch
+	dirty   map[bucket]struct{} // rows changed in this batch
+	hours   map[bucket]*acc     // this batch's events summed by row and hour, rolled up at commit
+	chunks  map[int64]*chunk    // the events applied in this batch, by their hour's start
 	cursor  string
 	events  int
 	seek    *seeker // the committed state, made at the batch's first lookup
 }
+
+// bucket is a row in the bucket of grain g starting at start (Unix seconds).
+type bucket struct {
+	g     grain
+	start int64
+	row   rowID
+}
+
+func (k bucket) key(s string) string { return bucketKey(s, k.g, k.start, k.row) }
 
 // reset starts the next batch. The bucket rows stay, as they were committed, for the next
 // batch to add to without reading them back (events mostly come in time order, so the same
@@ -361,6 +410,8 @@ func (a *applier) reset() {
 		clear(a.buckets)
 	}
 	clear(a.dirty)
+	clear(a.hours)
+	clear(a.chunks)
 	a.events = 0
 }
 
@@ -371,13 +422,14 @@ func (a *applier) apply(d broker.Delivery) error {
 	a.events++
 	m := d.Message()
 	id := m.ID
-	var ev *event.Event
-	var p event.Payload
-	if evd, pd, err := event.Decode(m.Data); err == nil {
-		ev, p = evd, pd
-		if id == "" {
-			id = ev.ID
+	ev, p := m.Event, m.Payload // what a stage handed over decoded already
+	if ev == nil {
+		if evd, pd, err := event.Decode(m.Data); err == nil {
+			ev, p = evd, pd
 		}
+	}
+	if ev != nil && id == "" {
+		id = ev.ID
 	}
 	if id == "" {
 		return nil
@@ -411,25 +463,51 @@ func (a *applier) apply(d broker.Delivery) error {
 		return nil
 	}
 	r := rowID{layer: event.LayerOf(ev.Type), region: ev.Subject, key: totals.RowKey(p, injected)}
-	one := newAcc(event.Quantities(p))
-	if err := a.b.Set([]byte(eventPrefix(a.s)+string(be(ev.Time.UnixNano()))+id), encodeEvent(r, one), nil); err != nil {
-		return err
+	qs := event.Quantities(p)
+	h := hour.floor(ev.Time)
+	c := a.chunks[h.Unix()]
+	if c == nil {
+		c = newChunk(h, id)
+		a.chunks[h.Unix()] = c
 	}
-	for g := range events {
-		bk := bucketKey(a.s, g, g.floor(ev.Time).Unix(), r)
-		sum := a.buckets[bk]
-		if sum == nil {
-			raw, err := a.seek.get([]byte(bk))
-			if err != nil {
-				return err
+	c.add(ev.Time, r, qs)
+	k := bucket{hour, h.Unix(), r}
+	sum := a.hours[k]
+	if sum == nil {
+		sum = &acc{}
+		a.hours[k] = sum
+	}
+	sum.add(qs)
+	return nil
+}
+
+// rollUp adds the batch's hours to their rows in every grain, read from the committed state
+// where the batch has not read them yet.
+func (a *applier) rollUp() error {
+	for k, d := range a.hours {
+		at := time.Unix(k.start, 0)
+		for g := range events {
+			b := bucket{g, g.floor(at).Unix(), k.row}
+			sum := a.buckets[b]
+			if sum == nil {
+				if a.seek == nil {
+					var err error
+					if a.seek, err = newSeeker(a.db); err != nil {
+						return err
+					}
+				}
+				raw, err := a.seek.get([]byte(b.key(a.s)))
+				if err != nil {
+					return err
+				}
+				if sum, err = decodeAcc([]byte(raw)); err != nil {
+					return fmt.Errorf("view %s: bucket %q: %w", a.s, b.key(a.s), err)
+				}
+				a.buckets[b] = sum
 			}
-			if sum, err = decodeAcc([]byte(raw)); err != nil {
-				return fmt.Errorf("view %s: bucket %q: %w", a.s, bk, err)
-			}
-			a.buckets[bk] = sum
+			sum.merge(d)
+			a.dirty[b] = struct{}{}
 		}
-		sum.merge(one)
-		a.dirty[bk] = struct{}{}
 	}
 	return nil
 }
@@ -444,16 +522,25 @@ func (a *applier) close() {
 }
 
 func newApplier(db *pebble.DB, s string) *applier {
-	return &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[string]*acc{}, dirty: map[string]struct{}{}}
+	return &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[bucket]*acc{}, dirty: map[bucket]struct{}{}, hours: map[bucket]*acc{}, chunks: map[int64]*chunk{}}
 }
 
-// commit writes the changed bucket rows and the cursor with the ids, atomically.
+// commit writes the changed bucket rows, the events' chunks and the cursor with the ids,
+// atomically.
 func (a *applier) commit() error {
 	if a.events == 0 {
 		return nil
 	}
+	if err := a.rollUp(); err != nil {
+		return err
+	}
 	for k := range a.dirty {
-		if err := a.b.Set([]byte(k), a.buckets[k].encode(), nil); err != nil {
+		if err := a.b.Set([]byte(k.key(a.s)), a.buckets[k].encode(), nil); err != nil {
+			return err
+		}
+	}
+	for h, c := range a.chunks {
+		if err := a.b.Set(chunkKey(a.s, h, c.first), c.encode(), nil); err != nil {
 			return err
 		}
 	}
