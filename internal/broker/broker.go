@@ -157,7 +157,7 @@ type Consumer interface {
 // FeedOptions selects what an ordered feed reads and where it starts.
 type FeedOptions struct {
 	Selector            // the subjects read; an invalid one fails Feed with its Validate error
-	Since     time.Time // start at broker time; zero with FromStart false means new messages only
+	Since     time.Time // start at broker time (a Since still ahead passes over what is stored before it); zero with FromStart false means new messages only
 	FromStart bool      // start at the beginning of the stream
 	Cursor    string    // resume after this cursor (wins over Since and FromStart)
 	// UntilEnd ends the feed (Next returns io.EOF) once it has delivered what the broker held

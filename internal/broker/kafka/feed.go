@@ -36,7 +36,11 @@ type feed struct {
 	prefix string // "cascade.<s>." - the topic prefix dropped from cursors
 	parts  []tp
 	sel    broker.Selector
-	since  time.Time // FeedOptions.Since when the feed started there: what is older is passed over
+	// since is FeedOptions.Since, for the partitions (ahead, by slot) that held nothing that
+	// new when the feed opened and so start at their end: what comes there stored before since
+	// is passed over, until the first record that is not.
+	since  time.Time
+	ahead  []bool
 	ch     chan fetched
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -112,9 +116,9 @@ func (b *Broker) Feed(ctx context.Context, o broker.FeedOptions) (broker.Feed, e
 		if err != nil {
 			return nil, err
 		}
-		f.since = o.Since
+		f.since, f.ahead = o.Since, make([]bool, len(parts))
 		for i, p := range parts {
-			f.pos[i] = at[p]
+			f.pos[i], f.ahead[i] = at[p], at[p] == end[p]
 		}
 	default:
 		for i, p := range parts {
@@ -298,8 +302,11 @@ func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
 			if sub, _ := event.ParseSubject(x.m.Subject); sub.Region != "" && !f.sel.SelectsRegion(sub.Region) {
 				continue
 			}
-			if x.km.Time.Before(f.since) { // a since still ahead started at the end
-				continue
+			if f.ahead != nil && f.ahead[x.slot] {
+				if x.km.Time.Before(f.since) {
+					continue
+				}
+				f.ahead[x.slot] = false
 			}
 			if f.dedup != nil && x.m.ID != "" && f.dedup.seen(x.m.ID, x.m.Data) {
 				continue

@@ -203,7 +203,7 @@ type feed struct {
 	untilEnd bool
 	last     uint64 // with untilEnd: the last matching stream sequence when the feed was opened
 	ended    bool
-	since    time.Time // FeedOptions.Since: what was stored before it is passed over
+	since    time.Time // FeedOptions.Since until a message stored at or after it has come
 }
 
 // Feed opens an ordered consumer on the scenario's stream, filtered by the fewest subjects
@@ -303,8 +303,12 @@ func untilEndStep(seq, last uint64) (deliver, end bool) {
 func (f *feed) Next(ctx context.Context) (broker.Delivery, error) {
 	for {
 		d, err := f.next(ctx)
-		if err != nil || f.since.IsZero() || !d.Time().Before(f.since) {
+		if err != nil || f.since.IsZero() {
 			return d, err
+		}
+		if !d.Time().Before(f.since) {
+			f.since = time.Time{} // from here on the stream's order
+			return d, nil
 		}
 	}
 }
