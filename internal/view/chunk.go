@@ -17,7 +17,7 @@ import (
 // values, not a key with its row spelled out.
 type chunk struct {
 	first string          // the id of its first event
-	start int64           // the hour's start, Unix nanoseconds
+	hour  time.Time       // the hour's start
 	rows  map[rowID][]int // indexes into table of the entries of a row
 	table []chunkRow      // in order of first use
 	body  []byte          // the events, encoded
@@ -32,7 +32,7 @@ type chunkRow struct {
 }
 
 func newChunk(hour time.Time, first string) *chunk {
-	return &chunk{first: first, rows: map[rowID][]int{}, start: hour.UnixNano()}
+	return &chunk{first: first, rows: map[rowID][]int{}, hour: hour}
 }
 
 // add appends an event at time t to row r with quantities qs.
@@ -54,7 +54,7 @@ func (c *chunk) add(t time.Time, r rowID, qs []event.Quantity) {
 		c.rows[r] = append(c.rows[r], idx)
 	}
 	c.body = binary.AppendUvarint(c.body, uint64(idx))
-	c.body = binary.AppendUvarint(c.body, uint64(t.UnixNano()-c.start))
+	c.body = binary.AppendUvarint(c.body, uint64(t.Sub(c.hour))) // within the hour: no overflow, whatever the year
 	for _, q := range qs {
 		c.body = binary.BigEndian.AppendUint64(c.body, math.Float64bits(q.Value))
 	}
@@ -76,7 +76,7 @@ func (c *chunk) encode() []byte {
 }
 
 // eachInChunk calls fn with every event of the chunk record b of the hour starting at
-// start (Unix nanoseconds): its time, row and contribution.
+// start (Unix seconds): its time, row and contribution.
 func eachInChunk(b []byte, start int64, fn func(at time.Time, r rowID, a *acc) error) error {
 	d := decoder{b: b}
 	nrows := d.uvarint()
@@ -101,7 +101,7 @@ func eachInChunk(b []byte, start int64, fn func(at time.Time, r rowID, a *acc) e
 	n := d.uvarint()
 	for range n {
 		idx, off := d.uvarint(), d.uvarint()
-		if d.bad || idx >= uint64(len(table)) {
+		if d.bad || idx >= uint64(len(table)) || off >= uint64(time.Hour) {
 			return errCorrupt
 		}
 		row := &table[idx]
@@ -114,7 +114,7 @@ func eachInChunk(b []byte, start int64, fn func(at time.Time, r rowID, a *acc) e
 		if d.bad {
 			return errCorrupt
 		}
-		if err := fn(time.Unix(0, start+int64(off)).UTC(), row.id, a); err != nil {
+		if err := fn(time.Unix(start, int64(off)).UTC(), row.id, a); err != nil {
 			return err
 		}
 	}

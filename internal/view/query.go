@@ -63,17 +63,18 @@ func (w *walker) span(a, b time.Time, g grain) error {
 	return nil
 }
 
-// bound is key prefix p followed by t's encoding, or by ends (0x00 or 0xff) when t is open.
-func bound(p string, t time.Time, unix func(time.Time) int64, open byte) []byte {
+// bound is key prefix p followed by t's encoding (Unix seconds), or by open (0x00 or 0xff)
+// when t is open.
+func bound(p string, t time.Time, open byte) []byte {
 	if t.IsZero() {
 		return append([]byte(p), open)
 	}
-	return []byte(p + string(be(unix(t))))
+	return []byte(p + string(be(t.Unix())))
 }
 
 func (w *walker) buckets(g grain, lo, hi time.Time) error {
 	p := bucketPrefix(w.s, g)
-	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, lo, time.Time.Unix, 0), UpperBound: bound(p, hi, time.Time.Unix, 0xff)})
+	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, lo, 0), UpperBound: bound(p, hi, 0xff)})
 	if err != nil {
 		return err
 	}
@@ -101,12 +102,15 @@ func (w *walker) buckets(g grain, lo, hi time.Time) error {
 // events calls fn for the events in [a, b) (zero: open), from the chunks of the hours the
 // range touches.
 func (w *walker) events(a, b time.Time) error {
-	p := eventPrefix(w.s)
-	lo := a
+	p := chunkPrefix(w.s)
+	lo, hi := a, b // the chunks of the hours from a's to the one b cuts (b is exclusive)
 	if !lo.IsZero() {
 		lo = hour.floor(a)
 	}
-	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, lo, time.Time.Unix, 0), UpperBound: bound(p, b, time.Time.Unix, 0xff)})
+	if !hi.IsZero() {
+		hi = hour.ceil(b)
+	}
+	it, err := w.r.NewIter(&pebble.IterOptions{LowerBound: bound(p, lo, 0), UpperBound: bound(p, hi, 0xff)})
 	if err != nil {
 		return err
 	}
@@ -122,7 +126,7 @@ func (w *walker) events(a, b time.Time) error {
 			err = errCorrupt
 			break
 		}
-		if err = eachInChunk(it.Value(), time.Unix(unbe(k), 0).UnixNano(), in); err != nil {
+		if err = eachInChunk(it.Value(), unbe(k), in); err != nil {
 			break
 		}
 	}

@@ -1,15 +1,15 @@
 // Package view keeps, per scenario, a materialized view of its log in one Pebble database:
 // the exact sums of every layer's quantities by (layer, region, key — injected or derived)
-// in day buckets of event time, each applied event's contribution under its event time (so
-// ranges that cut through a day are still exact), the set of applied ids with each one's
-// broker position (the trace index, and the answer to "is this id held"), and the feed
-// cursor applied up to. All of it is committed in one Pebble batch per feed batch, so a
-// restart resumes exactly where the committed state ends: an event is never counted twice
-// nor dropped, whenever the process dies.
+// in year, month, day and hour buckets of event time, the applied events themselves in one
+// record per commit and hour (so ranges that cut through an hour are still exact), the set of
+// applied ids with each one's broker position (the trace index, and the answer to "is this id
+// held"), and the feed cursor applied up to. All of it is committed in one Pebble batch per
+// feed batch, so a restart resumes exactly where the committed state ends: an event is never
+// counted twice nor dropped, whenever the process dies.
 //
-// One reader per scenario (Follow) feeds the view, the trace index and, through Committed,
+// One follower per scenario (Follow) feeds the view, the trace index and, through Committed,
 // the demand gauges; totals, series and snapshots are answered from a Pebble snapshot, at a
-// cost that grows with the days a range touches, not with the events.
+// cost that grows with the buckets a range touches, not with the events.
 package view
 
 import (
@@ -92,9 +92,10 @@ type View struct {
 //	p                                         → the feed cursor applied up to
 //	b\x00<g><start>\x00<layer>\x00<region>\x00<key> → exact sums of the row in the calendar
 //	                                            bucket of grain g (y year, m month, d day, h hour)
-//	e\x00<hour><id>                           → the events of that hour one commit applied (a
+//	c\x00<hour><id>                           → the events of that hour one commit applied (a
 //	                                            chunk: their rows, times and quantities), <id>
-//	                                            the first's
+//	                                            the first's (format 1 kept e\x00<time><id>
+//	                                            per event instead; upgrade rewrites those)
 //
 // <start> and <hour> are 8-byte big-endian, sign-flipped Unix seconds of the bucket's UTC
 // start, so keys sort by time. Years, months and days roll the hours up, so a range costs its
@@ -106,9 +107,9 @@ func posKey(s string) []byte    { return []byte(prefix(s) + "p") }
 func bucketPrefix(s string, g grain) string {
 	return prefix(s) + "b\x00" + string(grainCodes[g])
 }
-func eventPrefix(s string) string { return prefix(s) + "e\x00" }
+func chunkPrefix(s string) string { return prefix(s) + "c\x00" }
 func chunkKey(s string, hour int64, first string) []byte {
-	return []byte(eventPrefix(s) + string(be(hour)) + first)
+	return []byte(chunkPrefix(s) + string(be(hour)) + first)
 }
 func scenarioEnd(s string) []byte   { return []byte(s + "\x01") }
 func scenarioStart(s string) []byte { return []byte(prefix(s)) }
@@ -221,41 +222,11 @@ func (v *View) open() error {
 	if err != nil {
 		return fmt.Errorf("view %s: %w", dir, err)
 	}
-	if err := v.checkFormat(db); err != nil {
+	if err := v.upgrade(db); err != nil {
 		return errors.Join(fmt.Errorf("view %s: %w", dir, err), db.Close())
 	}
 	v.db = db
 	return nil
-}
-
-// format names how the database's keys and values are laid out (formatKey holds it): a
-// database of another layout, written by another version, is emptied when opened, and every
-// scenario's view is applied again from its log (the log is what it is made of).
-const format = "cascade-view-2" // 2: events kept in chunks per commit and hour
-
-// formatKey sorts before every scenario's keys: no scenario name is empty.
-var formatKey = []byte("\x00format")
-
-func (v *View) checkFormat(db *pebble.DB) error {
-	had, err := get(db, formatKey)
-	if err != nil || had == format {
-		return err
-	}
-	it, err := db.NewIter(nil)
-	if err != nil {
-		return err
-	}
-	empty := !it.First()
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return err
-	}
-	if !empty {
-		v.Log.Warn().Str("had", had).Str("format", format).Msg("view: written in another format; emptied, its scenarios are applied again from their logs")
-		if err := db.DeleteRange([]byte{0}, []byte{0xff}, pebble.Sync); err != nil {
-			return err
-		}
-	}
-	return db.Set(formatKey, []byte(format), pebble.Sync)
 }
 
 // pebbleLog sends Pebble's log to ours: its info at debug level.
@@ -416,7 +387,8 @@ func (a *applier) reset() {
 }
 
 // apply adds delivery d: nothing when its id is held already, else its id and position, and
-// when it is counted its contribution and its rows in its year, month, day and hour.
+// when it is counted the event to its hour's chunk and its quantities to its row's sums of
+// the hour (rollUp adds those to the day, month and year at commit).
 func (a *applier) apply(d broker.Delivery) error {
 	a.cursor = d.Cursor()
 	a.events++
