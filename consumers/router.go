@@ -773,6 +773,9 @@ func (r *Router) tree(ctx context.Context, scenario string, st event.Stage, coef
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", demand.ErrTransform, err)
 		}
+		// The message keeps the event for the view in this process (Options.Tap) until it
+		// has landed; its payload's JSON is in data now, and o.Payload holds it decoded.
+		o.Event.Data = nil
 		msgs = append(msgs, broker.Message{Subject: event.DemandSubject(scenario, below, o.Event.Subject), ID: o.Event.ID, Key: o.Event.CorrelationID, Data: data, Event: o.Event, Payload: o.Payload})
 		if st.Contains(below) {
 			if msgs, err = r.tree(ctx, scenario, st, coef, o.Event, o.Payload, msgs, at); err != nil {
