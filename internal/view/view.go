@@ -409,13 +409,11 @@ func (a *applier) apply(d broker.Delivery) error {
 	if _, ok := a.ids[id]; ok {
 		return nil
 	}
-	if a.seek == nil {
-		var err error
-		if a.seek, err = newSeeker(a.db); err != nil {
-			return err
-		}
+	seek, err := a.seeker()
+	if err != nil {
+		return err
 	}
-	held, err := a.seek.get(idKey(a.s, id))
+	held, err := seek.get(idKey(a.s, id))
 	if err != nil || held != "" {
 		return err
 	}
@@ -462,13 +460,11 @@ func (a *applier) rollUp() error {
 			b := bucket{g, g.floor(at).Unix(), k.row}
 			sum := a.buckets[b]
 			if sum == nil {
-				if a.seek == nil {
-					var err error
-					if a.seek, err = newSeeker(a.db); err != nil {
-						return err
-					}
+				seek, err := a.seeker()
+				if err != nil {
+					return err
 				}
-				raw, err := a.seek.get([]byte(b.key(a.s)))
+				raw, err := seek.get([]byte(b.key(a.s)))
 				if err != nil {
 					return err
 				}
@@ -482,6 +478,17 @@ func (a *applier) rollUp() error {
 		}
 	}
 	return nil
+}
+
+// seeker is the batch's view of the committed state, made at its first lookup.
+func (a *applier) seeker() (*seeker, error) {
+	if a.seek == nil {
+		var err error
+		if a.seek, err = newSeeker(a.db); err != nil {
+			return nil, err
+		}
+	}
+	return a.seek, nil
 }
 
 // close releases the batch and the seeker.
