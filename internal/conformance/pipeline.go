@@ -125,18 +125,22 @@ type stored struct {
 	p       event.Payload
 }
 
-// readAll reads every message of the subjects sel selects that the broker holds now.
+// readAll reads every message of the subjects sel selects that the broker holds now, from the
+// start again when the broker refuses for a moment (a cluster node just back).
 func readAll(t *testing.T, b broker.Broker, sel broker.Selector) []stored {
 	t.Helper()
 	var out []stored
-	err := broker.Each(t.Context(), b, broker.FeedOptions{Selector: sel, FromStart: true}, func(d broker.Delivery) error {
-		m := d.Message()
-		st := stored{subject: m.Subject, header: m.Header, data: m.Data}
-		if ev, p, err := event.Decode(m.Data); err == nil {
-			st.ev, st.p = ev, p
-		}
-		out = append(out, st)
-		return nil
+	err := untilSettled(t, func() error {
+		out = out[:0]
+		return broker.Each(t.Context(), b, broker.FeedOptions{Selector: sel, FromStart: true}, func(d broker.Delivery) error {
+			m := d.Message()
+			st := stored{subject: m.Subject, header: m.Header, data: m.Data}
+			if ev, p, err := event.Decode(m.Data); err == nil {
+				st.ev, st.p = ev, p
+			}
+			out = append(out, st)
+			return nil
+		})
 	})
 	if err != nil {
 		t.Fatalf("read %+v: %v", sel, err)
