@@ -183,10 +183,14 @@ func unbe(b []byte) int64 {
 // with runs fn on the database, opened on first use; after Close it fails with
 // broker.ErrClosed.
 func (v *View) with(fn func(db *pebble.DB) error) error {
-	if err := v.open(); err != nil {
-		return err
-	}
 	v.mu.RLock()
+	if v.db == nil { // only then the write lock: it would wait for every use, a commit's sync included
+		v.mu.RUnlock()
+		if err := v.open(); err != nil {
+			return err
+		}
+		v.mu.RLock()
+	}
 	defer v.mu.RUnlock()
 	if v.db == nil {
 		return fmt.Errorf("view: %w", broker.ErrClosed)
