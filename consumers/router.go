@@ -776,7 +776,7 @@ func (r *Router) tree(ctx context.Context, scenario string, st event.Stage, coef
 		// The message keeps the event for the view in this process (Options.Tap) until it
 		// has landed; its payload's JSON is in data now, and o.Payload holds it decoded.
 		o.Event.Data = nil
-		msgs = append(msgs, broker.Message{Subject: event.DemandSubject(scenario, below, o.Event.Subject), ID: o.Event.ID, Key: o.Event.CorrelationID, Data: data, Event: o.Event, Payload: o.Payload})
+		msgs = append(msgs, broker.Message{Subject: event.DemandSubject(scenario, below, o.Event.Subject), ID: o.Event.ID, Key: o.Event.CorrelationID, Data: data, Event: o.Event, Payload: o.Payload, Derived: true})
 		if st.Contains(below) {
 			if msgs, err = r.tree(ctx, scenario, st, coef, o.Event, o.Payload, msgs, at); err != nil {
 				return nil, err

@@ -82,7 +82,9 @@ func Transient(err error) bool {
 //
 // Event and Payload, when set, are Data decoded: what a stage encoded Data from, or decoded
 // it to. They stay in the process that set them (brokers neither send nor store them), so
-// that what it hands on in-process (consumers.Options.Tap) is not decoded twice.
+// that what it hands on in-process (consumers.Options.Tap) is not decoded twice. Derived, as
+// they do, says a stage of this process made Event from its parent (Event.CausationID) with
+// event.New, so that ID is event.DerivedID of the parent's.
 type Message struct {
 	Subject string
 	ID      string
@@ -91,6 +93,7 @@ type Message struct {
 	Data    []byte
 	Event   *event.Event
 	Payload event.Payload
+	Derived bool
 }
 
 // Delivery is a message handed out by a Consumer or a Feed. A consumer's delivery stays

@@ -110,3 +110,22 @@ func TestNewAllocatesOnlyItsOutput(t *testing.T) {
 		t.Fatalf("New allocates %v times, want at most 3 (event, id, data)", n)
 	}
 }
+
+// MayBeDerivedID knows every id DerivedID makes, and only ids of that form.
+func TestMayBeDerivedID(t *testing.T) {
+	t.Parallel()
+	for _, l := range event.ConsumerLayers {
+		if id := event.DerivedID("sig-0001", l, "h100"); !event.MayBeDerivedID(id) {
+			t.Errorf("%s: DerivedID %q not recognised", l, id)
+		}
+	}
+	hex := "0123456789abcdef0123456789abcdef"
+	for _, id := range []string{
+		"sig-0001", "", "-" + hex, "model" + hex, "model-" + hex[:31], "model-" + hex + "0",
+		"model-0123456789ABCDEF0123456789abcdef", "application-" + hex, "nolayer-" + hex, "model-" + hex[:31] + "g",
+	} {
+		if event.MayBeDerivedID(id) {
+			t.Errorf("%q taken for a derived id", id)
+		}
+	}
+}

@@ -78,3 +78,24 @@ func DerivedID(parentID string, emitter Layer, key string) string {
 	hex.Encode(hx[:], sum[:16])
 	return string(emitter.Emits()) + "-" + string(hx[:])
 }
+
+// MayBeDerivedID says whether id has the form DerivedID gives: a layer that some layer emits
+// to, a dash and 32 lowercase hex digits. An id without it is never a derived event's.
+func MayBeDerivedID(id string) bool {
+	const hexLen = 32
+	dash := len(id) - hexLen - 1
+	if dash < 1 || id[dash] != '-' {
+		return false
+	}
+	for _, c := range []byte(id[dash+1:]) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	for _, l := range ConsumerLayers {
+		if string(l.Emits()) == id[:dash] {
+			return true
+		}
+	}
+	return false
+}

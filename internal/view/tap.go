@@ -123,14 +123,15 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 	var a *applier
 	var next uint64 = 1 // the sequence to apply next
 	err := v.with(func(db *pebble.DB) error {
-		cur, err := get(db, posKey(s))
+		var cur string
+		var err error
+		a, cur, err = newApplier(db, s)
 		if cur != "" && err == nil {
 			var n uint64
 			if n, err = strconv.ParseUint(cur, 10, 64); err == nil {
 				next = n + 1
 			}
 		}
-		a = newApplier(db, s)
 		return err
 	})
 	if err != nil {

@@ -44,6 +44,7 @@ const (
 	memTable      = 4 << 20
 	memTables     = 2
 	flushBatch    = 10_000 // events per commit at most
+	recentBatches = 4      // batches whose ids the applier keeps after their commit
 	keptBuckets   = 16_384 // bucket rows kept in memory between commits at most
 	gaugeInterval = time.Second
 )
@@ -90,6 +91,9 @@ type View struct {
 //
 //	i\x00<id>                                 → broker position of the event (trace; the id set)
 //	p                                         → the feed cursor applied up to
+//	s                                         → present while the view may skip looking up
+//	                                            the ids of events derived in the process
+//	                                            (applier.skips)
 //	b\x00<g><start>\x00<layer>\x00<region>\x00<key> → exact sums of the row in the calendar
 //	                                            bucket of grain g (y year, m month, d day, h hour)
 //	c\x00<hour><id>                           → the events of that hour one commit applied (a
@@ -104,6 +108,7 @@ type View struct {
 func prefix(s string) string    { return s + "\x00" }
 func idKey(s, id string) []byte { return []byte(prefix(s) + "i\x00" + id) }
 func posKey(s string) []byte    { return []byte(prefix(s) + "p") }
+func skipsKey(s string) []byte  { return []byte(prefix(s) + "s") }
 func bucketPrefix(s string, g grain) string {
 	return prefix(s) + "b\x00" + string(grainCodes[g])
 }
@@ -348,11 +353,25 @@ func (k *seeker) close() error { return k.it.Close() }
 
 // applier is one feed batch being applied: the ids and bucket sums it changed, kept in memory
 // until they are written with the cursor in one Pebble batch.
+//
+// Every event's id is looked up before it is applied, unless a stage of this process
+// derived it (broker.Message.Derived) from a parent the applier has just applied, not held
+// before: its id, DerivedID of that parent's, cannot be held either. That is so only while
+// no event whose id has DerivedID's form was applied without its parent being held (a
+// signal given such an id, or demand whose parent the log's retention removed before the
+// view read it): skips records that none was, since the view was empty, in the database.
+// An event that makes it false is applied (its id was looked up), and from then on every id
+// of the scenario is looked up, until Rebuild. The stages' broker stores what one stage
+// publishes in order, so a parent comes before what it derives: nearly all of the lookups
+// are of the inputs alone.
 type applier struct {
 	db      *pebble.DB
 	s       string
 	b       *pebble.Batch
-	ids     map[string]struct{}
+	ids     map[string]struct{}   // ids this batch applied, not held before
+	recent  []map[string]struct{} // those of the last batches committed, newest first
+	skips   bool
+	skipsDB bool                // skips as committed
 	buckets map[bucket]*acc     // rows read or changed, as they stand in this batch
 	dirty   map[bucket]struct{} // rows changed in this batch
 	hours   map[bucket]*acc     // this batch's events summed by row and hour, rolled up at commit
@@ -380,7 +399,17 @@ func (a *applier) reset() {
 		a.seek = nil
 	}
 	a.b.Reset()
-	clear(a.ids)
+	if len(a.recent) < recentBatches {
+		a.recent = append(a.recent, nil)
+	}
+	old := a.recent[len(a.recent)-1]
+	copy(a.recent[1:], a.recent)
+	a.recent[0] = a.ids
+	if old == nil {
+		old = map[string]struct{}{}
+	}
+	clear(old)
+	a.ids = old
 	if len(a.buckets) > keptBuckets {
 		clear(a.buckets)
 	}
@@ -410,16 +439,19 @@ func (a *applier) apply(d broker.Delivery) error {
 	if id == "" {
 		return nil
 	}
-	if _, ok := a.ids[id]; ok {
+	if a.applied(id) {
 		return nil
 	}
-	seek, err := a.seeker()
-	if err != nil {
-		return err
-	}
-	held, err := seek.get(idKey(a.s, id))
-	if err != nil || held != "" {
-		return err
+	if !a.skips || !m.Derived || ev == nil || !a.applied(ev.CausationID) {
+		held, err := a.get(idKey(a.s, id))
+		if err != nil || held != "" {
+			return err
+		}
+		if a.skips {
+			if a.skips, err = a.safe(m.Subject, ev, id); err != nil {
+				return err
+			}
+		}
 	}
 	a.ids[id] = struct{}{}
 	pos := a.cursor
@@ -455,6 +487,47 @@ func (a *applier) apply(d broker.Delivery) error {
 	return nil
 }
 
+// applied says whether this batch or one of the recent ones applied id.
+func (a *applier) applied(id string) bool {
+	if _, ok := a.ids[id]; ok {
+		return true
+	}
+	for _, r := range a.recent {
+		if _, ok := r[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// safe says whether applying the event id (ev, stored on subject) keeps skips true: its id
+// cannot be DerivedID's, or it is demand whose parent is held.
+func (a *applier) safe(subject string, ev *event.Event, id string) (bool, error) {
+	if !event.MayBeDerivedID(id) {
+		return true, nil
+	}
+	if ev == nil || ev.CausationID == "" {
+		return false, nil
+	}
+	if sub, err := event.ParseSubject(subject); err != nil || sub.Kind != event.KindDemand {
+		return false, nil
+	}
+	if a.applied(ev.CausationID) {
+		return true, nil
+	}
+	held, err := a.get(idKey(a.s, ev.CausationID))
+	return held != "", err
+}
+
+// get reads key from the committed state ("" when absent).
+func (a *applier) get(key []byte) (string, error) {
+	seek, err := a.seeker()
+	if err != nil {
+		return "", err
+	}
+	return seek.get(key)
+}
+
 // rollUp adds the batch's hours to their rows in every grain, read from the committed state
 // where the batch has not read them yet.
 func (a *applier) rollUp() error {
@@ -464,11 +537,7 @@ func (a *applier) rollUp() error {
 			b := bucket{g, g.floor(at).Unix(), k.row}
 			sum := a.buckets[b]
 			if sum == nil {
-				seek, err := a.seeker()
-				if err != nil {
-					return err
-				}
-				raw, err := seek.get([]byte(b.key(a.s)))
+				raw, err := a.get([]byte(b.key(a.s)))
 				if err != nil {
 					return err
 				}
@@ -504,8 +573,19 @@ func (a *applier) close() {
 	_ = a.b.Close()
 }
 
-func newApplier(db *pebble.DB, s string) *applier {
-	return &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[bucket]*acc{}, dirty: map[bucket]struct{}{}, hours: map[bucket]*acc{}, chunks: map[int64]*chunk{}}
+// newApplier starts applying scenario s, and reports where its view left off.
+func newApplier(db *pebble.DB, s string) (a *applier, cursor string, err error) {
+	a = &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[bucket]*acc{}, dirty: map[bucket]struct{}{}, hours: map[bucket]*acc{}, chunks: map[int64]*chunk{}}
+	if cursor, err = get(db, posKey(s)); err != nil {
+		return nil, "", err
+	}
+	marker, err := get(db, skipsKey(s))
+	if err != nil {
+		return nil, "", err
+	}
+	a.skipsDB = marker != ""
+	a.skips = cursor == "" || a.skipsDB
+	return a, cursor, nil
 }
 
 // commit writes the changed bucket rows, the events' chunks and the cursor with the ids,
@@ -530,9 +610,21 @@ func (a *applier) commit() error {
 	if err := a.b.Set(posKey(a.s), []byte(a.cursor), nil); err != nil {
 		return err
 	}
+	if a.skips != a.skipsDB {
+		var err error
+		if a.skips {
+			err = a.b.Set(skipsKey(a.s), []byte{1}, nil)
+		} else {
+			err = a.b.Delete(skipsKey(a.s), nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if err := a.b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("view %s: %w", a.s, err)
 	}
+	a.skipsDB = a.skips
 	a.reset()
 	return nil
 }
@@ -540,10 +632,8 @@ func (a *applier) commit() error {
 func (v *View) follow(ctx context.Context, s string, untilEnd bool) error {
 	o := broker.FeedOptions{Selector: broker.Selector{Scenario: s, Kinds: totals.Kinds}, FromStart: true, UntilEnd: untilEnd}
 	var a *applier
-	err := v.with(func(db *pebble.DB) error {
-		cur, err := get(db, posKey(s))
-		o.Cursor = cur
-		a = newApplier(db, s)
+	err := v.with(func(db *pebble.DB) (err error) {
+		a, o.Cursor, err = newApplier(db, s)
 		return err
 	})
 	if err != nil {

@@ -1,0 +1,175 @@
+package view
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/layercake/cascade/internal/broker"
+	"github.com/layercake/cascade/internal/coefficients"
+	"github.com/layercake/cascade/internal/event"
+	"github.com/layercake/cascade/internal/query"
+	"github.com/layercake/cascade/internal/tree"
+	"github.com/layercake/cascade/producers"
+)
+
+// trees are n generated signals each followed by what it derives, in the order a chained
+// stage publishes them (a parent before its children), decoded and marked as the stages of
+// the process hand them to the view.
+func trees(t *testing.T, prefix string, n int) [][]broker.Message {
+	t.Helper()
+	coef := coefficients.Default()
+	start := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	g := producers.NewGenerator(5, prefix, start, time.Minute)
+	var out [][]broker.Message
+	for range n {
+		ev, err := producers.Prepare(g.Next(), "base", start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := event.DecodePayload(ev.Type, ev.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := tree.Expand(context.Background(), coef, ev, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []broker.Message
+		var walk func(nd *tree.Node, subject string)
+		walk = func(nd *tree.Node, subject string) {
+			data, err := nd.Event.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, broker.Message{Subject: subject, ID: nd.Event.ID, Data: data, Event: nd.Event, Payload: nd.Payload, Derived: nd != root})
+			for _, c := range nd.Children {
+				walk(c, event.DemandSubject("base", event.LayerOf(c.Event.Type), c.Event.Subject))
+			}
+		}
+		walk(root, event.SignalSubject("base", event.InputLayer(ev.Type), ev.Subject))
+		out = append(out, msgs)
+	}
+	return out
+}
+
+// read is m as a view reads it from the log: no decoded event, nothing marked.
+func read(m broker.Message) broker.Message {
+	return broker.Message{Subject: m.Subject, ID: m.ID, Data: m.Data}
+}
+
+// applyAll applies msgs to the view of "base" in dir, committing every perCommit messages,
+// and reports its totals by row and whether it still skips lookups.
+func applyAll(t *testing.T, dir string, msgs []broker.Message, perCommit int) (string, bool) {
+	t.Helper()
+	v := &View{Dir: dir, Log: zerolog.Nop()}
+	defer func() { _ = v.Close() }()
+	var answer string
+	var skips bool
+	err := v.with(func(db *pebble.DB) error {
+		a, cur, err := newApplier(db, "base")
+		if err != nil {
+			return err
+		}
+		defer a.close()
+		var seq uint64
+		if cur != "" {
+			if _, err := fmt.Sscan(cur, &seq); err != nil {
+				return err
+			}
+		}
+		for i := range msgs {
+			seq++
+			if err := a.apply(&stored{m: msgs[i], seq: seq}); err != nil {
+				return err
+			}
+			if (i+1)%perCommit == 0 {
+				if err := a.commit(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := a.commit(); err != nil {
+			return err
+		}
+		rows, n, err := sumRows(db, query.TotalsOptions{Scenario: "base", ByRegion: true}, nil)
+		answer, skips = fmt.Sprint(n, rows), a.skips
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer, skips
+}
+
+// The view skips looking up the ids of what the stages of its process derived from a parent
+// it has just applied, and yet holds to what looking every id up gives, however the events
+// come: trees twice, after a restart, long after, and after an event that could make a
+// skipped id one held already (a signal given a derived id, demand whose parent it never
+// saw), after which it looks every id up.
+func TestSkippedLookupsAgreeWithLookups(t *testing.T) {
+	t.Parallel()
+	ts := trees(t, "skip-", 40)
+	flat := func(ts [][]broker.Message) []broker.Message {
+		var out []broker.Message
+		for _, m := range ts {
+			out = append(out, m...)
+		}
+		return out
+	}
+	all := flat(ts)
+	// A signal given the id the first tree's model demand gets, stored before that tree.
+	forged := read(ts[0][0])
+	forged.ID = ts[0][1].ID
+	fev := *ts[0][0].Event
+	fev.ID = forged.ID
+	data, err := fev.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.Data = data
+	// Demand whose parent the view never saw (the log's retention removed it).
+	orphan := read(ts[1][2])
+	cases := []struct {
+		name      string
+		runs      [][]broker.Message // each run a process: a new applier on the same view
+		perCommit int
+		skips     bool // after the last run
+	}{
+		{"once", [][]broker.Message{all}, 50, true},
+		{"twice in one run", [][]broker.Message{append(flat(ts), all...)}, 50, true},
+		{"again after a restart", [][]broker.Message{all, all}, 50, true},
+		{"again much later", [][]broker.Message{append(flat(ts), all...)}, 7, true},
+		{"one batch", [][]broker.Message{append(flat(ts), all...)}, 1 << 20, true},
+		{"a signal with a derived id first", [][]broker.Message{append([]broker.Message{forged}, all...)}, 50, false},
+		{"that signal in an earlier run", [][]broker.Message{{forged}, all}, 50, false},
+		{"demand without its parent first", [][]broker.Message{append([]broker.Message{orphan}, all...)}, 50, false},
+		{"that demand in an earlier run", [][]broker.Message{{orphan}, all}, 50, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			handed, looked := t.TempDir(), t.TempDir()
+			var got, want string
+			var skips bool
+			for _, run := range c.runs {
+				got, skips = applyAll(t, handed, run, c.perCommit)
+				plain := make([]broker.Message, len(run))
+				for i, m := range run {
+					plain[i] = read(m)
+				}
+				want, _ = applyAll(t, looked, plain, c.perCommit)
+			}
+			if got != want {
+				t.Errorf("handed over:\n%s\nlooked up:\n%s", got, want)
+			}
+			if skips != c.skips {
+				t.Errorf("skips lookups after: %v, want %v", skips, c.skips)
+			}
+		})
+	}
+}
