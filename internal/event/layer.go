@@ -154,13 +154,22 @@ func orAny(token string) string {
 }
 
 // ParseSubject splits a cascade subject into its tokens.
+// It allocates nothing for a cascade subject: the stages and the view parse every message's.
 func ParseSubject(subj string) (Subject, error) {
-	p := strings.Split(subj, ".")
-	if len(p) < 4 || p[0] != "cascade" {
+	var p [5]string
+	n := 0
+	for rest, more := subj, true; more; n++ {
+		var tok string
+		tok, rest, more = strings.Cut(rest, ".")
+		if n < len(p) {
+			p[n] = tok
+		}
+	}
+	if n < 4 || p[0] != "cascade" {
 		return Subject{}, fmt.Errorf("%w: %q is not a cascade subject", ErrInvalid, subj)
 	}
 	s := Subject{Scenario: p[1], Kind: Kind(p[2]), Layer: Layer(p[3])}
-	if len(p) == 5 {
+	if n == 5 {
 		s.Region = p[4]
 	}
 	return s, nil

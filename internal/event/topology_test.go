@@ -78,3 +78,29 @@ func TestViewsOfPipeline(t *testing.T) {
 		t.Errorf("energy key %q, nil quantities %v, %d types", event.TotalsKey(&event.DemandEnergy{}), event.Quantities(nil), len(event.Types))
 	}
 }
+
+// TestParseSubject takes every form of subject apart, refuses what is not a cascade subject,
+// and allocates nothing for one that is (not in parallel: AllocsPerRun counts the process's).
+func TestParseSubject(t *testing.T) {
+	for _, c := range []struct {
+		subj string
+		want event.Subject
+		ok   bool
+	}{
+		{"cascade.base.signal.chips.us", event.Subject{Scenario: "base", Kind: event.KindSignal, Layer: event.Chips, Region: "us"}, true},
+		{"cascade.base.dlq.energy", event.Subject{Scenario: "base", Kind: event.KindDLQ, Layer: event.Energy}, true},
+		{"cascade.base.demand.grid.eu.more", event.Subject{Scenario: "base", Kind: event.KindDemand, Layer: event.Grid}, true},
+		{"cascade.base.demand.", event.Subject{Scenario: "base", Kind: event.KindDemand}, true},
+		{"cascade.base.demand", event.Subject{}, false},
+		{"other.base.demand.grid.eu", event.Subject{}, false},
+		{"", event.Subject{}, false},
+	} {
+		got, err := event.ParseSubject(c.subj)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseSubject(%q) = %+v, %v; want %+v, ok %v", c.subj, got, err, c.want, c.ok)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = event.ParseSubject("cascade.base.demand.grid.eu") }); n != 0 {
+		t.Errorf("ParseSubject allocates %v times", n)
+	}
+}

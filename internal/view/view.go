@@ -106,9 +106,12 @@ type View struct {
 // whole years, the months, days and hours at its edges, and the chunks of at most two cut
 // hours.
 func prefix(s string) string    { return s + "\x00" }
-func idKey(s, id string) []byte { return []byte(prefix(s) + "i\x00" + id) }
-func posKey(s string) []byte    { return []byte(prefix(s) + "p") }
-func skipsKey(s string) []byte  { return []byte(prefix(s) + "s") }
+func idKey(s, id string) []byte { return appendIDKey(nil, s, id) }
+func appendIDKey(b []byte, s, id string) []byte {
+	return append(append(append(b, s...), "\x00i\x00"...), id...)
+}
+func posKey(s string) []byte   { return []byte(prefix(s) + "p") }
+func skipsKey(s string) []byte { return []byte(prefix(s) + "s") }
 func bucketPrefix(s string, g grain) string {
 	return prefix(s) + "b\x00" + string(grainCodes[g])
 }
@@ -376,7 +379,8 @@ type applier struct {
 	dirty   map[bucket]struct{} // rows changed in this batch
 	hours   map[bucket]*acc     // this batch's events summed by row and hour, rolled up at commit
 	chunks  map[int64]*chunk    // the events applied in this batch, by their hour's start
-	cursor  string
+	last    broker.Delivery     // the batch's last: its cursor is committed with it
+	key     []byte              // scratch for the id keys apply looks up and writes (Pebble copies them)
 	events  int
 	seek    *seeker // the committed state, made at the batch's first lookup
 }
@@ -423,7 +427,7 @@ func (a *applier) reset() {
 // when it is counted the event to its hour's chunk and its quantities to its row's sums of
 // the hour (rollUp adds those to the day, month and year at commit).
 func (a *applier) apply(d broker.Delivery) error {
-	a.cursor = d.Cursor()
+	a.last = d
 	a.events++
 	m := d.Message()
 	id := m.ID
@@ -443,7 +447,7 @@ func (a *applier) apply(d broker.Delivery) error {
 		return nil
 	}
 	if !a.skips || !m.Derived || ev == nil || !a.applied(ev.CausationID) {
-		held, err := a.get(idKey(a.s, id))
+		held, err := a.get(a.idKey(id))
 		if err != nil || held != "" {
 			return err
 		}
@@ -454,11 +458,7 @@ func (a *applier) apply(d broker.Delivery) error {
 		}
 	}
 	a.ids[id] = struct{}{}
-	pos := a.cursor
-	if ps, ok := d.(broker.Positioned); ok {
-		pos = ps.Position()
-	}
-	if err := a.b.Set(idKey(a.s, id), []byte(pos), nil); err != nil {
+	if err := a.b.Set(a.idKey(id), position(d), nil); err != nil {
 		return err
 	}
 	if ev == nil {
@@ -515,8 +515,22 @@ func (a *applier) safe(subject string, ev *event.Event, id string) (bool, error)
 	if a.applied(ev.CausationID) {
 		return true, nil
 	}
-	held, err := a.get(idKey(a.s, ev.CausationID))
+	held, err := a.get(a.idKey(ev.CausationID))
 	return held != "", err
+}
+
+// idKey is idKey(a.s, id) in a.key, valid until the next call.
+func (a *applier) idKey(id string) []byte {
+	a.key = appendIDKey(a.key[:0], a.s, id)
+	return a.key
+}
+
+// position is where the broker holds d's message, as the id set records it.
+func position(d broker.Delivery) []byte {
+	if ps, ok := d.(broker.Positioned); ok {
+		return []byte(ps.Position())
+	}
+	return []byte(d.Cursor())
 }
 
 // get reads key from the committed state ("" when absent).
@@ -607,7 +621,7 @@ func (a *applier) commit() error {
 			return err
 		}
 	}
-	if err := a.b.Set(posKey(a.s), []byte(a.cursor), nil); err != nil {
+	if err := a.b.Set(posKey(a.s), []byte(a.last.Cursor()), nil); err != nil {
 		return err
 	}
 	if a.skips != a.skipsDB {
