@@ -14,9 +14,15 @@ import (
 
 // format names how the database's keys and values are laid out; formatKey holds it. Format 1
 // (no formatKey) kept one record per event under e\x00<time ns><id>; format 2 keeps them in
-// chunks (c\x00). A database of format 1 is rewritten in place when opened, so that history a
-// log's retention has removed since stays in the view.
-const format = "cascade-view-2"
+// chunks (c\x00); format 3 adds the mark that the view may skip looking up ids (skipsKey),
+// which a format-2 build would leave in place when it applied what makes it untrue: it
+// refuses format 3. A database of format 1 is rewritten in place when opened, so that
+// history a log's retention has removed since stays in the view; one of format 2 only has
+// its format set (its scenarios look every id up until rebuilt).
+const (
+	format  = "cascade-view-3"
+	format2 = "cascade-view-2"
+)
 
 // formatKey sorts before every scenario's keys: no scenario name is empty.
 var formatKey = []byte("\x00format")
@@ -32,6 +38,8 @@ func (v *View) upgrade(db *pebble.DB) error {
 	switch {
 	case err != nil || had == format:
 		return err
+	case had == format2:
+		return db.Set(formatKey, []byte(format), pebble.Sync)
 	case had != "":
 		return fmt.Errorf("%w: the view is of format %q, this cascade reads %q: remove the directory (or run `cascade view rebuild`) to build it again from the log", event.ErrInvalid, had, format)
 	}

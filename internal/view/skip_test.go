@@ -2,7 +2,9 @@ package view
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -134,6 +136,10 @@ func TestSkippedLookupsAgreeWithLookups(t *testing.T) {
 	forged.Data = data
 	// Demand whose parent the view never saw (the log's retention removed it).
 	orphan := read(ts[1][2])
+	// Demand stored under an id (Nats-Msg-Id) other than its own, that of a later tree's
+	// model demand: its parent is held, but its id is not the one its parent derives.
+	renamed := read(ts[0][2])
+	renamed.ID = ts[2][1].ID
 	cases := []struct {
 		name      string
 		runs      [][]broker.Message // each run a process: a new applier on the same view
@@ -149,6 +155,7 @@ func TestSkippedLookupsAgreeWithLookups(t *testing.T) {
 		{"that signal in an earlier run", [][]broker.Message{{forged}, all}, 50, false},
 		{"demand without its parent first", [][]broker.Message{append([]broker.Message{orphan}, all...)}, 50, false},
 		{"that demand in an earlier run", [][]broker.Message{{orphan}, all}, 50, false},
+		{"demand under another id in an earlier run", [][]broker.Message{flat(ts[:1]), {renamed}, all}, 50, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -171,5 +178,47 @@ func TestSkippedLookupsAgreeWithLookups(t *testing.T) {
 				t.Errorf("skips lookups after: %v, want %v", skips, c.skips)
 			}
 		})
+	}
+}
+
+// A view of format 2, whose mark that it may skip lookups a format-2 build may have left in
+// place after applying what made it untrue, opens as format 3 looking every id up, and
+// answers as it did.
+func TestFormat2MarkIsNotTrusted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ts := trees(t, "fmt2-", 5)
+	var all []broker.Message
+	for _, m := range ts {
+		all = append(all, m...)
+	}
+	before, skips := applyAll(t, dir, all, 50)
+	if !skips {
+		t.Fatal("a view applied from empty does not skip lookups")
+	}
+	db, err := pebble.Open(filepath.Join(dir, "view"), &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := db.NewBatch()
+	err = errors.Join(b.Set(formatKey, []byte(format2), nil), b.Set(skipsKey("base"), []byte{1}, nil), b.Commit(pebble.Sync), b.Close(), db.Close())
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, skips := applyAll(t, dir, all, 50) // all of it again: every event held already
+	if skips || after != before {
+		t.Errorf("after the upgrade: skips %v (want false), totals\n%s\nwant\n%s", skips, after, before)
+	}
+	v := &View{Dir: dir, Log: zerolog.Nop()}
+	defer func() { _ = v.Close() }()
+	err = v.with(func(db *pebble.DB) error {
+		got, err := get(db, formatKey)
+		if err == nil && got != format {
+			err = fmt.Errorf("format %q, want %q", got, format)
+		}
+		return err
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }

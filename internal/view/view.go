@@ -43,9 +43,10 @@ const (
 	cacheSize     = 32 << 20
 	memTable      = 4 << 20
 	memTables     = 2
-	flushBatch    = 10_000 // events per commit at most
-	recentBatches = 4      // batches whose ids the applier keeps after their commit
-	keptBuckets   = 16_384 // bucket rows kept in memory between commits at most
+	flushBatch    = 10_000  // events per commit at most
+	recentIDs     = 1 << 16 // ids of the last batches the applier keeps after their commit, about,
+	recentBatches = 8       // in at most this many batches (applied asks each)
+	keptBuckets   = 16_384  // bucket rows kept in memory between commits at most
 	gaugeInterval = time.Second
 )
 
@@ -91,8 +92,8 @@ type View struct {
 //
 //	i\x00<id>                                 → broker position of the event (trace; the id set)
 //	p                                         → the feed cursor applied up to
-//	s                                         → present while the view may skip looking up
-//	                                            the ids of events derived in the process
+//	s                                         → the format, while the view may skip looking
+//	                                            up the ids of events derived in the process
 //	                                            (applier.skips)
 //	b\x00<g><start>\x00<layer>\x00<region>\x00<key> → exact sums of the row in the calendar
 //	                                            bucket of grain g (y year, m month, d day, h hour)
@@ -189,7 +190,8 @@ func unbe(b []byte) int64 {
 }
 
 // with runs fn on the database, opened on first use; after Close it fails with
-// broker.ErrClosed.
+// broker.ErrClosed. fn must not call with: behind a Close waiting for the lock it would wait
+// for itself.
 func (v *View) with(fn func(db *pebble.DB) error) error {
 	v.mu.RLock()
 	if v.db == nil { // only then the write lock: it would wait for every use, a commit's sync included
@@ -403,17 +405,18 @@ func (a *applier) reset() {
 		a.seek = nil
 	}
 	a.b.Reset()
-	if len(a.recent) < recentBatches {
-		a.recent = append(a.recent, nil)
+	a.recent = append([]map[string]struct{}{a.ids}, a.recent...)
+	kept, n := 0, 0
+	for kept < len(a.recent) && kept < recentBatches && n < recentIDs {
+		n += len(a.recent[kept])
+		kept++
 	}
-	old := a.recent[len(a.recent)-1]
-	copy(a.recent[1:], a.recent)
-	a.recent[0] = a.ids
-	if old == nil {
-		old = map[string]struct{}{}
+	a.ids = map[string]struct{}{}
+	if kept < len(a.recent) { // the oldest beyond the bound: reuse one
+		a.ids = a.recent[kept]
+		clear(a.ids)
 	}
-	clear(old)
-	a.ids = old
+	a.recent = a.recent[:kept]
 	if len(a.buckets) > keptBuckets {
 		clear(a.buckets)
 	}
@@ -425,10 +428,18 @@ func (a *applier) reset() {
 
 // apply adds delivery d: nothing when its id is held already, else its id and position, and
 // when it is counted the event to its hour's chunk and its quantities to its row's sums of
-// the hour (rollUp adds those to the day, month and year at commit).
+// the hour (rollUp adds those to the day, month and year at commit). When it fails it has
+// changed nothing, and the cursor commit writes stays before d.
 func (a *applier) apply(d broker.Delivery) error {
+	if err := a.add(d); err != nil {
+		return err
+	}
 	a.last = d
 	a.events++
+	return nil
+}
+
+func (a *applier) add(d broker.Delivery) error {
 	m := d.Message()
 	id := m.ID
 	ev, p := m.Event, m.Payload // what a stage handed over decoded already
@@ -452,15 +463,17 @@ func (a *applier) apply(d broker.Delivery) error {
 			return err
 		}
 		if a.skips {
-			if a.skips, err = a.safe(m.Subject, ev, id); err != nil {
+			safe, err := a.safe(m.Subject, ev, id)
+			if err != nil {
 				return err
 			}
+			a.skips = safe
 		}
 	}
-	a.ids[id] = struct{}{}
 	if err := a.b.Set(a.idKey(id), position(d), nil); err != nil {
 		return err
 	}
+	a.ids[id] = struct{}{}
 	if ev == nil {
 		return nil
 	}
@@ -501,12 +514,15 @@ func (a *applier) applied(id string) bool {
 }
 
 // safe says whether applying the event id (ev, stored on subject) keeps skips true: its id
-// cannot be DerivedID's, or it is demand whose parent is held.
+// cannot be DerivedID's, or it is demand whose parent is held. The view takes a demand
+// event's id for DerivedID of its causationid's, as the stages make every one; demand
+// published straight onto the broker with an id forged to be that of a future parent's
+// child could be counted twice (as demand forged otherwise is counted wrongly anyway).
 func (a *applier) safe(subject string, ev *event.Event, id string) (bool, error) {
 	if !event.MayBeDerivedID(id) {
 		return true, nil
 	}
-	if ev == nil || ev.CausationID == "" {
+	if ev == nil || ev.CausationID == "" || ev.ID != id {
 		return false, nil
 	}
 	if sub, err := event.ParseSubject(subject); err != nil || sub.Kind != event.KindDemand {
@@ -597,7 +613,8 @@ func newApplier(db *pebble.DB, s string) (a *applier, cursor string, err error) 
 	if err != nil {
 		return nil, "", err
 	}
-	a.skipsDB = marker != ""
+	a.skipsDB = marker == format // not one a format-2 build left, which nothing kept true
+
 	a.skips = cursor == "" || a.skipsDB
 	return a, cursor, nil
 }
@@ -627,7 +644,7 @@ func (a *applier) commit() error {
 	if a.skips != a.skipsDB {
 		var err error
 		if a.skips {
-			err = a.b.Set(skipsKey(a.s), []byte{1}, nil)
+			err = a.b.Set(skipsKey(a.s), []byte(format), nil)
 		} else {
 			err = a.b.Delete(skipsKey(a.s), nil)
 		}
