@@ -39,7 +39,6 @@ func synthetic(tb testing.TB, dir string, n int) int {
 	tb.Helper()
 	v := &View{Dir: dir, Log: zerolog.Nop()}
 	defer func() { _ = v.Close() }()
-	coef := coefficients.Default()
 	start, end := time.Date(2022, 11, 30, 0, 0, 0, 0, time.UTC), time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC)
 	g := producers.NewGenerator(11, "syn-", start, end.Sub(start)/time.Duration(n))
 	var seq uint64
@@ -49,38 +48,12 @@ func synthetic(tb testing.TB, dir string, n int) int {
 			return err
 		}
 		defer a.close()
-		for range n {
-			ev, err := producers.Prepare(g.Next(), "base", start)
-			if err != nil {
-				return err
-			}
-			p, err := event.DecodePayload(ev.Type, ev.Data)
-			if err != nil {
-				return err
-			}
-			root, err := tree.Expand(context.Background(), coef, ev, p)
-			if err != nil {
-				return err
-			}
-			var walk func(nd *tree.Node, subject string) error
-			walk = func(nd *tree.Node, subject string) error {
-				data, err := nd.Event.Marshal()
-				if err != nil {
-					return err
-				}
+		for _, msgs := range expand(tb, g, start, n) {
+			for _, m := range msgs {
 				seq++
-				if err := a.apply(&stored{m: broker.Message{Subject: subject, ID: nd.Event.ID, Data: data}, seq: seq}); err != nil {
+				if err := a.apply(&stored{m: read(m), seq: seq}); err != nil {
 					return err
 				}
-				for _, c := range nd.Children {
-					if err := walk(c, event.DemandSubject("base", event.LayerOf(c.Event.Type), c.Event.Subject)); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			if err := walk(root, event.SignalSubject("base", event.InputLayer(ev.Type), ev.Subject)); err != nil {
-				return err
 			}
 			if a.events >= flushBatch {
 				if err := a.commit(); err != nil {
@@ -94,6 +67,49 @@ func synthetic(tb testing.TB, dir string, n int) int {
 		tb.Fatal(err)
 	}
 	return int(seq)
+}
+
+// expand generates n signals from g and what the pipeline derives from each (tree.Expand):
+// each tree's messages in the order a chained stage publishes them (a parent before its
+// children), decoded and marked as the stages of the process hand them to the view.
+func expand(tb testing.TB, g *producers.Generator, now time.Time, n int) [][]broker.Message {
+	tb.Helper()
+	coef := coefficients.Default()
+	out := make([][]broker.Message, 0, n)
+	for range n {
+		ev, err := producers.Prepare(g.Next(), "base", now)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p, err := event.DecodePayload(ev.Type, ev.Data)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		root, err := tree.Expand(context.Background(), coef, ev, p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var msgs []broker.Message
+		var walk func(nd *tree.Node, subject string)
+		walk = func(nd *tree.Node, subject string) {
+			data, err := nd.Event.Marshal()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			msgs = append(msgs, broker.Message{Subject: subject, ID: nd.Event.ID, Data: data, Event: nd.Event, Payload: nd.Payload, Derived: nd != root})
+			for _, c := range nd.Children {
+				walk(c, event.DemandSubject("base", event.LayerOf(c.Event.Type), c.Event.Subject))
+			}
+		}
+		walk(root, event.SignalSubject("base", event.InputLayer(ev.Type), ev.Subject))
+		out = append(out, msgs)
+	}
+	return out
+}
+
+// read is m as a view reads it from the log: no decoded event, nothing marked.
+func read(m broker.Message) broker.Message {
+	return broker.Message{Subject: m.Subject, ID: m.ID, Data: m.Data}
 }
 
 // BenchmarkTotals answers totals from views holding 10k and 1M signals' history (9 events
@@ -259,41 +275,16 @@ func TestReplicatedIsApplied(t *testing.T) {
 // and its derived events (ns/op is per event), as read from the log (decoded here) and as the
 // stages of the process hand it over (decoded already; what they derived, so marked).
 func BenchmarkApply(b *testing.B) {
-	coef := coefficients.Default()
 	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	g := producers.NewGenerator(3, "apply-", start, time.Minute)
-	var read, handed []*stored
-	for len(read) < 200_000 {
-		ev, err := producers.Prepare(g.Next(), "base", start)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := event.DecodePayload(ev.Type, ev.Data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		root, err := tree.Expand(context.Background(), coef, ev, p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var walk func(nd *tree.Node, subject string)
-		walk = func(nd *tree.Node, subject string) {
-			data, err := nd.Event.Marshal()
-			if err != nil {
-				b.Fatal(err)
-			}
-			seq := uint64(len(read) + 1)
-			m := broker.Message{Subject: subject, ID: nd.Event.ID, Data: data}
-			read = append(read, &stored{m: m, seq: seq})
-			m.Event, m.Payload, m.Derived = nd.Event, nd.Payload, nd != root
+	var fromLog, handed []*stored
+	for _, msgs := range expand(b, producers.NewGenerator(3, "apply-", start, time.Minute), start, 10_000) {
+		for _, m := range msgs {
+			seq := uint64(len(handed) + 1)
+			fromLog = append(fromLog, &stored{m: read(m), seq: seq})
 			handed = append(handed, &stored{m: m, seq: seq})
-			for _, c := range nd.Children {
-				walk(c, event.DemandSubject("base", event.LayerOf(c.Event.Type), c.Event.Subject))
-			}
 		}
-		walk(root, event.SignalSubject("base", event.InputLayer(ev.Type), ev.Subject))
 	}
-	for name, ds := range map[string][]*stored{"read": read, "handed": handed} {
+	for name, ds := range map[string][]*stored{"read": fromLog, "handed": handed} {
 		b.Run(name, func(b *testing.B) {
 			v := &View{Dir: b.TempDir(), Log: zerolog.Nop()}
 			defer func() { _ = v.Close() }()

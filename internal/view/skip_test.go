@@ -1,7 +1,6 @@
 package view
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,56 +11,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/layercake/cascade/internal/broker"
-	"github.com/layercake/cascade/internal/coefficients"
-	"github.com/layercake/cascade/internal/event"
 	"github.com/layercake/cascade/internal/query"
-	"github.com/layercake/cascade/internal/tree"
 	"github.com/layercake/cascade/producers"
 )
 
-// trees are n generated signals each followed by what it derives, in the order a chained
-// stage publishes them (a parent before its children), decoded and marked as the stages of
-// the process hand them to the view.
+// trees are n generated signals each followed by what it derives (expand).
 func trees(t *testing.T, prefix string, n int) [][]broker.Message {
-	t.Helper()
-	coef := coefficients.Default()
 	start := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	g := producers.NewGenerator(5, prefix, start, time.Minute)
-	var out [][]broker.Message
-	for range n {
-		ev, err := producers.Prepare(g.Next(), "base", start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := event.DecodePayload(ev.Type, ev.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := tree.Expand(context.Background(), coef, ev, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var msgs []broker.Message
-		var walk func(nd *tree.Node, subject string)
-		walk = func(nd *tree.Node, subject string) {
-			data, err := nd.Event.Marshal()
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs = append(msgs, broker.Message{Subject: subject, ID: nd.Event.ID, Data: data, Event: nd.Event, Payload: nd.Payload, Derived: nd != root})
-			for _, c := range nd.Children {
-				walk(c, event.DemandSubject("base", event.LayerOf(c.Event.Type), c.Event.Subject))
-			}
-		}
-		walk(root, event.SignalSubject("base", event.InputLayer(ev.Type), ev.Subject))
-		out = append(out, msgs)
-	}
-	return out
-}
-
-// read is m as a view reads it from the log: no decoded event, nothing marked.
-func read(m broker.Message) broker.Message {
-	return broker.Message{Subject: m.Subject, ID: m.ID, Data: m.Data}
+	return expand(t, producers.NewGenerator(5, prefix, start, time.Minute), start, n)
 }
 
 // applyAll applies msgs to the view of "base" in dir, committing every perCommit messages,
