@@ -464,7 +464,7 @@ func (r *Router) dedup(ctx context.Context, log zerolog.Logger, scenario string,
 			outs, k = pos[k:k+len(u.msgs)], k+len(u.msgs)
 		}
 		if again[i] || r.opts.EveryInput {
-			if own := pos[k]; own != "" && own != position(u.d) {
+			if own := pos[k]; own != "" && own != broker.PositionOf(u.d) {
 				u.dupIn = true
 				log.Debug().Str("event_id", u.d.Message().ID).Str("held_at", own).Uint64("seq", u.d.Seq()).Msg("input already held at another position: a duplicate; nothing published")
 				u.msgs = nil
@@ -502,14 +502,6 @@ func (r *Router) windows(ctx context.Context, scenario string) (window, ackWait 
 		window = c
 	}
 	return window, ackWait
-}
-
-// position names d's stored message as the view records it.
-func position(d broker.Delivery) string {
-	if p, ok := d.(broker.Positioned); ok {
-		return p.Position()
-	}
-	return d.Cursor()
 }
 
 // land waits for each flight in turn, settles what failed, commits each input once its

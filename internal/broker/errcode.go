@@ -66,3 +66,12 @@ func (e *codedError) Unwrap() error { return e.class }
 type Positioned interface {
 	Position() string
 }
+
+// PositionOf names d's stored message: its Position where it has one, else its Cursor (what
+// the view's id set records, and what the stages compare with it).
+func PositionOf(d Delivery) string {
+	if p, ok := d.(Positioned); ok {
+		return p.Position()
+	}
+	return d.Cursor()
+}

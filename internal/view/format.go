@@ -38,17 +38,16 @@ func (v *View) upgrade(db *pebble.DB) error {
 	switch {
 	case err != nil || had == format:
 		return err
-	case had == format2:
-		return db.Set(formatKey, []byte(format), pebble.Sync)
-	case had != "":
+	case had == "": // empty, or format 1
+		n, err := upgradeEvents(db, upgradeBatch)
+		if err != nil {
+			return fmt.Errorf("upgrading to %s: %w", format, err)
+		}
+		if n > 0 {
+			v.Log.Info().Int("events", n).Str("format", format).Msg("view: per-event records rewritten into chunks")
+		}
+	case had != format2: // format 2 differs only in what it leaves out
 		return fmt.Errorf("%w: the view is of format %q, this cascade reads %q: remove the directory (or run `cascade view rebuild`) to build it again from the log", event.ErrInvalid, had, format)
-	}
-	n, err := upgradeEvents(db, upgradeBatch)
-	if err != nil {
-		return fmt.Errorf("upgrading to %s: %w", format, err)
-	}
-	if n > 0 {
-		v.Log.Info().Int("events", n).Str("format", format).Msg("view: per-event records rewritten into chunks")
 	}
 	return db.Set(formatKey, []byte(format), pebble.Sync)
 }

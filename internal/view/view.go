@@ -470,7 +470,7 @@ func (a *applier) add(d broker.Delivery) error {
 			a.skips = safe
 		}
 	}
-	if err := a.b.Set(a.idKey(id), position(d), nil); err != nil {
+	if err := a.b.Set(a.idKey(id), []byte(broker.PositionOf(d)), nil); err != nil {
 		return err
 	}
 	a.ids[id] = struct{}{}
@@ -539,14 +539,6 @@ func (a *applier) safe(subject string, ev *event.Event, id string) (bool, error)
 func (a *applier) idKey(id string) []byte {
 	a.key = appendIDKey(a.key[:0], a.s, id)
 	return a.key
-}
-
-// position is where the broker holds d's message, as the id set records it.
-func position(d broker.Delivery) []byte {
-	if ps, ok := d.(broker.Positioned); ok {
-		return []byte(ps.Position())
-	}
-	return []byte(d.Cursor())
 }
 
 // get reads key from the committed state ("" when absent).
