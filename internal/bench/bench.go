@@ -53,6 +53,9 @@ type Config struct {
 	ViewDir string
 	// CPUProfile, when set, receives a CPU profile (pprof) of the max-rate pass.
 	CPUProfile io.Writer
+	// Keep leaves PipelineScenario on the broker, to look at what the run stored; a later
+	// run there refuses to start until it is removed.
+	Keep bool
 }
 
 // Report is what a run measured.
@@ -138,9 +141,11 @@ type signal struct {
 	counted int            // events of its tree, itself included, that totals count
 }
 
-// Run measures on b, which should be empty: it uses the scenarios RawScenario and
-// PipelineScenario.
-func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
+// Run measures on b: it uses the scenarios RawScenario and PipelineScenario and removes both
+// when it returns (PipelineScenario not with c.Keep). It refuses to run where PipelineScenario is bound already (a bench
+// interrupted before it could remove it, or a user's scenario of that name): its log would
+// hold the signals this run publishes again, which the stages would take for duplicates.
+func Run(ctx context.Context, b broker.Broker, c Config) (_ Report, err error) {
 	if c.Stages == "" {
 		c.Stages = consumers.Chained
 	}
@@ -174,6 +179,11 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 	}
 	rep.Raw.Messages = rep.Pipeline.Derived + c.Signals
 	rep.Raw.MessageBytes = bytes / rep.Raw.Messages
+	if _, err := b.Registry().Get(ctx, PipelineScenario); err == nil {
+		return rep, fmt.Errorf("bench: %w: scenario %s is bound on this broker already (a bench interrupted before it removed it, or one of yours): remove it (cascade scenario rm %s) or bench another broker", broker.ErrConflict, PipelineScenario, PipelineScenario)
+	} else if !errors.Is(err, broker.ErrNotFound) {
+		return rep, err
+	}
 	if err := raw(ctx, b, c.Storage, &rep.Raw); err != nil {
 		return rep, err
 	}
@@ -181,7 +191,7 @@ func Run(ctx context.Context, b broker.Broker, c Config) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	defer stop()
+	defer func() { err = errors.Join(err, stop()) }()
 	var want int64 // the events the view counts once it has applied the max-rate pass
 	for _, sg := range sigs[:c.Signals] {
 		want += int64(sg.counted)
@@ -276,9 +286,14 @@ func generate(ctx context.Context, c *coefficients.Loaded, raw []byte) (signal, 
 const publishWindow = 1000
 
 // raw measures acknowledged publishes and durable consume+commit of r.Messages messages of
-// r.MessageBytes bytes on a scenario of its own, which it deletes.
-func raw(ctx context.Context, b broker.Broker, cfg broker.ScenarioConfig, r *Raw) error {
+// r.MessageBytes bytes on a scenario of its own, which it deletes before (what an interrupted
+// bench left there would be counted, or taken for duplicates) and after.
+func raw(ctx context.Context, b broker.Broker, cfg broker.ScenarioConfig, r *Raw) (err error) {
 	const s = RawScenario
+	if err := remove(ctx, b, s); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, remove(ctx, b, s)) }()
 	if err := b.EnsureScenario(ctx, s, cfg); err != nil {
 		return err
 	}
@@ -318,12 +333,12 @@ func raw(ctx context.Context, b broker.Broker, cfg broker.ScenarioConfig, r *Raw
 	}
 	r.ConsumeSeconds = time.Since(start).Seconds()
 	r.ConsumePerSecond = float64(r.Messages) / r.ConsumeSeconds
-	return b.DeleteScenario(ctx, s)
+	return nil
 }
 
 // start binds the pipeline's scenario and runs its layers (with their view when c.ViewDir
-// is set) until stop, which waits for them.
-func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Config) (func(), *view.View, error) {
+// is set) until stop, which waits for them and removes the scenario (unless c.Keep).
+func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Config) (func() error, *view.View, error) {
 	const s = PipelineScenario
 	if err := consumers.BindScenario(ctx, b, s, coef, c.Storage); err != nil {
 		return nil, nil, err
@@ -340,24 +355,39 @@ func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Co
 	}
 	run, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	stop := func() {
+	stop := func() error {
 		cancel()
 		wg.Wait()
 		if v != nil {
 			_ = v.Close()
 		}
+		if c.Keep {
+			return nil
+		}
+		return remove(ctx, b, s)
 	}
 	r := consumers.New(b, c.Log, o)
 	wg.Go(func() { _ = r.Serve(run, event.ConsumerLayers, 100*time.Millisecond) })
 	for r.Ready() != nil {
 		select {
 		case <-ctx.Done():
-			stop()
-			return nil, nil, ctx.Err()
+			return nil, nil, errors.Join(ctx.Err(), stop())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	return stop, v, nil
+}
+
+// remove deletes scenario s's storage and binding, even once ctx has ended (a bench stopped
+// by Ctrl-C cleans up after itself too).
+func remove(ctx context.Context, b broker.Broker, s string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := b.DeleteScenario(ctx, s)
+	if errors.Is(err, broker.ErrNotFound) {
+		err = nil
+	}
+	return errors.Join(err, b.Registry().Delete(ctx, s))
 }
 
 // maxRate publishes the signals, prepared and checked beforehand as producers publish them,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestRunReportsWhatThePipelineStored(t *testing.T) {
 
 func testRunReports(t *testing.T, mode consumers.Stages, viewDir string) {
 	b, _ := conformance.NATS(t)
-	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Rate: 500, Paced: 40, Stages: mode, ViewDir: viewDir, Log: zerolog.Nop()})
+	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 50, Batch: 64, Rate: 500, Paced: 40, Stages: mode, ViewDir: viewDir, Log: zerolog.Nop(), Keep: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +75,11 @@ func testRunReports(t *testing.T, mode consumers.Stages, viewDir string) {
 	}
 	if _, err := b.Lag(t.Context(), bench.RawScenario, event.Chips); err == nil {
 		t.Fatalf("scenario %s is still there after the run", bench.RawScenario)
+	}
+	// Kept, the pipeline's scenario makes the next run refuse, by name, before it publishes.
+	_, err = bench.Run(t.Context(), b, bench.Config{Signals: 5, Log: zerolog.Nop()})
+	if !errors.Is(err, broker.ErrConflict) || !strings.Contains(err.Error(), "scenario "+bench.PipelineScenario+" is bound") {
+		t.Fatalf("a run where %s is kept: %v, want refused naming it", bench.PipelineScenario, err)
 	}
 }
 
@@ -118,8 +124,10 @@ func TestMillisJSON(t *testing.T) {
 
 func near(a, b float64) bool { return a > b*0.999 && a < b*1.001 }
 
-// On Kafka the same run reports the same structure: every paced signal timed on the grid
-// feed, the raw scenario removed.
+// On Kafka the same run reports the same structure, paced signals timed on the grid feed, and
+// it removes both its scenarios: a second run on the same cluster, which publishes the same
+// signals again, times as many (a pipeline scenario left behind would hold them already, and
+// its stages would drop them as duplicates).
 func TestRunOnKafka(t *testing.T) {
 	t.Parallel()
 	b, err := kafka.Connect(t.Context(), kafka.Options{Brokers: kafkatest.Cluster(t), Logger: zerolog.Nop(), BatchTimeout: time.Millisecond, HeartbeatInterval: 200 * time.Millisecond})
@@ -127,11 +135,22 @@ func TestRunOnKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Rate: 200, Paced: 10, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Raw.Messages != rep.Pipeline.Signals+rep.Pipeline.Derived || rep.Pipeline.StoredPerSecond <= 0 || rep.Latency == nil || rep.Latency.Published != 10 || rep.Latency.Signals == 0 || rep.Latency.P50 <= 0 {
-		t.Fatalf("report on Kafka: %+v %+v", rep, rep.Latency)
+	timed := 0
+	for run := range 2 {
+		rep, err := bench.Run(t.Context(), b, bench.Config{Signals: 20, Batch: 16, Rate: 200, Paced: 10, ViewDir: t.TempDir(), Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatalf("run %d: %v", run+1, err)
+		}
+		if rep.Raw.Messages != rep.Pipeline.Signals+rep.Pipeline.Derived || rep.Pipeline.StoredPerSecond <= 0 || rep.Latency == nil || rep.Latency.Published != 10 || rep.Latency.Signals == 0 || rep.Latency.P50 <= 0 {
+			t.Fatalf("report of run %d on Kafka: %+v %+v", run+1, rep, rep.Latency)
+		}
+		if run == 0 {
+			timed = rep.Latency.Signals
+		} else if rep.Latency.Signals != timed {
+			t.Fatalf("the second run timed %d paced signals, the first %d", rep.Latency.Signals, timed)
+		}
+		if _, err := b.Registry().Get(t.Context(), bench.PipelineScenario); !errors.Is(err, broker.ErrNotFound) {
+			t.Fatalf("after run %d, scenario %s: %v, want it removed", run+1, bench.PipelineScenario, err)
+		}
 	}
 }

@@ -35,7 +35,9 @@ func (a *app) benchCmd() *cobra.Command {
   - then the latency from a signal's publish to the last grid event of its tree, at --rate
     signals/s for --paced signals, matched by correlationid on the grid feed;
   - this process's CPU seconds per 1,000 signals in the max-rate pass (the embedded broker's
-    included) and its peak resident memory.`,
+    included) and its peak resident memory.
+On an outside broker it uses the scenarios bench-raw and pipe and removes them when it ends
+(pipe not with --keep); it refuses to run where a scenario pipe is bound already.`,
 		Example: `  cascade bench --signals 20000
   cascade bench --signals 50000 --rate 1000 --json`,
 		Args: cobra.NoArgs,
@@ -111,6 +113,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "the report as one JSON object")
 	f.StringVar(&mem.memLimit, "memory-limit", DefaultMemoryLimit, "soft memory limit of this process, as run's (0 or off: none)")
 	f.StringVar(&profile, "cpu-profile", "", "write a CPU profile of the max-rate pass to this file (go tool pprof -top FILE)")
+	f.BoolVar(&c.Keep, "keep", false, "leave the pipeline's scenario ("+bench.PipelineScenario+") on the broker to look at (totals, trace); a later bench there refuses to run until it is removed")
 	return cmd
 }
 
