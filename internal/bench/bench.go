@@ -378,8 +378,12 @@ func start(ctx context.Context, b broker.Broker, coef *coefficients.Loaded, c Co
 	return stop, v, nil
 }
 
+// ErrCleanup is matched by Run's error when only removing a scenario failed: the report,
+// measured in full, is still returned with it.
+var ErrCleanup = errors.New("bench: a scenario was not removed")
+
 // remove deletes scenario s's storage and binding, even once ctx has ended (a bench stopped
-// by Ctrl-C cleans up after itself too).
+// by Ctrl-C cleans up after itself too); its error matches ErrCleanup.
 func remove(ctx context.Context, b broker.Broker, s string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -387,7 +391,10 @@ func remove(ctx context.Context, b broker.Broker, s string) error {
 	if errors.Is(err, broker.ErrNotFound) {
 		err = nil
 	}
-	return errors.Join(err, b.Registry().Delete(ctx, s))
+	if err = errors.Join(err, b.Registry().Delete(ctx, s)); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCleanup, s, err)
+	}
+	return nil
 }
 
 // maxRate publishes the signals, prepared and checked beforehand as producers publish them,

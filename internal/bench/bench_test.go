@@ -3,6 +3,7 @@ package bench_test
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -152,5 +153,30 @@ func TestRunOnKafka(t *testing.T) {
 		if _, err := b.Registry().Get(t.Context(), bench.PipelineScenario); !errors.Is(err, broker.ErrNotFound) {
 			t.Fatalf("after run %d, scenario %s: %v, want it removed", run+1, bench.PipelineScenario, err)
 		}
+	}
+}
+
+// noDelete is a broker that does not let the pipeline's scenario be deleted (an outside
+// broker's permissions, say).
+type noDelete struct{ broker.Broker }
+
+func (b noDelete) DeleteScenario(ctx context.Context, s string) error {
+	if s == bench.PipelineScenario {
+		return errors.New("permission denied")
+	}
+	return b.Broker.DeleteScenario(ctx, s)
+}
+
+// A run whose clean-up fails still returns its whole report, with an error that says which
+// scenario it left.
+func TestRunReportsWhenCleanUpFails(t *testing.T) {
+	t.Parallel()
+	b, _ := conformance.NATS(t)
+	rep, err := bench.Run(t.Context(), noDelete{b}, bench.Config{Signals: 10, Batch: 16, Log: zerolog.Nop()})
+	if !errors.Is(err, bench.ErrCleanup) || !strings.Contains(err.Error(), bench.PipelineScenario+": ") || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("error %v: want ErrCleanup naming %s and the cause", err, bench.PipelineScenario)
+	}
+	if rep.Pipeline.Signals != 10 || rep.Pipeline.Seconds <= 0 || rep.Raw.PublishPerSecond <= 0 {
+		t.Fatalf("report %+v: want the measurement whole", rep)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -91,16 +92,17 @@ On an outside broker it uses the scenarios bench-raw and pipe and removes them w
 					err = fmt.Errorf("--cpu-profile: %w", cerr)
 				}
 			}
-			if err != nil {
+			if err != nil && (!errors.Is(err, bench.ErrCleanup) || rep.Pipeline.Seconds == 0) {
 				return err
 			}
+			// Only the clean-up failed: the measurement is whole, so it is shown before the error.
 			if asJSON {
 				enc := json.NewEncoder(a.Stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return errors.Join(enc.Encode(rep), err)
 			}
 			a.printBench(rep)
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()
