@@ -27,11 +27,15 @@ import (
 // at most maxHanded more are handed over and not yet taken: a stage handing more waits).
 // Every tick it asks the log's last sequence: once it has applied and committed that, it is
 // current (HeldAt) as of the moment it asked.
+//
+// The bounds are small on purpose: they are how far the stages may run ahead of the view,
+// and so what a replay holds in flight. Four times these let a 100k-signal replay peak over
+// 512 MiB; these do not, and cost the max-rate bench nothing (docs/performance.md).
 const (
 	gapWait   = time.Second
-	fillAt    = 1 << 13 // messages waiting behind a gap that make the view read it at once
-	maxTapped = 1 << 15 // messages waiting behind a gap at most
-	maxHanded = 1 << 14 // messages handed over and not yet taken at most
+	fillAt    = 1 << 11 // messages waiting behind a gap that make the view read it at once
+	maxTapped = 1 << 13 // messages waiting behind a gap at most
+	maxHanded = 1 << 12 // messages handed over and not yet taken at most
 )
 
 // errFilled ends a read of the log at the first message handed over after a gap.
