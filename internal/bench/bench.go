@@ -142,9 +142,10 @@ type signal struct {
 }
 
 // Run measures on b: it uses the scenarios RawScenario and PipelineScenario and removes both
-// when it returns (PipelineScenario not with c.Keep). It refuses to run where PipelineScenario is bound already (a bench
-// interrupted before it could remove it, or a user's scenario of that name): its log would
-// hold the signals this run publishes again, which the stages would take for duplicates.
+// when it returns (PipelineScenario not with c.Keep). It refuses to run where
+// PipelineScenario is bound already (a bench interrupted before it could remove it, or a
+// user's scenario of that name): its log would hold the signals this run publishes again,
+// which the stages would take for duplicates.
 func Run(ctx context.Context, b broker.Broker, c Config) (_ Report, err error) {
 	if c.Stages == "" {
 		c.Stages = consumers.Chained
