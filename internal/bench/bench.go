@@ -162,6 +162,11 @@ func Run(ctx context.Context, b broker.Broker, c Config) (_ Report, err error) {
 	if c.Rate == 0 {
 		c.Paced = 0
 	}
+	if _, err := b.Registry().Get(ctx, PipelineScenario); err == nil {
+		return Report{}, fmt.Errorf("bench: %w: scenario %s is bound on this broker already (a bench interrupted before it removed it, or one of yours): remove it (cascade scenario rm %s) or bench another broker", broker.ErrConflict, PipelineScenario, PipelineScenario)
+	} else if !errors.Is(err, broker.ErrNotFound) {
+		return Report{}, err
+	}
 	coef := coefficients.Default()
 	g := producers.NewGenerator(1, "bench-", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Second)
 	sigs := make([]signal, c.Signals+c.Paced)
@@ -180,11 +185,6 @@ func Run(ctx context.Context, b broker.Broker, c Config) (_ Report, err error) {
 	}
 	rep.Raw.Messages = rep.Pipeline.Derived + c.Signals
 	rep.Raw.MessageBytes = bytes / rep.Raw.Messages
-	if _, err := b.Registry().Get(ctx, PipelineScenario); err == nil {
-		return rep, fmt.Errorf("bench: %w: scenario %s is bound on this broker already (a bench interrupted before it removed it, or one of yours): remove it (cascade scenario rm %s) or bench another broker", broker.ErrConflict, PipelineScenario, PipelineScenario)
-	} else if !errors.Is(err, broker.ErrNotFound) {
-		return rep, err
-	}
 	if err := raw(ctx, b, c.Storage, &rep.Raw); err != nil {
 		return rep, err
 	}
