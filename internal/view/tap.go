@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/sync/semaphore"
 
@@ -19,26 +20,24 @@ import (
 // On a broker whose log of a scenario is one sequence (broker.Sequencer: NATS), the view of
 // a scenario whose stages run in the same process is fed by them (Tap) rather than by a
 // second read of the log: they hand it what they read and what they published, with the
-// sequence of each, and the view applies those strictly in sequence order. What it was not
-// handed (messages other processes stored, a batch the stages published again after a
-// failure, what came while it was busy, inputs a stage behind has not read yet) it reads
-// from the log: when a sequence is missing for gapWait, or fillAt messages wait behind it, it
-// reads the log from there up to the first message it was handed (at most maxTapped wait;
-// at most maxHanded more are handed over and not yet taken: a stage handing more waits).
-// Every tick it asks the log's last sequence: once it has applied and committed that, it is
-// current (HeldAt) as of the moment it asked.
+// sequence of each. The view applies each message as it is handed, in whatever order, and
+// keeps the set of sequences it applied after the first one it has not (ahead); its cursor
+// is the sequence before that one. The cursor is committed with what was applied, the ids
+// of the events ahead of it included, so after a restart the view reads the log from the
+// cursor and its id set makes what it had applied ahead of it count once.
 //
-// The bounds are small on purpose: they are how far the stages may run ahead of the view,
-// and so what a replay holds in flight. Four times these let a 100k-signal replay peak over
-// 512 MiB; these do not, and cost the max-rate bench nothing (docs/performance.md).
-const (
-	gapWait   = time.Second
-	fillAt    = 1 << 11 // messages waiting behind a gap that make the view read it at once
-	maxTapped = 1 << 13 // messages waiting behind a gap at most
-	maxHanded = 1 << 12 // messages handed over and not yet taken at most
-)
+// What nobody hands over (messages other processes stored, a batch a stage published again
+// after a failure, what was stored while the view was not following) it reads from the log:
+// when its cursor has not moved for GapWait while the log holds more, it reads the log from
+// the cursor to the end the log had then, passing over what it applied already. It does not
+// read a gap the stages are still to fill (the inputs of a stage behind, in a replay or a
+// burst): they hand those over when they read them, so a replay reads the log's newest
+// blocks once, not again for the view. The stages may run at most maxHanded messages ahead
+// of what the view has taken. Every tick it asks the log's last sequence: once its cursor
+// has passed that, it is current (HeldAt) as of the moment it asked.
+const maxHanded = 1 << 12 // messages handed over and not yet taken at most
 
-// errFilled ends a read of the log at the first message handed over after a gap.
+// errFilled ends a read of the log at the end the log had when the read began.
 var errFilled = errors.New("gap filled")
 
 // mark is the log's last sequence as of a moment.
@@ -143,15 +142,18 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 	}
 	defer a.close()
 
-	waiting := map[uint64]broker.Message{} // handed over, after a gap (copies: a batch is not kept for one)
+	var ahead roaring64.Bitmap // sequences after next applied already, as they were handed over
 	var lastGauge time.Time
 	if v.Committed != nil { // what a restart resumes from is right at once
 		v.Committed(ctx, s)
 		lastGauge = time.Now()
 	}
-	// commit commits what was applied; current says the view has applied the whole log.
+	// commit commits what was applied, with next-1 for the cursor; current says the view has
+	// applied the whole log.
 	commit := func(current bool) error {
 		wrote := a.events > 0
+		a.last = message{seq: next - 1}
+		ahead.RemoveRange(0, next)
 		err := v.with(func(*pebble.DB) error { return a.commit() })
 		if err == nil && wrote && v.Committed != nil && (current || time.Since(lastGauge) >= gaugeInterval) {
 			v.Committed(ctx, s)
@@ -159,71 +161,53 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		}
 		return err
 	}
-	apply := func(m *broker.Message, seq uint64) error {
+	// take applies the message at seq, unless it did before, and moves next past what it
+	// applied.
+	take := func(m *broker.Message, seq uint64) (bool, error) {
+		if seq < next || ahead.Contains(seq) {
+			return false, nil
+		}
 		if sub, err := event.ParseSubject(m.Subject); err == nil && sel.Selects(sub) {
 			if err := v.with(func(*pebble.DB) error { return a.apply(message{m, seq}) }); err != nil {
-				return fmt.Errorf("view %s: %w", s, err)
+				return false, fmt.Errorf("view %s: %w", s, err)
 			}
 		}
-		next = seq + 1
+		if seq == next {
+			for next++; ahead.Contains(next); next++ {
+			}
+		} else {
+			ahead.Add(seq)
+		}
 		if a.events >= flushBatch {
-			return commit(false)
+			return true, commit(false)
 		}
-		return nil
+		return true, nil
 	}
-	// drain applies what was handed over from next on, as far as it runs without a gap.
-	drain := func() error {
-		for m, ok := waiting[next]; ok; m, ok = waiting[next] {
-			delete(waiting, next)
-			v.fromTap.Add(1)
-			if err := apply(&m, next); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// fill reads from the log what lies between next and the first message handed over
-	// after it (the log's end when there is none), then applies what was handed over.
+	// fill reads the log from next to its last message as of now, and applies what the view
+	// has not.
 	fill := func() error {
 		last, err := sq.LastSeq(ctx, s)
-		if err != nil {
+		if err != nil || last < next {
 			return err
-		}
-		bound := last + 1
-		for seq := range waiting {
-			if seq < next { // handed over twice, applied the first time
-				delete(waiting, seq)
-				continue
-			}
-			bound = min(bound, seq)
-		}
-		if bound <= next {
-			return drain()
 		}
 		o := broker.FeedOptions{Selector: sel, FromStart: true, UntilEnd: true}
 		if next > 1 {
 			o.Cursor = strconv.FormatUint(next-1, 10)
 		}
 		err = broker.Each(ctx, v.B, o, func(d broker.Delivery) error {
-			if d.Seq() >= bound {
+			if d.Seq() > last {
 				return errFilled
 			}
 			v.fromLog.Add(1)
-			if d.Seq() < next {
-				return nil
-			}
-			return apply(d.Message(), d.Seq())
+			_, err := take(d.Message(), d.Seq())
+			return err
 		})
 		if err != nil && !errors.Is(err, errFilled) {
 			return err
 		}
-		next = max(next, bound) // what the feed passed over is not selected
-		for seq := range waiting {
-			if seq < next {
-				delete(waiting, seq)
-			}
+		for next = max(next, last+1); ahead.Contains(next); next++ { // what the feed passed over is not selected
 		}
-		return drain()
+		return nil
 	}
 	if err := fill(); err != nil { // what was stored while the view was not following
 		return errors.Join(err, commit(false))
@@ -234,6 +218,10 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 	delay := v.FlushDelay
 	if delay <= 0 {
 		delay = 50 * time.Millisecond
+	}
+	gapWait := v.GapWait
+	if gapWait <= 0 {
+		gapWait = time.Second
 	}
 	tick := time.NewTicker(delay)
 	defer tick.Stop()
@@ -247,23 +235,12 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 			tp.handed.Release(t.weight)
 			before := next
 			for i, seq := range t.seqs {
-				switch {
-				case seq == next:
-					delete(waiting, seq) // when it was handed over before, after a gap
-					v.fromTap.Add(1)
-					if err := apply(&t.msgs[i], seq); err != nil {
-						return errors.Join(err, commit(false))
-					}
-				case seq > next && len(waiting) < maxTapped:
-					waiting[seq] = t.msgs[i]
-				}
-			}
-			if err := drain(); err != nil {
-				return errors.Join(err, commit(false))
-			}
-			if len(waiting) >= fillAt { // a stage behind its inputs: read those it has not yet
-				if err := fill(); err != nil {
+				took, err := take(&t.msgs[i], seq)
+				if err != nil {
 					return errors.Join(err, commit(false))
+				}
+				if took {
+					v.fromTap.Add(1)
 				}
 			}
 			if next != before {

@@ -210,3 +210,78 @@ func TestTapHandedTwice(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// What is handed over past a gap is applied at once, ids and sums committed, while the
+// cursor stays before the gap; a restart then reads the log from the cursor, and what was
+// applied past the gap counts once.
+func TestTapPastAGap(t *testing.T) {
+	t.Parallel()
+	b, _ := conformance.NATS(t)
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	g := producers.NewGenerator(11, "gap-", time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC), time.Hour)
+	var msgs []broker.Message
+	var ids []string
+	for range 4 {
+		ev, err := producers.Prepare(g.Next(), "base", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := producers.Message(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, ids = append(msgs, m), append(ids, m.ID)
+	}
+	dir := t.TempDir()
+	follow := func(gapWait time.Duration) (*view.View, func()) {
+		v := &view.View{B: b, Dir: dir, Log: zerolog.Nop(), Tapped: true, FlushDelay: 5 * time.Millisecond, GapWait: gapWait}
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = v.Follow(ctx, "base") })
+		if _, err := v.HeldAt(t.Context(), "base", []string{"none"}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		return v, func() { cancel(); wg.Wait(); _ = v.Close() }
+	}
+	// A view that would wait an hour for the gap.
+	v, stop := follow(time.Hour)
+	if err := b.Publish(t.Context(), msgs); err != nil { // at 1 to 4
+		t.Fatal(err)
+	}
+	v.Tap("base", msgs[1:], []uint64{2, 3, 4})
+	conformance.Eventually(t, 10*time.Second, "what was handed past the gap committed", func() error {
+		pos, err := v.HeldAt(t.Context(), "base", ids, time.Time{})
+		if err != nil {
+			return err
+		}
+		if pos[0] != "" || pos[1] != "2" || pos[2] != "3" || pos[3] != "4" {
+			return fmt.Errorf("held at %q, want the last three only", pos)
+		}
+		return nil
+	})
+	if pos, err := v.Position("base"); err != nil || (pos != "" && pos != "0") {
+		t.Errorf("cursor %q (%v), want before the gap", pos, err)
+	}
+	tot, err := v.Totals(t.Context(), query.TotalsOptions{Scenario: "base"})
+	if err != nil || tot.Events != 3 {
+		t.Errorf("%d events counted (%v), want the 3 handed over", tot.Events, err)
+	}
+	stop()
+
+	v, stop = follow(0)
+	defer stop()
+	conformance.Eventually(t, 10*time.Second, "the restarted view to read the gap", func() error {
+		if pos, err := v.Position("base"); err != nil || pos != "4" {
+			return fmt.Errorf("at %q, want 4 (%v)", pos, err)
+		}
+		return nil
+	})
+	if err := conformance.SameTotals(v, b, query.TotalsOptions{Scenario: "base", ByRegion: true}); err != nil {
+		t.Error(err)
+	}
+	if tot, err := v.Totals(t.Context(), query.TotalsOptions{Scenario: "base"}); err != nil || tot.Events != 4 {
+		t.Errorf("%d events counted (%v), want 4, each once", tot.Events, err)
+	}
+}

@@ -77,6 +77,9 @@ type View struct {
 	// (broker.Sequencer) Follow applies those, reading the log only for what it was not
 	// handed, instead of reading all of it a second time.
 	Tapped bool
+	// GapWait is how long the view of a tapped scenario waits for a sequence nobody has
+	// handed over before it reads the log for it (while its cursor does not move); default 1s.
+	GapWait time.Duration
 
 	taps    sync.Map     // scenario -> *tap, while Follow takes them
 	fromTap atomic.Int64 // messages Follow applied as the stages handed them over
