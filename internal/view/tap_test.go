@@ -164,19 +164,7 @@ func TestTapHandedTwice(t *testing.T) {
 	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	g := producers.NewGenerator(9, "twice-", time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC), time.Hour)
-	var msgs []broker.Message
-	for range 4 {
-		ev, err := producers.Prepare(g.Next(), "base", time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := producers.Message(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := signalMessages(t, 9, "twice-", 4)
 	v := &view.View{B: b, Dir: t.TempDir(), Log: zerolog.Nop(), Tapped: true}
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -220,19 +208,10 @@ func TestTapPastAGap(t *testing.T) {
 	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	g := producers.NewGenerator(11, "gap-", time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC), time.Hour)
-	var msgs []broker.Message
+	msgs := signalMessages(t, 11, "gap-", 4)
 	var ids []string
-	for range 4 {
-		ev, err := producers.Prepare(g.Next(), "base", time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := producers.Message(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs, ids = append(msgs, m), append(ids, m.ID)
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
 	}
 	dir := t.TempDir()
 	follow := func(gapWait time.Duration) (*view.View, func()) {
@@ -284,4 +263,22 @@ func TestTapPastAGap(t *testing.T) {
 	if tot, err := v.Totals(t.Context(), query.TotalsOptions{Scenario: "base"}); err != nil || tot.Events != 4 {
 		t.Errorf("%d events counted (%v), want 4, each once", tot.Events, err)
 	}
+}
+
+// signalMessages is n generated signals of scenario base (seed and id prefix as given), as
+// messages ready to publish.
+func signalMessages(t *testing.T, seed uint64, prefix string, n int) []broker.Message {
+	t.Helper()
+	g := producers.NewGenerator(seed, prefix, time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC), time.Hour)
+	msgs := make([]broker.Message, n)
+	for i := range msgs {
+		ev, err := producers.Prepare(g.Next(), "base", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msgs[i], err = producers.Message(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return msgs
 }
