@@ -44,8 +44,7 @@ const (
 	memTable      = 4 << 20
 	memTables     = 2
 	flushBatch    = 10_000  // events per commit at most
-	recentIDs     = 1 << 16 // ids of the last batches the applier keeps after their commit, about,
-	recentBatches = 8       // in at most this many batches (applied asks each)
+	recentIDs     = 1 << 15 // ids the applier keeps in each of its two generations (applied asks both)
 	keptBuckets   = 16_384  // bucket rows kept in memory between commits at most
 	gaugeInterval = time.Second
 )
@@ -376,8 +375,8 @@ type applier struct {
 	db      *pebble.DB
 	s       string
 	b       *pebble.Batch
-	ids     map[string]struct{}   // ids this batch applied, not held before
-	recent  []map[string]struct{} // those of the last batches committed, newest first
+	ids     map[string]struct{} // ids applied, not held before: this batch's and the last ones'
+	older   map[string]struct{} // the generation of ids before those
 	skips   bool
 	skipsDB bool                // skips as committed
 	buckets map[bucket]*acc     // rows read or changed, as they stand in this batch
@@ -408,18 +407,10 @@ func (a *applier) reset() {
 		a.seek = nil
 	}
 	a.b.Reset()
-	a.recent = append([]map[string]struct{}{a.ids}, a.recent...)
-	kept, n := 0, 0
-	for kept < len(a.recent) && kept < recentBatches && n < recentIDs {
-		n += len(a.recent[kept])
-		kept++
-	}
-	a.ids = map[string]struct{}{}
-	if kept < len(a.recent) { // the oldest beyond the bound: reuse one
-		a.ids = a.recent[kept]
+	if len(a.ids) >= recentIDs { // a new generation, in the map of the oldest
+		a.ids, a.older = a.older, a.ids
 		clear(a.ids)
 	}
-	a.recent = a.recent[:kept]
 	if len(a.buckets) > keptBuckets {
 		clear(a.buckets)
 	}
@@ -503,17 +494,14 @@ func (a *applier) add(d broker.Delivery) error {
 	return nil
 }
 
-// applied says whether this batch or one of the recent ones applied id.
+// applied says whether this batch or one of the recent ones applied id (with between
+// recentIDs and twice that many kept).
 func (a *applier) applied(id string) bool {
 	if _, ok := a.ids[id]; ok {
 		return true
 	}
-	for _, r := range a.recent {
-		if _, ok := r[id]; ok {
-			return true
-		}
-	}
-	return false
+	_, ok := a.older[id]
+	return ok
 }
 
 // safe says whether applying the event id (ev, stored on subject) keeps skips true: its id
@@ -600,7 +588,7 @@ func (a *applier) close() {
 
 // newApplier starts applying scenario s, and reports where its view left off.
 func newApplier(db *pebble.DB, s string) (a *applier, cursor string, err error) {
-	a = &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, buckets: map[bucket]*acc{}, dirty: map[bucket]struct{}{}, hours: map[bucket]*acc{}, chunks: map[int64]*chunk{}}
+	a = &applier{db: db, s: s, b: db.NewBatch(), ids: map[string]struct{}{}, older: map[string]struct{}{}, buckets: map[bucket]*acc{}, dirty: map[bucket]struct{}{}, hours: map[bucket]*acc{}, chunks: map[int64]*chunk{}}
 	if cursor, err = get(db, posKey(s)); err != nil {
 		return nil, "", err
 	}
