@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -157,7 +158,8 @@ func (v *View) snapshot(ctx context.Context, s string, fn func(r pebble.Reader, 
 	return nil
 }
 
-// Totals answers what query.SumTotals does, from the view: the same rows, as of Position.
+// Totals answers what query.SumTotals does, from the view: the same rows, as of Position
+// (a view fed by its stages may count some events past it already; Snapshot is exact).
 func (v *View) Totals(ctx context.Context, o query.TotalsOptions) (*query.Totals, error) {
 	var t *query.Totals
 	err := v.snapshot(ctx, o.Scenario, func(r pebble.Reader, pos string) error {
@@ -172,6 +174,13 @@ func (v *View) Totals(ctx context.Context, o query.TotalsOptions) (*query.Totals
 // sumRows sums the rows of o's range (split by region when o.ByRegion), keeping those keep
 // accepts (nil: all).
 func sumRows(r pebble.Reader, o query.TotalsOptions, keep func(rowID) bool) ([]totals.Row, int, error) {
+	sums, err := sumAccs(r, o, keep)
+	rows, n := settleRows(sums)
+	return rows, n, err
+}
+
+// sumAccs is sumRows before the rows are settled.
+func sumAccs(r pebble.Reader, o query.TotalsOptions, keep func(rowID) bool) (map[rowID]*acc, error) {
 	sums := map[rowID]*acc{}
 	err := each(r, o.Scenario, o.Since, o.Until, year, func(_ time.Time, id rowID, a *acc) error {
 		if keep != nil && !keep(id) {
@@ -186,32 +195,102 @@ func sumRows(r pebble.Reader, o query.TotalsOptions, keep func(rowID) bool) ([]t
 		sums[id].merge(a)
 		return nil
 	})
+	return sums, err
+}
+
+// settleRows is the sorted, settled rows of sums, and the events they count.
+func settleRows(sums map[rowID]*acc) ([]totals.Row, int) {
 	rows, n := make([]totals.Row, 0, len(sums)), 0
 	for id, a := range sums {
 		rows = append(rows, a.row(id))
 		n += a.events
 	}
 	totals.SortRows(rows)
-	return rows, n, err
+	return rows, n
 }
 
 // Snapshot is the current totals of one layer's demand feed, split by region (only region
 // when one is given), with the feed cursor they are as of: a feed of the layer opened after
 // Position delivers exactly the events these rows do not hold. Demand injected as signals is
 // not on the feed, so not in these rows either.
+//
+// A view fed by its stages may have applied events past its cursor (followTapped). Then the
+// snapshot reads the layer's feed from the cursor up to the highest of those, adds what the
+// view has not applied yet, and is as of that sequence.
 func (v *View) Snapshot(ctx context.Context, s string, l event.Layer, region string) (*query.Totals, error) {
 	o := query.TotalsOptions{Scenario: s, ByRegion: true}
+	keep := func(id rowID) bool {
+		injected := len(id.key) > len(totals.Injected) && id.key[:len(totals.Injected)+1] == totals.Injected+":"
+		return id.layer == l && !injected && (region == "" || id.region == region)
+	}
 	var t *query.Totals
 	err := v.snapshot(ctx, s, func(r pebble.Reader, pos string) error {
-		rows, n, err := sumRows(r, o, func(id rowID) bool {
-			injected := len(id.key) > len(totals.Injected) && id.key[:len(totals.Injected)+1] == totals.Injected+":"
-			return id.layer == l && !injected && (region == "" || id.region == region)
-		})
+		sums, err := sumAccs(r, o, keep)
+		if err != nil {
+			return err
+		}
+		if pos, err = v.pastCursor(ctx, r, feedSelector(s, l, region), pos, sums, keep); err != nil {
+			return err
+		}
+		rows, n := settleRows(sums)
 		t = o.Answer(n, rows)
 		t.Position = pos
-		return err
+		return nil
 	})
 	return t, err
+}
+
+// pastCursor adds to sums what the view in r has not applied of the events sel selects
+// between its cursor pos and the highest sequence it applied past that (none, or none past
+// pos: nothing to add), read from the log, and returns the position sums are then as of.
+func (v *View) pastCursor(ctx context.Context, r pebble.Reader, sel broker.Selector, pos string, sums map[rowID]*acc, keep func(rowID) bool) (string, error) {
+	high, err := get(r, aheadKey(sel.Scenario))
+	if err != nil || high == "" {
+		return pos, err
+	}
+	h, err1 := strconv.ParseUint(high, 10, 64)
+	c, err2 := strconv.ParseUint(pos, 10, 64)
+	if err1 != nil || err2 != nil {
+		return "", fmt.Errorf("%w: cursor %q, applied past it to %q", errCorrupt, pos, high)
+	}
+	if h <= c {
+		return pos, nil
+	}
+	o := broker.FeedOptions{Selector: sel, Cursor: pos, UntilEnd: true}
+	err = broker.Each(ctx, v.B, o, func(d broker.Delivery) error {
+		if d.Seq() > h {
+			return errFilled
+		}
+		m := d.Message()
+		ev, p, err := event.Decode(m.Data)
+		if err != nil {
+			return nil // the view counts it nowhere either
+		}
+		id := m.ID
+		if id == "" {
+			id = ev.ID
+		}
+		if held, err := get(r, idKey(sel.Scenario, id)); err != nil || held != "" {
+			return err
+		}
+		injected, ok := totals.Stored(m.Subject, ev)
+		if !ok {
+			return nil
+		}
+		row := rowID{layer: event.LayerOf(ev.Type), region: ev.Subject, key: totals.RowKey(p, injected)}
+		if !keep(row) {
+			return nil
+		}
+		if sums[row] == nil {
+			sums[row] = &acc{}
+		}
+		sums[row].add(event.Quantities(p))
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFilled) {
+		return "", err
+	}
+	return high, nil
 }
 
 // Subscribe is a snapshot-then-live read of layer l's demand feed in scenario s (only region,
@@ -234,9 +313,14 @@ func (v *View) Subscribe(ctx context.Context, s string, l event.Layer, region st
 // FeedAfter opens the following feed of layer l's demand in scenario s (only region, when
 // one is given) right after position, a view's position ("": from the start).
 func FeedAfter(ctx context.Context, b broker.Broker, s string, l event.Layer, region, position string) (broker.Feed, error) {
+	return b.Feed(ctx, broker.FeedOptions{Selector: feedSelector(s, l, region), Cursor: position, FromStart: position == ""})
+}
+
+// feedSelector selects layer l's demand feed in scenario s (only region, when one is given).
+func feedSelector(s string, l event.Layer, region string) broker.Selector {
 	sel := broker.Selector{Scenario: s, Kinds: []event.Kind{event.KindDemand}, Layers: []event.Layer{l}}
 	if region != "" {
 		sel.Regions = []string{region}
 	}
-	return b.Feed(ctx, broker.FeedOptions{Selector: sel, Cursor: position, FromStart: position == ""})
+	return sel
 }

@@ -154,6 +154,10 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		wrote := a.events > 0
 		a.last = message{seq: next - 1}
 		ahead.RemoveRange(0, next)
+		a.ahead = ""
+		if !ahead.IsEmpty() {
+			a.ahead = strconv.FormatUint(ahead.Maximum(), 10)
+		}
 		err := v.with(func(*pebble.DB) error { return a.commit() })
 		if err == nil && wrote && v.Committed != nil && (current || time.Since(lastGauge) >= gaugeInterval) {
 			v.Committed(ctx, s)

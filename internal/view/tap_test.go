@@ -282,3 +282,78 @@ func signalMessages(t *testing.T, seed uint64, prefix string, n int) []broker.Me
 	}
 	return msgs
 }
+
+// A subscription taken while the view has applied events past a gap holds every event once:
+// its snapshot counts those and what lies in the gap, and its feed starts after them.
+func TestSubscribePastAGap(t *testing.T) {
+	t.Parallel()
+	b, _ := conformance.NATS(t)
+	if err := b.EnsureScenario(t.Context(), "base", broker.ScenarioConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	// Three demand events of one layer: the first children of generated signals.
+	coef := coefficients.Default()
+	var layer event.Layer
+	var msgs []broker.Message
+	for _, sig := range signalMessages(t, 13, "sub-", 12) {
+		ev, p, err := event.Decode(sig.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := tree.Expand(t.Context(), coef, ev, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := root.Children[0].Event
+		if layer == "" {
+			layer = event.LayerOf(c.Type)
+		}
+		data, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if event.LayerOf(c.Type) == layer && len(msgs) < 3 {
+			msgs = append(msgs, broker.Message{Subject: event.DemandSubject("base", layer, c.Subject), ID: c.ID, Data: data})
+		}
+	}
+	if len(msgs) < 3 {
+		t.Fatalf("%d demand events of layer %s generated, want 3", len(msgs), layer)
+	}
+	v := &view.View{B: b, Dir: t.TempDir(), Log: zerolog.Nop(), Tapped: true, FlushDelay: 5 * time.Millisecond, GapWait: time.Hour}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait(); _ = v.Close() }()
+	wg.Go(func() { _ = v.Follow(ctx, "base") })
+	if _, err := v.HeldAt(t.Context(), "base", []string{"none"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(t.Context(), msgs[:2]); err != nil { // at 1 and 2
+		t.Fatal(err)
+	}
+	v.Tap("base", msgs[1:2], []uint64{2}) // 1 not handed over (yet)
+	conformance.Eventually(t, 10*time.Second, "2 committed past the gap", func() error {
+		pos, err := v.HeldAt(t.Context(), "base", []string{msgs[1].ID}, time.Time{})
+		if err != nil || pos[0] == "" {
+			return fmt.Errorf("not held (%v)", err)
+		}
+		return nil
+	})
+	snap, f, err := v.Subscribe(t.Context(), "base", layer, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if snap.Events != 2 || snap.Position != "2" {
+		t.Errorf("snapshot of %d events as of %q, want both stored events as of 2", snap.Events, snap.Position)
+	}
+	if err := b.Publish(t.Context(), msgs[2:]); err != nil { // at 3
+		t.Fatal(err)
+	}
+	d, err := f.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Message().ID != msgs[2].ID {
+		t.Errorf("the feed after the snapshot delivered %s first, want the event stored after it (%s)", d.Message().ID, msgs[2].ID)
+	}
+}

@@ -94,6 +94,8 @@ type View struct {
 //
 //	i\x00<id>                                 → broker position of the event (trace; the id set)
 //	p                                         → the feed cursor applied up to
+//	a                                         → the highest sequence applied past the cursor,
+//	                                            while there is one (a tapped view: followTapped)
 //	s                                         → the format, while the view may skip looking
 //	                                            up the ids of events derived in the process
 //	                                            (applier.skips)
@@ -115,6 +117,7 @@ func appendIDKey(b []byte, s, id string) []byte {
 }
 func posKey(s string) []byte   { return []byte(prefix(s) + "p") }
 func skipsKey(s string) []byte { return []byte(prefix(s) + "s") }
+func aheadKey(s string) []byte { return []byte(prefix(s) + "a") }
 func bucketPrefix(s string, g grain) string {
 	return prefix(s) + "b\x00" + string(grainCodes[g])
 }
@@ -384,6 +387,8 @@ type applier struct {
 	hours   map[bucket]*acc     // this batch's events summed by row and hour, rolled up at commit
 	chunks  map[int64]*chunk    // the events applied in this batch, by their hour's start
 	last    broker.Delivery     // the batch's last: its cursor is committed with it
+	ahead   string              // the highest sequence applied past the cursor, "" for none; committed with it
+	aheadDB string              // ahead as committed
 	key     []byte              // scratch for the id keys apply looks up and writes (Pebble copies them)
 	events  int
 	seek    *seeker // the committed state, made at the batch's first lookup
@@ -599,6 +604,10 @@ func newApplier(db *pebble.DB, s string) (a *applier, cursor string, err error) 
 	a.skipsDB = marker == format // not one a format-2 build left, which nothing kept true
 
 	a.skips = cursor == "" || a.skipsDB
+	if a.aheadDB, err = get(db, aheadKey(s)); err != nil {
+		return nil, "", err
+	}
+	a.ahead = a.aheadDB
 	return a, cursor, nil
 }
 
@@ -624,6 +633,17 @@ func (a *applier) commit() error {
 	if err := a.b.Set(posKey(a.s), []byte(a.last.Cursor()), nil); err != nil {
 		return err
 	}
+	if a.ahead != a.aheadDB {
+		var err error
+		if a.ahead != "" {
+			err = a.b.Set(aheadKey(a.s), []byte(a.ahead), nil)
+		} else {
+			err = a.b.Delete(aheadKey(a.s), nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if a.skips != a.skipsDB {
 		var err error
 		if a.skips {
@@ -638,7 +658,7 @@ func (a *applier) commit() error {
 	if err := a.b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("view %s: %w", a.s, err)
 	}
-	a.skipsDB = a.skips
+	a.skipsDB, a.aheadDB = a.skips, a.ahead
 	a.reset()
 	return nil
 }
