@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -174,6 +175,72 @@ func TestFormat2MarkIsNotTrusted(t *testing.T) {
 			err = fmt.Errorf("format %q, want %q", got, format)
 		}
 		return err
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// A commit that failed part-way (here: a bucket row it must add to is corrupt) has merged
+// some of its rows already, so it fails again when retried, whatever changed meanwhile, and
+// nothing of the batch is committed: a restart applies it again from the committed cursor.
+func TestCommitFailsForGood(t *testing.T) {
+	t.Parallel()
+	v := &View{Dir: t.TempDir(), Log: zerolog.Nop()}
+	defer func() { _ = v.Close() }()
+	msgs := slices.Concat(trees(t, "fail-", 3)...)
+	applied := func(db *pebble.DB) (*applier, error) {
+		a, _, err := newApplier(db, "base")
+		if err != nil {
+			return nil, err
+		}
+		for i := range msgs {
+			if err := a.apply(&stored{m: msgs[i], seq: uint64(i + 1)}); err != nil {
+				a.close()
+				return nil, err
+			}
+		}
+		return a, nil
+	}
+	err := v.with(func(db *pebble.DB) error {
+		a, err := applied(db) // to learn the rows the batch adds to
+		if err != nil {
+			return err
+		}
+		var corrupt []byte
+		for k := range a.hours { // one of them
+			corrupt = []byte(bucket{year, year.floor(time.Unix(k.start, 0)).Unix(), k.row}.key("base"))
+			break
+		}
+		rows := len(a.hours)
+		a.close()
+		if rows < 2 {
+			return fmt.Errorf("the batch adds to %d rows, want several", rows)
+		}
+		if err := db.Set(corrupt, []byte{0xff}, pebble.Sync); err != nil {
+			return err
+		}
+		if a, err = applied(db); err != nil {
+			return err
+		}
+		defer a.close()
+		if first := a.commit(); !errors.Is(first, errCorrupt) {
+			return fmt.Errorf("commit over a corrupt row: %v, want errCorrupt", first)
+		}
+		if err := db.Delete(corrupt, pebble.Sync); err != nil {
+			return err
+		}
+		if a.seek != nil { // a retry that reads the repaired state
+			_ = a.seek.close()
+			a.seek = nil
+		}
+		if again := a.commit(); again == nil {
+			return errors.New("the commit retried after a failure succeeded: rows merged before the failure would count twice")
+		}
+		if _, n, err := sumRows(db, query.TotalsOptions{Scenario: "base"}, nil); err != nil || n != 0 {
+			return fmt.Errorf("%d events committed after the failure (%v), want none", n, err)
+		}
+		return nil
 	})
 	if err != nil {
 		t.Error(err)

@@ -392,6 +392,7 @@ type applier struct {
 	key     []byte              // scratch for the id keys apply looks up and writes (Pebble copies them)
 	events  int
 	seek    *seeker // the committed state, made at the batch's first lookup
+	failed  error   // the commit that failed: the follower stops, and a restart applies the batch again
 }
 
 // bucket is a row in the bucket of grain g starting at start (Unix seconds).
@@ -612,11 +613,25 @@ func newApplier(db *pebble.DB, s string) (a *applier, cursor string, err error) 
 }
 
 // commit writes the changed bucket rows, the events' chunks and the cursor with the ids,
-// atomically.
+// atomically. Once it has failed it fails again: its rows were merged in memory already.
 func (a *applier) commit() error {
+	if a.failed != nil { // its rows are merged already: committing again would count them twice
+		return a.failed
+	}
 	if a.events == 0 {
 		return nil
 	}
+	if err := a.write(); err != nil {
+		a.failed = err
+		return err
+	}
+	a.skipsDB, a.aheadDB = a.skips, a.ahead
+	a.reset()
+	return nil
+}
+
+// write rolls the batch up into its rows and commits them with the rest.
+func (a *applier) write() error {
 	if err := a.rollUp(); err != nil {
 		return err
 	}
@@ -658,8 +673,6 @@ func (a *applier) commit() error {
 	if err := a.b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("view %s: %w", a.s, err)
 	}
-	a.skipsDB, a.aheadDB = a.skips, a.ahead
-	a.reset()
 	return nil
 }
 
