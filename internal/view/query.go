@@ -262,23 +262,15 @@ func (v *View) pastCursor(ctx context.Context, r pebble.Reader, sel broker.Selec
 			return errFilled
 		}
 		m := d.Message()
-		ev, p, err := event.Decode(m.Data)
-		if err != nil {
+		id, ev, p := decoded(m)
+		if ev == nil || id == "" {
 			return nil // the view counts it nowhere either
-		}
-		id := m.ID
-		if id == "" {
-			id = ev.ID
 		}
 		if held, err := get(r, idKey(sel.Scenario, id)); err != nil || held != "" {
 			return err
 		}
-		injected, ok := totals.Stored(m.Subject, ev)
-		if !ok {
-			return nil
-		}
-		row := rowID{layer: event.LayerOf(ev.Type), region: ev.Subject, key: totals.RowKey(p, injected)}
-		if !keep(row) {
+		row, ok := counted(m.Subject, ev, p)
+		if !ok || !keep(row) {
 			return nil
 		}
 		if sums[row] == nil {

@@ -165,6 +165,12 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		}
 		return err
 	}
+	// pass moves next past the sequences applied ahead of it.
+	pass := func() {
+		for ahead.Contains(next) {
+			next++
+		}
+	}
 	// take applies the message at seq, unless it did before, and moves next past what it
 	// applied.
 	take := func(m *broker.Message, seq uint64) (bool, error) {
@@ -177,8 +183,8 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 			}
 		}
 		if seq == next {
-			for next++; ahead.Contains(next); next++ {
-			}
+			next++
+			pass()
 		} else {
 			ahead.Add(seq)
 		}
@@ -209,8 +215,8 @@ func (v *View) followTapped(ctx context.Context, s string, sq broker.Sequencer) 
 		if err != nil && !errors.Is(err, errFilled) {
 			return err
 		}
-		for next = max(next, last+1); ahead.Contains(next); next++ { // what the feed passed over is not selected
-		}
+		next = max(next, last+1) // what the feed passed over is not selected
+		pass()
 		return nil
 	}
 	if err := fill(); err != nil { // what was stored while the view was not following

@@ -441,16 +441,7 @@ func (a *applier) apply(d broker.Delivery) error {
 
 func (a *applier) add(d broker.Delivery) error {
 	m := d.Message()
-	id := m.ID
-	ev, p := m.Event, m.Payload // what a stage handed over decoded already
-	if ev == nil {
-		if evd, pd, err := event.Decode(m.Data); err == nil {
-			ev, p = evd, pd
-		}
-	}
-	if ev != nil && id == "" {
-		id = ev.ID
-	}
+	id, ev, p := decoded(m)
 	if id == "" {
 		return nil
 	}
@@ -477,11 +468,10 @@ func (a *applier) add(d broker.Delivery) error {
 	if ev == nil {
 		return nil
 	}
-	injected, ok := totals.Stored(m.Subject, ev)
+	r, ok := counted(m.Subject, ev, p)
 	if !ok {
 		return nil
 	}
-	r := rowID{layer: event.LayerOf(ev.Type), region: ev.Subject, key: totals.RowKey(p, injected)}
 	qs := event.Quantities(p)
 	h := hour.floor(ev.Time)
 	c := a.chunks[h.Unix()]
@@ -498,6 +488,32 @@ func (a *applier) add(d broker.Delivery) error {
 	}
 	sum.add(qs)
 	return nil
+}
+
+// decoded is message m's id (its event's when it has none), event and payload: as a stage
+// handed them over decoded already, else decoded here (nil when they do not decode).
+func decoded(m *broker.Message) (string, *event.Event, event.Payload) {
+	ev, p := m.Event, m.Payload
+	if ev == nil {
+		if evd, pd, err := event.Decode(m.Data); err == nil {
+			ev, p = evd, pd
+		}
+	}
+	id := m.ID
+	if ev != nil && id == "" {
+		id = ev.ID
+	}
+	return id, ev, p
+}
+
+// counted is the row event ev (stored on subject, with payload p) adds to, unless the totals
+// do not count it.
+func counted(subject string, ev *event.Event, p event.Payload) (rowID, bool) {
+	injected, ok := totals.Stored(subject, ev)
+	if !ok {
+		return rowID{}, false
+	}
+	return rowID{layer: event.LayerOf(ev.Type), region: ev.Subject, key: totals.RowKey(p, injected)}, true
 }
 
 // applied says whether this batch or one of the recent ones applied id (with between
@@ -649,24 +665,16 @@ func (a *applier) write() error {
 		return err
 	}
 	if a.ahead != a.aheadDB {
-		var err error
-		if a.ahead != "" {
-			err = a.b.Set(aheadKey(a.s), []byte(a.ahead), nil)
-		} else {
-			err = a.b.Delete(aheadKey(a.s), nil)
-		}
-		if err != nil {
+		if err := setOrDelete(a.b, aheadKey(a.s), a.ahead); err != nil {
 			return err
 		}
 	}
 	if a.skips != a.skipsDB {
-		var err error
+		mark := ""
 		if a.skips {
-			err = a.b.Set(skipsKey(a.s), []byte(format), nil)
-		} else {
-			err = a.b.Delete(skipsKey(a.s), nil)
+			mark = format
 		}
-		if err != nil {
+		if err := setOrDelete(a.b, skipsKey(a.s), mark); err != nil {
 			return err
 		}
 	}
@@ -822,4 +830,12 @@ func (v *View) Serve(ctx context.Context, r broker.Responder) error {
 		}
 		return json.Marshal(a)
 	})
+}
+
+// setOrDelete sets key to v in batch b, or deletes it when v is "".
+func setOrDelete(b *pebble.Batch, key []byte, v string) error {
+	if v == "" {
+		return b.Delete(key, nil)
+	}
+	return b.Set(key, []byte(v), nil)
 }
