@@ -28,9 +28,12 @@ func TestRawSignalWithoutSubjectTakesDataRegion(t *testing.T) {
 	_, m := serveApplication(t, b)
 
 	// processed is nil once the signal without subject has its model event and the other
-	// its dead letter.
+	// its dead letter, counted: the count follows the dead letter's PubAck.
 	var model *event.Event
 	processed := func() error {
+		if dlq(m) == 0 {
+			return fmt.Errorf("no dead letter counted")
+		}
 		st, err := js.Stream(t.Context(), event.StreamName("t"))
 		if err != nil {
 			return err
