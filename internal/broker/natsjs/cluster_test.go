@@ -198,8 +198,9 @@ func allReplicated(t *testing.T, url string, want int) {
 }
 
 // A publish refused because the same id is still in process (a retry racing its first try
-// while a stream changes leader) is transient: tried again, it is stored once. Other API
-// errors stay permanent.
+// while a stream changes leader) is transient: tried again, it is stored once. So is a
+// stream the cluster cannot place because a node is offline (the server's own text): it can
+// once the node is back. Other API errors stay permanent.
 func TestDuplicateInProcessIsTransient(t *testing.T) {
 	t.Parallel()
 	dup := natsjs.Wrap(&jetstream.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"})
@@ -208,6 +209,9 @@ func TestDuplicateInProcessIsTransient(t *testing.T) {
 	}
 	if other := natsjs.Wrap(&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"}); !errors.Is(other, broker.ErrPermanent) {
 		t.Errorf("%v: want permanent", other)
+	}
+	if offline := natsjs.Wrap(&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, peer offline"}); !broker.Transient(offline) || errors.Is(offline, broker.ErrPermanent) {
+		t.Errorf("%v: want transient (the node may come back)", offline)
 	}
 }
 

@@ -273,13 +273,26 @@ func (b *Broker) checkReplicas(n int) error {
 	return nil
 }
 
-// replicasError names the replica count when the server found too few peers to place it.
+// replicasError names the replica count when the server found too few peers to place it:
+// a config error when the cluster has too few nodes, the broker unavailable (transient) when
+// it has enough but some are offline (down, restarting, or too slow to report on a starved
+// machine), to be tried again once they are back.
 func (b *Broker) replicasError(n int, err error) error {
 	var api *jetstream.APIError
+	if n > 1 && peerOffline(err) { // wrap made it ErrUnavailable
+		return fmt.Errorf("replicas %d: a JetStream node of NATS cluster %s is offline: %w", n, b.nc.ConnectedClusterName(), err)
+	}
 	if n > 1 && errors.As(err, &api) && (api.ErrorCode == errCodeInsufficientResources || api.ErrorCode == errCodeNoPeers || api.ErrorCode == errCodeReplicasNotClustered) {
 		return fmt.Errorf("%w: replicas %d exceed the JetStream nodes of NATS cluster %s: %w", broker.ErrInvalidConfig, n, b.nc.ConnectedClusterName(), err)
 	}
 	return err
+}
+
+// peerOffline says whether err is the server's refusal to place a stream because a peer it
+// needs is offline (not because the cluster has too few).
+func peerOffline(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeNoPeers && strings.Contains(api.Description, "peer offline")
 }
 
 // errCodeDuplicateInProcess is a publish whose id another publish in flight carries (a
@@ -420,7 +433,9 @@ func (b *Broker) LastSeq(ctx context.Context, s string) (uint64, error) {
 // timeouts, disconnection, JetStream not ready, a duplicate id still in process) matches
 // broker.ErrUnavailable, a closed connection broker.ErrClosed, and what the client or the
 // server refused for what it is (a message over the size limit, a bad subject or header, a
-// denied permission, any other JetStream API error) broker.ErrPermanent.
+// denied permission, any other JetStream API error) broker.ErrPermanent. A stream the
+// cluster cannot place because a node is offline is unavailable: it can be placed once the
+// node is back.
 func wrap(err error) error {
 	var api *jetstream.APIError
 	switch {
@@ -432,7 +447,7 @@ func wrap(err error) error {
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
 		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrNoServers):
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
-	case errors.As(err, &api) && (api.Code == 503 || api.ErrorCode == errCodeDuplicateInProcess):
+	case errors.As(err, &api) && (api.Code == 503 || api.ErrorCode == errCodeDuplicateInProcess), peerOffline(err):
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
 	case errors.As(err, &api), errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrBadHeaderMsg), errors.Is(err, nats.ErrPermissionViolation):
