@@ -363,6 +363,8 @@ type unit struct {
 }
 
 // derive turns a batch into its flight: each input's tree of outputs, or its dead letter.
+// Once ctx has ended (the drain timeout at shutdown) the input that saw it and those after
+// it are skipped, left for redelivery: the end of ctx is no failure of theirs.
 func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string, st event.Stage, coef *coefficients.Loaded, batch []broker.Delivery) *flight {
 	limit := r.maxPayload()
 	f := &flight{start: time.Now(), units: make([]unit, len(batch))}
@@ -371,6 +373,13 @@ func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string
 		u.d = d
 		msgs, at, err := r.handle(ctx, scenario, st, coef, u)
 		u.entry = entry(d.Message().Subject, st)
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			for j := i; j < len(batch); j++ {
+				f.units[j].d, f.units[j].skip = batch[j], true
+			}
+			log.Debug().Int("inputs", len(batch)-i).Msg("shutdown: inputs left underived, for redelivery")
+			break
+		}
 		if err != nil {
 			kind := Classify(err)
 			log.Warn().Err(err).Str("kind", string(kind)).Str("layer", string(at.layer)).Str("event_id", d.Message().ID).Str("output_id", at.id).Uint64("seq", d.Seq()).Msg("dead letter")
