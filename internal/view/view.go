@@ -240,7 +240,7 @@ func (v *View) open() error {
 	// they are compacted, into a larger base level, rewrites less (the filters keep the
 	// lookups over the extra L0 files cheap), and the blocks are left uncompressed (hex ids
 	// and float sums barely compress; Snappy cost CPU in every flush and compaction). Both
-	// cut the CPU per signal: by ~7% in a 10,000-signal bench, ~14% in a 50,000 one
+	// cut the CPU per signal: by ~7% in a 10,000-signal bench, ~12% in a 50,000 one
 	// (docs/performance.md).
 	for i := range o.Levels {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
