@@ -373,7 +373,7 @@ func (r *Router) derive(ctx context.Context, log zerolog.Logger, scenario string
 		u.d = d
 		msgs, at, err := r.handle(ctx, scenario, st, coef, u)
 		u.entry = entry(d.Message().Subject, st)
-		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			for j := i; j < len(batch); j++ {
 				f.units[j].d, f.units[j].skip = batch[j], true
 			}
