@@ -189,9 +189,15 @@ type Feed interface {
 
 // Defaults of ScenarioConfig's zero fields.
 const (
-	DefaultDedupWindow = 30 * time.Second
-	DefaultAckWait     = 30 * time.Second
-	DefaultPartitions  = 6
+	// DefaultDedupWindow is short because the window's ids live in the server's heap (the
+	// embedded server's is run's): ~130 B each, rate × window of them. It has only to cover a
+	// publish tried again; the view's id set covers redeliveries however late.
+	DefaultDedupWindow = 10 * time.Second
+	// DefaultAckWait is no longer than DefaultDedupWindow, and half of it is the 5 s a stage
+	// waits for the view's id set to be current before it publishes possible redeliveries.
+	DefaultAckWait = 10 * time.Second
+
+	DefaultPartitions = 6
 )
 
 // ErrInvalidConfig is matched by every error of ScenarioConfig.Validate.
@@ -204,7 +210,7 @@ var ErrInvalidConfig = errors.New("invalid scenario config")
 // given; a field a broker does not have is ignored by its adapter (the CLI refuses its flag).
 type ScenarioConfig struct {
 	// DedupWindow is how long the broker remembers a message id to store it once (NATS:
-	// the stream's duplicate window, ~130 B per message in it); default 30s: the fast path
+	// the stream's duplicate window, ~130 B per message in it); default 10s: the fast path
 	// only, the stages asking the view's id set for what may be stored already (consumers.
 	// Options.IDs). Kafka has none.
 	DedupWindow time.Duration `json:"dedup_window,omitempty"`
@@ -221,7 +227,7 @@ type ScenarioConfig struct {
 	// (an existing topic keeps its count, with a warning); default 6. NATS has none.
 	Partitions int `json:"partitions,omitempty"`
 	// AckWait is how long a consumer's uncommitted delivery waits before it is delivered
-	// again (NATS); default 30s, at least 100ms. Kafka redelivers on reassignment instead.
+	// again (NATS); default 10s, at least 100ms. Kafka redelivers on reassignment instead.
 	AckWait time.Duration `json:"ack_wait,omitempty"`
 }
 
