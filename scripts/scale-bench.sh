@@ -4,9 +4,9 @@
 # which embeds the broker; replay; totals; trace), how long trace takes, and when run's
 # resident memory (sampled every 5 s) was highest: during the replay or after it.
 #   scripts/scale-bench.sh 100000 && scripts/scale-bench.sh 1000000
-#   RUN_FLAGS='--dedup-window 10s' scripts/scale-bench.sh 100000   # extra flags for run
+#   RUN_FLAGS='--dedup-window 30s' scripts/scale-bench.sh 100000   # extra flags for run
 # Compare the two runs' peak RSS figures: the bound is 1.2x. run uses its defaults (among them
-# --memory-limit 384MiB and the 30s de-dup window) unless RUN_FLAGS says otherwise; see
+# --memory-limit 384MiB and the 10s de-dup window) unless RUN_FLAGS says otherwise; see
 # docs/performance.md for what the memory is made of.
 set -euo pipefail
 n=${1:-100000}

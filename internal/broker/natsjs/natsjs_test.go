@@ -89,7 +89,7 @@ func TestEnsureScenarioOwnersConfigWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner := connect(t, url)
-	cfg := broker.ScenarioConfig{DedupWindow: 10 * time.Second, AckWait: 3 * time.Second}
+	cfg := broker.ScenarioConfig{DedupWindow: 45 * time.Second, AckWait: 3 * time.Second} // not the defaults
 	if err := owner.EnsureScenario(t.Context(), "base", cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +107,8 @@ func TestEnsureScenarioOwnersConfigWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := st.CachedInfo().Config.Duplicates; got != 10*time.Second {
-		t.Fatalf("de-dup window %s after a client opened a consumer, want the owner's 10s", got)
+	if got := st.CachedInfo().Config.Duplicates; got != 45*time.Second {
+		t.Fatalf("de-dup window %s after a client opened a consumer, want the owner's 45s", got)
 	}
 	ci, err := st.Consumer(t.Context(), event.ConsumerName("base", event.Chips))
 	if err != nil {
