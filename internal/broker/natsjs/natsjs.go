@@ -362,18 +362,21 @@ func (b *Broker) Publish(ctx context.Context, msgs []broker.Message) error {
 // stream has acknowledged each one, or at the first refusal.
 func (b *Broker) PublishAsync(ctx context.Context, msgs []broker.Message) broker.Publication {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	// One allocation for the batch's messages, and the id header set here rather than by
+	// jetstream.WithMsgID, whose options nats.go allocates per message; the futures keep
+	// their message (nats.go publishes it again on no responders), so nothing is reused.
+	nms := make([]nats.Msg, len(msgs))
 	for i := range msgs {
-		m := &msgs[i]
-		nm := nats.NewMsg(m.Subject)
-		nm.Data = m.Data
+		m, nm := &msgs[i], &nms[i]
+		nm.Subject, nm.Data = m.Subject, m.Data
+		nm.Header = make(nats.Header, len(m.Header)+1)
 		for k, v := range m.Header {
 			nm.Header.Set(k, v)
 		}
-		var opts []jetstream.PublishOpt
 		if m.ID != "" {
-			opts = append(opts, jetstream.WithMsgID(m.ID))
+			nm.Header.Set(jetstream.MsgIDHeader, m.ID)
 		}
-		f, err := b.js.PublishMsgAsync(nm, opts...)
+		f, err := b.js.PublishMsgAsync(nm)
 		if err != nil {
 			if b.nc.IsClosed() { // nats.go reports it without wrapping nats.ErrConnectionClosed
 				return broker.Settled(fmt.Errorf("publish %s: %w: %w", m.Subject, broker.ErrClosed, err))
