@@ -62,14 +62,21 @@ func (d *dyingBroker) PublishAsync(ctx context.Context, msgs []broker.Message) b
 	return out
 }
 
-// crashSetup binds scenario "base" on a fresh broker of h with the default coefficients and
-// h's ack wait, and generates n signals (injected chips and infrastructure demand among them)
+// coveringWindow is the de-dup window of the tests whose stages run without a view to ask:
+// longer than any of them runs, so the broker's window (NATS), not the view's id set, is what
+// they hold to account for repeats after a kill. The default window (10 s) is shorter than a
+// few kills and their redeliveries take on a loaded machine; CrashAfterWindow tests what
+// happens once a window has passed.
+const coveringWindow = 2 * time.Minute
+
+// crashSetup binds scenario "base" on a fresh broker of h with the default coefficients,
+// h's ack wait and coveringWindow, and generates n signals (injected chips and infrastructure demand among them)
 // with seed and id prefix, with the derived events the formulas give for them.
 func crashSetup(t *testing.T, h Harness, seed uint64, prefix string, n int) (connect func(*testing.T) broker.Broker, b broker.Broker, raws []string, want map[string]*event.Event) {
 	connect = h.Fresh(t)
 	b = connect(t)
 	coef := coefficients.Default()
-	if err := routerBind(t, b, "base", coef, broker.ScenarioConfig{AckWait: h.AckWait}); err != nil {
+	if err := routerBind(t, b, "base", coef, broker.ScenarioConfig{AckWait: h.AckWait, DedupWindow: coveringWindow}); err != nil {
 		t.Fatal(err)
 	}
 	g := producers.NewGenerator(seed, prefix, signalTime, time.Minute)

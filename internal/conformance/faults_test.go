@@ -56,7 +56,7 @@ func faultRunOn(t *testing.T, url string, seed uint64) *faultRun {
 	coef := coefficients.Default()
 	// A cluster just formed may not answer the first stream creation on a loaded machine.
 	Eventually(t, 30*time.Second, "the scenario bound on the cluster", func() error {
-		return routerBind(t, b, "base", coef, broker.ScenarioConfig{Replicas: 3, AckWait: time.Second})
+		return routerBind(t, b, "base", coef, broker.ScenarioConfig{Replicas: 3, AckWait: time.Second, DedupWindow: coveringWindow})
 	})
 	n := 240
 	if *faultsLong {

@@ -210,7 +210,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer func() { _ = b.Close() }()
 	coef := coefficients.Default()
-	if err := consumers.BindScenario(ctx, b, scenario, coef, broker.ScenarioConfig{Replicas: 3, AckWait: 5 * time.Second}); err != nil {
+	// The workers are `cascade consume` with no view to ask, so the stream's window is what
+	// keeps a killed worker's redeliveries from being stored twice: well above the ack wait,
+	// as the README asks of such a deployment (the 10 s default is not).
+	if err := consumers.BindScenario(ctx, b, scenario, coef, broker.ScenarioConfig{Replicas: 3, AckWait: 5 * time.Second, DedupWindow: 2 * time.Minute}); err != nil {
 		return nil, err
 	}
 	for i := range o.Workers {
